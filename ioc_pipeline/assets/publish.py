@@ -1,0 +1,39 @@
+"""`publish/warehouse`: the one DuckDB file the IOC and analysts read, rebuilt from the lake.
+
+    silver/*, gold/*, quarantine/* (Parquet) ──► data/warehouse/ioc.duckdb (schemas silver, gold, quarantine)
+
+Every published table has a `TableDoc` in its domain module's `DOCS`; that list is what this
+asset waits for, and the comments it writes (Vietnamese / English) come from the same place.
+"""
+
+import dagster as dg
+
+from ioc_pipeline.assets import procedures, reference, scorecard
+from ioc_pipeline.assets.layers import OWNERS
+from ioc_pipeline.metadata import TableDoc
+from ioc_pipeline.resources import LakeResource, WarehouseResource
+
+DOCS: dict[str, TableDoc] = {**reference.DOCS, **procedures.DOCS, **scorecard.DOCS}
+
+
+@dg.asset(
+    key=["publish", "warehouse"],
+    deps=[dg.AssetKey(name.split(".")) for name in DOCS],
+    group_name="publish",
+    kinds={"duckdb"},
+    owners=OWNERS,
+    pool="warehouse",
+    description="Builds the analysts' DuckDB warehouse from the lake as a new file and swaps it in atomically.",
+)
+def publish_warehouse(
+    context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    counts = warehouse.publish(lake.lake(), DOCS)
+    context.log.info(f"published {len(counts)} tables to {warehouse.path}")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(warehouse.path),
+            "tables": dg.MetadataValue.json(counts),
+            "dagster/row_count": sum(counts.values()),
+        }
+    )

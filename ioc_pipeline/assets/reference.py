@@ -1,0 +1,71 @@
+"""Reference data: Vietnam's administrative units before and after the 2025 reform.
+
+    vietnamadminunits (package data, offline) ──► silver/admin_units
+                                              └─► silver/admin_unit_crosswalk (old commune → new unit)
+
+Every feed resolves unit names with `ioc_pipeline.units`; these tables let analysts join the
+same codes, and read any figure by the old units (history) or the new ones (today's IOC).
+"""
+
+import dagster as dg
+
+from ioc_pipeline import units
+from ioc_pipeline.assets.layers import OWNERS
+from ioc_pipeline.metadata import TableDoc, table_metadata
+from ioc_pipeline.resources import LakeResource
+
+GROUP = "reference"
+
+DOCS = {
+    "silver.admin_units": TableDoc(
+        "Đơn vị hành chính trước và sau sắp xếp 2025 (Sóc Trăng 94, Cần Thơ 92)",
+        "Administrative units before and after the 2025 reform (Sóc Trăng 94, Cần Thơ 92)",
+        {
+            "unit_code": ("Mã đơn vị hành chính (GSO)", "GSO unit code; reused across eras, key with era"),
+            "unit_name": ("Tên đơn vị", "official name"),
+            "unit_type": ("Loại đơn vị", "unit type"),
+            "level": ("Cấp: province/district/commune", "level"),
+            "parent_code": ("Mã đơn vị cấp trên", "parent unit code"),
+            "province_code": ("Mã tỉnh/thành phố", "province code"),
+            "era": ("Thời kỳ: pre_2025/post_2025", "era of validity"),
+            "valid_from": ("Hiệu lực từ", "valid from"),
+            "valid_to": ("Hiệu lực đến", "valid to"),
+        },
+    ),
+    "silver.admin_unit_crosswalk": TableDoc(
+        "Bảng chuyển đổi xã cũ sang đơn vị mới sau sắp xếp 2025",
+        "Crosswalk from each pre-2025 commune to its post-reform unit",
+        {
+            "old_commune_code": ("Mã xã cũ", "pre-2025 commune code"),
+            "new_unit_code": ("Mã đơn vị mới", "post-2025 unit code"),
+            "is_primary": ("Đơn vị mới chính", "primary target when the commune was split"),
+            "is_split": ("Xã cũ bị chia tách", "the old commune went to several new units"),
+        },
+    ),
+}
+
+
+@dg.asset(
+    key=["silver", "admin_units"],
+    group_name=GROUP,
+    kinds={"polars", "parquet"},
+    owners=OWNERS,
+    description="Units of Sóc Trăng (94) before the 2025 reform and of Cần Thơ city (92) after it, with validity.",
+)
+def admin_units(lake: LakeResource) -> dg.MaterializeResult:
+    table = units.admin_units()
+    lake.lake().write(table, "silver", "admin_units")
+    return dg.MaterializeResult(metadata=table_metadata(table, doc=DOCS["silver.admin_units"]))
+
+
+@dg.asset(
+    key=["silver", "admin_unit_crosswalk"],
+    group_name=GROUP,
+    kinds={"polars", "parquet"},
+    owners=OWNERS,
+    description="Every pre-2025 commune of Sóc Trăng and the post-reform unit(s) it became.",
+)
+def admin_unit_crosswalk(lake: LakeResource) -> dg.MaterializeResult:
+    table = units.admin_unit_crosswalk()
+    lake.lake().write(table, "silver", "admin_unit_crosswalk")
+    return dg.MaterializeResult(metadata=table_metadata(table, doc=DOCS["silver.admin_unit_crosswalk"]))

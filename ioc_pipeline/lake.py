@@ -1,0 +1,172 @@
+"""Every file access of the lake and the landing zone goes through here.
+
+    landing zone (delivered files) ──► bronze ──► silver ──► gold
+                                              └─► quarantine
+
+A table is a folder `<root>/<layer>/<table>/`, holding either one `data.parquet` or one
+`<partition>/data.parquet` per partition (hive style, `month=2022-01`). Writes are atomic:
+a local file is written beside its target and renamed over it, an object store put is atomic
+by itself. The root is a local folder today; an `s3://bucket/prefix` root works the same way
+through fsspec, which is why nothing else in the project opens lake paths directly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import fsspec
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+LAYERS = ("bronze", "silver", "gold", "quarantine")
+DATA_FILE = "data.parquet"
+
+
+def _filesystem(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    if "://" not in root:
+        root = os.path.abspath(root)
+    fs, path = fsspec.core.url_to_fs(root)
+    return fs, path.rstrip("/")
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A delivered file as the landing zone lists it."""
+
+    path: str  # relative to the landing root, `/`-separated
+    size: int
+    modified: float
+
+
+class Lake:
+    """Parquet tables of the lake, addressed by layer and table name."""
+
+    def __init__(self, root: str) -> None:
+        self.fs, self.root = _filesystem(root)
+        self.protocol = "" if _is_local(self.fs) else f"{self.fs.protocol[0]}://"
+
+    @property
+    def url(self) -> str:
+        """The root as other engines (dlt, DuckDB, polars) take it."""
+        return f"{self.protocol}{self.root}"
+
+    def table_url(self, layer: str, table: str) -> str:
+        assert layer in LAYERS, layer
+        return f"{self.url}/{layer}/{table}"
+
+    def glob(self, layer: str, table: str) -> str:
+        """A glob of every Parquet file of a table, for `read_parquet` / `scan_parquet`."""
+        return f"{self.table_url(layer, table)}/**/*.parquet"
+
+    def exists(self, layer: str, table: str) -> bool:
+        return bool(self.fs.glob(f"{self.root}/{layer}/{table}/**/*.parquet"))
+
+    def tables(self, layer: str) -> list[str]:
+        base = f"{self.root}/{layer}"
+        if not self.fs.exists(base):
+            return []
+        names = [PurePosixPath(p).name for p in self.fs.ls(base, detail=False)]
+        return sorted(n for n in names if not n.startswith(("_", ".")) and self.exists(layer, n))
+
+    def partitions(self, layer: str, table: str) -> list[str]:
+        base = f"{self.root}/{layer}/{table}"
+        if not self.fs.exists(base):
+            return []
+        return sorted(PurePosixPath(p).name for p in self.fs.ls(base, detail=False) if "=" in PurePosixPath(p).name)
+
+    def write(self, data: pl.DataFrame | pa.Table, layer: str, table: str, partition: str | None = None) -> str:
+        """Replace a table (or one partition of it) atomically; returns the file's URL."""
+        arrow = data.to_arrow() if isinstance(data, pl.DataFrame) else data
+        folder = f"{self.root}/{layer}/{table}" + (f"/{partition}" if partition else "")
+        target = f"{folder}/{DATA_FILE}"
+        self.fs.makedirs(folder, exist_ok=True)
+        if _is_local(self.fs):
+            temporary = f"{folder}/.{DATA_FILE}.{uuid.uuid4().hex}.tmp"
+            try:
+                pq.write_table(arrow, temporary, compression="zstd")
+                os.replace(temporary, target)
+            finally:
+                if os.path.exists(temporary):
+                    os.remove(temporary)
+        else:
+            buffer = io.BytesIO()
+            pq.write_table(arrow, buffer, compression="zstd")
+            self.fs.pipe_file(target, buffer.getvalue())
+        return f"{self.protocol}{target}"
+
+    def scan(self, layer: str, table: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.glob(layer, table), hive_partitioning=True, missing_columns="insert")
+
+    def read(self, layer: str, table: str) -> pl.DataFrame:
+        return self.scan(layer, table).collect()
+
+    def read_partition(self, layer: str, table: str, partition: str) -> pl.DataFrame | None:
+        target = f"{self.root}/{layer}/{table}/{partition}/{DATA_FILE}"
+        if not self.fs.exists(target):
+            return None
+        return pl.read_parquet(f"{self.protocol}{target}")
+
+    def delete_partition(self, layer: str, table: str, partition: str) -> None:
+        folder = f"{self.root}/{layer}/{table}/{partition}"
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)
+
+    def row_count(self, layer: str, table: str) -> int:
+        if not self.exists(layer, table):
+            return 0
+        return self.scan(layer, table).select(pl.len()).collect().item()
+
+
+class Landing:
+    """The landing zone: read-only for the pipeline (raw data is never deleted or rewritten)."""
+
+    def __init__(self, root: str) -> None:
+        self.fs, self.root = _filesystem(root)
+
+    def files(self, pattern: str) -> list[FileInfo]:
+        """Files matching a glob relative to the root (`telecom/bts/*.csv`), oldest name first."""
+        found: list[FileInfo] = []
+        for path, info in self.fs.glob(f"{self.root}/{pattern}", detail=True).items():
+            if info.get("type") != "file":
+                continue
+            relative = path[len(self.root) + 1 :]
+            found.append(FileInfo(relative, int(info.get("size") or 0), _modified(info)))
+        return sorted(found, key=lambda f: f.path)
+
+    def matching(self, patterns: tuple[str, ...]) -> list[FileInfo]:
+        files = {f.path: f for pattern in patterns for f in self.files(pattern)}
+        return [files[p] for p in sorted(files)]
+
+    def read_bytes(self, path: str) -> bytes:
+        return self.fs.cat_file(f"{self.root}/{path}")
+
+    def open(self, path: str) -> io.BufferedReader:
+        return self.fs.open(f"{self.root}/{path}", "rb")
+
+    def local_path(self, path: str) -> str | None:
+        """The OS path of a delivered file when the landing zone is local (some readers want one)."""
+        return f"{self.root}/{path}" if _is_local(self.fs) else None
+
+    def iter_lines(self, path: str) -> Iterator[bytes]:
+        with self.open(path) as handle:
+            yield from handle
+
+
+def _modified(info: dict) -> float:
+    stamp = info.get("mtime") or info.get("LastModified") or 0
+    return stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
+
+
+def matches(path: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(path, pattern) for pattern in patterns)

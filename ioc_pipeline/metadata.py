@@ -1,0 +1,56 @@
+"""Materialization metadata every asset attaches: row count, schema, a markdown preview."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+
+@dataclass(frozen=True)
+class TableDoc:
+    """What a published table means, in Vietnamese and English (warehouse comments, UI schema)."""
+
+    vi: str
+    en: str
+    columns: dict[str, tuple[str, str]] = field(default_factory=dict)  # column -> (vi, en)
+
+    def comment(self) -> str:
+        return f"{self.vi} / {self.en}"
+
+    def column_comment(self, column: str) -> str | None:
+        found = self.columns.get(column)
+        return f"{found[0]} / {found[1]}" if found else None
+
+
+def table_metadata(
+    frame: pl.DataFrame, preview_rows: int = 5, doc: TableDoc | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Row count, column schema and a preview; never pass a frame that holds personal data."""
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, str(dtype), description=doc.column_comment(name) if doc else None)
+            for name, dtype in frame.schema.items()
+        ]
+    )
+    preview = frame.head(preview_rows)
+    return {
+        "dagster/row_count": frame.height,
+        "dagster/column_schema": schema,
+        "preview": dg.MetadataValue.md(_markdown(preview)),
+        **extra,
+    }
+
+
+def _markdown(frame: pl.DataFrame) -> str:
+    if frame.is_empty():
+        return "_(no rows)_"
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    body = [
+        "| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in row) + " |"
+        for row in frame.iter_rows()
+    ]
+    return "\n".join([header, rule, *body])

@@ -1,0 +1,120 @@
+"""Reading the departments' spellings: headers, Vietnamese numbers, dates and booleans.
+
+Departments deliver what their spreadsheets export (landing-zone contract, "General rules"):
+headers in any case and accent form, `1.268` for a thousand and `105,97` for a decimal,
+`dd/mm/yyyy` beside ISO 8601, `Có`/`Không` beside `true`/`false`. Everything that turns
+those strings into typed values lives here, as polars expressions so that a million rows
+parse in one vectorised pass.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import polars as pl
+
+TIMEZONE = "Asia/Ho_Chi_Minh"
+MISSING_TOKENS = ("", "-", "n/a", "na", "null", "none")
+
+
+def fold(text: str) -> str:
+    """ASCII, lower-case, single-spaced form used to compare names written in any spelling."""
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return re.sub(r"\s+", " ", stripped).strip().lower()
+
+
+def fold_header(header: str) -> str:
+    """`Mã trạm`, `MA TRAM`, ` ma  tram ` -> `ma_tram` (also the name of an unknown extra column)."""
+    folded = fold(header.lstrip("\ufeff"))
+    return re.sub(r"[^a-z0-9]+", "_", folded).strip("_") or "column"
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def text(col: str | pl.Expr) -> pl.Expr:
+    """Trimmed NFC text, with the contract's missing tokens as null."""
+    expr = pl.col(col) if isinstance(col, str) else col
+    cleaned = expr.cast(pl.String).str.normalize("NFC").str.strip_chars()
+    return pl.when(~cleaned.str.to_lowercase().is_in(MISSING_TOKENS)).then(cleaned)
+
+
+def folded(expr: pl.Expr) -> pl.Expr:
+    """`fold()` as a polars expression: no accents, `đ` as `d`, lower case, single spaces."""
+    return (
+        expr.str.normalize("NFD")
+        .str.replace_all(r"\p{Mn}", "")
+        .str.to_lowercase()
+        .str.replace_all("đ", "d", literal=True)
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+def decimal(col: str) -> pl.Expr:
+    """A decimal number in Vietnamese (`105,9712`, `1.234,5`, `52,68%`) or international (`105.97`) form.
+
+    A comma is always the decimal mark; a dot is the decimal mark unless a comma is present too.
+    """
+    raw = text(col).str.replace_all(r"[\s%]", "")
+    has_comma = raw.str.contains(",", literal=True)
+    vietnamese = raw.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
+    return pl.when(has_comma).then(vietnamese).otherwise(raw).cast(pl.Float64, strict=False)
+
+
+def integer(col: str) -> pl.Expr:
+    """A whole number where `.` or `,` may group thousands (`1.268`, `1,268`), or a label with one
+    number in it (`Mức độ 3`, `DVC mức độ 4`)."""
+    number = text(col).str.extract(r"^[^\d-]*(-?\d{1,3}(?:[.,]\d{3})+|-?\d+)[^\d]*$", 1)
+    return number.str.replace_all(r"[.,]", "").cast(pl.Int64, strict=False)
+
+
+_DATETIME_FORMATS = (
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d",
+)
+
+
+def datetime_local(col: str) -> pl.Expr:
+    """Any contract date or datetime as a timestamp in Asia/Ho_Chi_Minh.
+
+    Naive values are local time; ISO values with an offset or `Z` are converted to local time.
+    """
+    raw = text(col)
+    has_offset = raw.str.contains(r"(Z|[+-]\d{2}:?\d{2})$")
+    with_offset = raw.str.replace(r"Z$", "+00:00").str.replace(r"([+-]\d{2})(\d{2})$", "$1:$2")
+    aware = pl.coalesce(
+        [
+            with_offset.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False, exact=True)
+            for fmt in ("%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%:z", "%Y-%m-%d %H:%M:%S%.f%:z")
+        ]
+    ).dt.convert_time_zone(TIMEZONE)
+    naive = pl.coalesce(
+        [raw.str.strptime(pl.Datetime("us"), fmt, strict=False, exact=True) for fmt in _DATETIME_FORMATS]
+    ).dt.replace_time_zone(TIMEZONE, ambiguous="earliest", non_existent="null")
+    return pl.when(has_offset).then(aware).otherwise(naive)
+
+
+def date(col: str) -> pl.Expr:
+    return datetime_local(col).dt.date()
+
+
+_TRUE = ("true", "1", "co", "yes", "x", "y")
+_FALSE = ("false", "0", "khong", "no", "n")
+
+
+def boolean(col: str) -> pl.Expr:
+    """`true`/`false`, `1`/`0`, `Có`/`Không` (any case or accent form); anything else is null."""
+    value = folded(text(col))
+    flag = pl.when(value.is_in(_TRUE)).then(True).when(value.is_in(_FALSE)).then(False)
+    return flag.alias(col)

@@ -1,0 +1,271 @@
+"""Delivered files → Arrow tables → dlt → bronze Parquet, shared by every file feed.
+
+    landing/<feed>/<name>_YYYYMMDD.{json,csv,xlsx,ndjson}
+        │ read_delivery: header folding, every value as text, file + row of origin
+        ▼
+    dlt resource (one Arrow table per file; files already loaded are skipped by content hash)
+        ▼
+    lake/bronze/<table>/<load_id>.<file_id>.parquet
+
+A file that cannot be read (not UTF-8, not JSON, not xlsx, empty, a required column missing)
+raises `DeliveryError` naming the file and the problem; it is not marked as loaded, so a
+corrected re-delivery is picked up, and the other files of the feed still load.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.destinations import filesystem
+
+from ioc_pipeline.lake import FileInfo, Lake, Landing
+from ioc_pipeline.parsing import fold_header
+
+SOURCE_FILE = "_source_file"
+SOURCE_ROW = "_source_row"
+SNAPSHOT = "_snapshot"
+FILE_HASH = "_file_sha256"
+LOAD_ID = "_dlt_load_id"
+LINEAGE = (SOURCE_FILE, SOURCE_ROW, SNAPSHOT, FILE_HASH)
+
+dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
+
+
+class DeliveryError(ValueError):
+    """A delivered file the pipeline cannot read at all."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A file feed of the landing-zone contract: where its files are and what its headers mean."""
+
+    table: str  # bronze table name
+    patterns: tuple[str, ...]  # globs relative to the landing root
+    columns: dict[str, str]  # any spelling of a header -> bronze column name
+    required: tuple[str, ...] = ()  # bronze columns a file must have
+    title_hint: int = 2  # an xlsx header row holds at least this many known headers
+    partition_of: Callable[[str], str] | None = None  # file name -> the feed's unit of supersession
+    folded: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folded", {fold_header(k): v for k, v in self.columns.items()})
+
+    def column_for(self, header: str) -> str:
+        folded = fold_header(header)
+        return self.folded.get(folded, folded)
+
+
+_SNAPSHOT = re.compile(r"_(\d{8}|\d{6})\.[a-z]+$")
+
+
+def snapshot_of(path: str) -> str:
+    """`tthc_20220430.json` -> `2022-04-30`; `dossiers_202201.ndjson` -> `2022-01-01`."""
+    found = _SNAPSHOT.search(path.lower())
+    if not found:
+        raise DeliveryError(path, "the file name carries no snapshot date (…_YYYYMMDD or …_YYYYMM)")
+    digits = found.group(1) + ("01" if len(found.group(1)) == 6 else "")
+    try:
+        return datetime.strptime(digits, "%Y%m%d").date().isoformat()
+    except ValueError as error:
+        raise DeliveryError(path, f"the snapshot date in the file name is not a date ({error})") from None
+
+
+def as_text(value: Any) -> str | None:
+    """Every delivered value as text, the way a person reads it in the file."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _decode(path: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DeliveryError(path, f"not UTF-8 (byte {error.start})") from None
+
+
+def _records_json(path: str, data: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        parsed = json.loads(_decode(path, data))
+    except json.JSONDecodeError as error:
+        raise DeliveryError(path, f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    if not isinstance(parsed, list):
+        raise DeliveryError(path, "expected a JSON array of objects")
+    for number, item in enumerate(parsed, start=1):
+        if not isinstance(item, dict):
+            raise DeliveryError(path, f"element {number} is not an object")
+        yield number, item
+
+
+def _records_ndjson(path: str, data: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in enumerate(_decode(path, data).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DeliveryError(path, f"line {number} is not valid JSON: {error.msg}") from None
+        if not isinstance(item, dict):
+            raise DeliveryError(path, f"line {number} is not a JSON object")
+        yield number, item
+
+
+def _records_csv(path: str, data: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
+    text = _decode(path, data)
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header: list[str] | None = None
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if header is None:
+            header = row
+            continue
+        yield reader.line_num, dict(zip(header, row, strict=False))
+
+
+def _records_xlsx(path: str, data: bytes, feed: Feed) -> Iterator[tuple[int, dict[str, Any]]]:
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as error:  # openpyxl raises many types for a broken file
+        raise DeliveryError(path, f"not a readable .xlsx workbook ({type(error).__name__}: {error})") from None
+    try:
+        sheet = workbook.worksheets[0]
+        header: list[str] | None = None
+        for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+            cells = [as_text(c) for c in row]
+            if not any(c and c.strip() for c in cells):
+                continue
+            if header is None:
+                known = sum(1 for c in cells if c and fold_header(c) in feed.folded)
+                if known >= feed.title_hint:
+                    header = [c or "" for c in cells]
+                continue  # a title or date line above the header
+            yield number, dict(zip(header, cells, strict=False))
+        if header is None:
+            raise DeliveryError(path, "no header row with the feed's column names in the first sheet")
+    finally:
+        workbook.close()
+
+
+def read_delivery(landing: Landing, file: FileInfo, feed: Feed) -> pa.Table:
+    """One delivered file as an Arrow table of text columns, named as bronze names them."""
+    data = landing.read_bytes(file.path)
+    if not data.strip():
+        raise DeliveryError(file.path, "the file is empty")
+    suffix = file.path.rsplit(".", 1)[-1].lower()
+    readers = {
+        "json": lambda: _records_json(file.path, data),
+        "ndjson": lambda: _records_ndjson(file.path, data),
+        "csv": lambda: _records_csv(file.path, data),
+        "xlsx": lambda: _records_xlsx(file.path, data, feed),
+    }
+    if suffix not in readers:
+        raise DeliveryError(file.path, f"unsupported file type .{suffix}")
+    snapshot = snapshot_of(file.path)
+    digest = hashlib.sha256(data).hexdigest()
+    columns: dict[str, list[str | None]] = {}
+    rows: list[int] = []
+    for number, record in readers[suffix]():
+        for header, value in record.items():
+            name = feed.column_for(str(header))
+            columns.setdefault(name, [None] * len(rows)).append(as_text(value))
+        rows.append(number)
+        for values in columns.values():
+            if len(values) < len(rows):
+                values.append(None)
+    if not rows:
+        raise DeliveryError(file.path, "the file has no data rows")
+    missing = [c for c in feed.required if c not in columns]
+    if missing:
+        raise DeliveryError(
+            file.path,
+            f"required column(s) missing: {', '.join(missing)} (found: {', '.join(sorted(columns))})",
+        )
+    table = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+    return (
+        table.append_column(SOURCE_FILE, pa.array([file.path] * len(rows), pa.string()))
+        .append_column(SOURCE_ROW, pa.array(rows, pa.int64()))
+        .append_column(SNAPSHOT, pa.array([snapshot] * len(rows), pa.string()))
+        .append_column(FILE_HASH, pa.array([digest] * len(rows), pa.string()))
+    )
+
+
+@dataclass
+class IngestReport:
+    loaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: list[DeliveryError] = field(default_factory=list)
+    rows: int = 0
+    load_ids: list[str] = field(default_factory=list)
+
+
+def file_resource(feed: Feed, landing: Landing, report: IngestReport) -> Any:
+    """A dlt resource yielding one Arrow table per new file; a file whose content was loaded
+    before (same SHA-256, whatever its name) is skipped."""
+
+    @dlt.resource(name=feed.table, write_disposition="append")
+    def delivered() -> Iterator[pa.Table]:
+        seen: dict[str, str] = dlt.current.resource_state().setdefault("loaded_files", {})
+        for file in landing.matching(feed.patterns):
+            try:
+                table = read_delivery(landing, file, feed)
+            except DeliveryError as error:
+                report.errors.append(error)
+                continue
+            digest = table.column(FILE_HASH)[0].as_py()
+            if digest in seen:
+                report.skipped.append(file.path)
+                continue
+            seen[digest] = file.path
+            report.loaded.append(file.path)
+            report.rows += table.num_rows
+            yield table
+
+    return delivered
+
+
+def pipeline(lake: Lake, dlt_dir: str, name: str) -> dlt.Pipeline:
+    """The dlt pipeline of one feed: Parquet files in `<lake>/bronze/<table>/`."""
+    return dlt.pipeline(
+        pipeline_name=f"ioc_{name}",
+        pipelines_dir=dlt_dir,
+        destination=filesystem(bucket_url=lake.url, layout="{table_name}/{load_id}.{file_id}.{ext}"),
+        dataset_name="bronze",
+    )
+
+
+def ingest(feed: Feed, landing: Landing, lake: Lake, dlt_dir: str) -> IngestReport:
+    report = IngestReport()
+    info = pipeline(lake, dlt_dir, feed.table).run(file_resource(feed, landing, report), loader_file_format="parquet")
+    info.raise_on_failed_jobs()
+    report.load_ids = list(info.loads_ids)
+    return report

@@ -1,0 +1,66 @@
+"""The analysts' DuckDB file: built aside from the lake's Parquet, then swapped in atomically.
+
+An analyst's read-only connection holds the file it opened; `os.replace` gives new connections
+the new file while the old one stays readable, whole, until it is closed. Only the publish step
+ever writes a warehouse file, and it writes a fresh one: no two processes share a writer.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import duckdb
+
+from ioc_pipeline.lake import Lake
+from ioc_pipeline.metadata import TableDoc
+
+SCHEMAS = ("silver", "gold", "quarantine")
+OFFLINE = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+# Analysts' tools lag behind the engine (the DuckDB CLI on PyPI is 1.5, DBeaver ships older
+# drivers): write a storage format they can all open.
+STORAGE_COMPATIBILITY = "v1.4.0"
+
+
+def connect(path: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(path, read_only=read_only, config=dict(OFFLINE))
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def build(store: Lake, path: str, docs: dict[str, TableDoc]) -> dict[str, int]:
+    """Write every silver, gold and quarantine table of the lake into a new DuckDB file at `path`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    building = f"{path}.{uuid.uuid4().hex}.building"
+    counts: dict[str, int] = {}
+    try:
+        con = duckdb.connect(building, config={**OFFLINE, "storage_compatibility_version": STORAGE_COMPATIBILITY})
+        try:
+            for schema in SCHEMAS:
+                con.execute(f"create schema {schema}")
+                for table in store.tables(schema):
+                    name = f"{schema}.{table}"
+                    con.execute(
+                        f"create table {name} as select * from read_parquet("
+                        f"{_quote(store.glob(schema, table))}, hive_partitioning = true, union_by_name = true)"
+                    )
+                    counts[name] = con.execute(f"select count(*) from {name}").fetchone()[0]
+                    doc = docs.get(name)
+                    if doc:
+                        con.execute(f"comment on table {name} is {_quote(doc.comment())}")
+                        columns = {r[0] for r in con.execute(f"describe {name}").fetchall()}
+                        for column in columns:
+                            comment = doc.column_comment(column)
+                            if comment:
+                                con.execute(f'comment on column {name}."{column}" is {_quote(comment)}')
+            con.execute("checkpoint")
+        finally:
+            con.close()
+        os.replace(building, path)
+    finally:
+        for leftover in (building, f"{building}.wal"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+    return counts

@@ -1,0 +1,138 @@
+"""Fixtures: temp lakes with their own DAGSTER_HOME, a network guard, one shared sample run.
+
+Every test that materializes runs real Dagster (a persistent instance in a temp DAGSTER_HOME),
+real dlt, real Great Expectations and real DuckDB files; nothing is mocked but the network,
+which is refused outside loopback for the whole session.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ioc_pipeline.definitions import build_defs
+from ioc_pipeline.lake import Lake
+from ioc_pipeline.sample.__main__ import FEEDS, SEED
+from ioc_pipeline.warehouse import connect
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_KEYS = ("IOC_DATA_DIR", "IOC_LANDING_DIR", "IOC_LAKE_DIR", "IOC_DLT_DIR", "IOC_WAREHOUSE_PATH", "DAGSTER_HOME")
+NETWORK_ATTEMPTS: list[str] = []
+
+
+def _loopback(address: object) -> bool:
+    if not isinstance(address, tuple):
+        return True  # a unix socket
+    host = str(address[0])
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network() -> Iterator[None]:
+    """Refuse (and record) every connection that leaves the machine: telemetry included."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guarded(method):
+        def connect(self: socket.socket, address: object):
+            if not _loopback(address):
+                NETWORK_ATTEMPTS.append(repr(address))
+                raise ConnectionRefusedError(f"test guard: no network ({address!r})")
+            return method(self, address)
+
+        return connect
+
+    socket.socket.connect = guarded(real_connect)  # type: ignore[method-assign]
+    socket.socket.connect_ex = guarded(real_connect_ex)  # type: ignore[method-assign]
+    yield
+    socket.socket.connect, socket.socket.connect_ex = real_connect, real_connect_ex  # type: ignore[method-assign]
+
+
+@dataclass
+class Pipeline:
+    """A data dir (landing, lake, warehouse, dlt state, DAGSTER_HOME) and ways to run over it."""
+
+    root: Path
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse" / "ioc.duckdb"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "dagster_home"
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(str(self.root / "lake"))
+
+    def env(self) -> dict[str, str]:
+        return {"IOC_DATA_DIR": str(self.root), "DAGSTER_HOME": str(self.home)}
+
+    def run(self, job: str = "refresh_all", **kwargs) -> dg.ExecuteInProcessResult:
+        with pytest.MonkeyPatch.context() as patch:
+            for key in ENV_KEYS:
+                patch.delenv(key, raising=False)
+            for key, value in self.env().items():
+                patch.setenv(key, value)
+            defs = build_defs()
+            with dg.DagsterInstance.get() as instance:
+                return defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+
+    def query(self, sql: str) -> list[tuple]:
+        with connect(str(self.warehouse), read_only=True) as con:
+            return con.execute(sql).fetchall()
+
+    def scorecard(self) -> dict[str, float]:
+        return dict(self.query("select indicator_code, value from gold.ioc_scorecard"))
+
+    def copy(self, target: Path) -> Pipeline:
+        shutil.copytree(self.root, target)
+        return Pipeline(target)
+
+
+def new_pipeline(root: Path, feeds: tuple[str, ...] = tuple(FEEDS)) -> Pipeline:
+    pipeline = Pipeline(root)
+    pipeline.home.mkdir(parents=True)
+    shutil.copy(REPO / "dagster.yaml", pipeline.home / "dagster.yaml")
+    for feed in feeds:
+        FEEDS[feed](pipeline.landing, SEED)
+    return pipeline
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> str:
+    return "\n".join(
+        str(event.event_specific_data.error.message)
+        for event in result.all_events
+        if event.event_type_value == "STEP_FAILURE"
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """The committed sample's generator output, materialized once for the whole session (read-only)."""
+    pipeline = new_pipeline(tmp_path_factory.mktemp("sample") / "data")
+    result = pipeline.run()
+    assert result.success, failure_messages(result)
+    return pipeline
+
+
+@pytest.fixture
+def published(sample_run: Pipeline, tmp_path: Path) -> Pipeline:
+    """A private copy of the published sample, for tests that deliver more and run again."""
+    return sample_run.copy(tmp_path / "data")
