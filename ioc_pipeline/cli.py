@@ -36,13 +36,14 @@ def show_scorecard() -> None:
         path = path.get_value()
     with connect(path, read_only=True) as con:
         rows = con.execute(
-            "select indicator_code, round(value, 2), unit, as_of_date from gold.ioc_scorecard "
+            "select indicator_code, value, unit, as_of_date from gold.ioc_scorecard "
             "qualify row_number() over (partition by indicator_code order by as_of_date desc) = 1 "
             "order by indicator_code"
         ).fetchall()
     print(f"\ngold.ioc_scorecard in {path} (latest value of each indicator):")
     for code, value, unit, as_of in rows:
-        print(f"  {code:<32} {value:>14,.2f} {unit:<8} {as_of}")
+        shown = f"{value:>14,.4f}" if unit == "percent" else f"{value:>14,.0f}"
+        print(f"  {code:<32} {shown} {unit:<8} {as_of}")
 
 
 def main(argv: list[str] | None = None) -> None:
