@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 
 from ioc_pipeline.definitions import defs
+
+REPO = Path(__file__).resolve().parents[1]
 
 EXPECTED_KEYS = {
     "bronze/procedures",
@@ -44,3 +51,20 @@ def test_the_refresh_job_selects_everything() -> None:
     job = defs.resolve_job_def("refresh_all")
     assert isinstance(job, dg.JobDefinition)
     assert dg.AssetKey(["publish", "warehouse"]) in job.asset_layer.executable_asset_keys
+
+
+def test_the_workspace_loads_in_dagster(tmp_path) -> None:
+    """What `dagster dev -w workspace.yaml` loads: the code location validates."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Validation successful for code location ioc_pipeline" in done.stderr + done.stdout
