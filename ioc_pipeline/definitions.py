@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ioc_pipeline.assets import procedures, publish, reference, scorecard
+from ioc_pipeline.assets import postal, procedures, publish, reference, scorecard, telecom
 from ioc_pipeline.resources import resources
 
-ASSET_MODULES = [reference, procedures, scorecard, publish]
+ASSET_MODULES = [reference, procedures, telecom, postal, scorecard, publish]
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 

@@ -65,6 +65,18 @@ def decimal(col: str) -> pl.Expr:
     return pl.when(has_comma).then(vietnamese).otherwise(raw).cast(pl.Float64, strict=False)
 
 
+def decimal_checked(col: str) -> list[pl.Expr]:
+    """`col` as a double, `<col>_text` as delivered, and `<col>_unparsed`: the text when it is no number
+    (what a gate rule reads to refuse `105°58'E` rather than take it as missing)."""
+    given = text(col)
+    value = decimal(col)
+    return [
+        value.alias(col),
+        given.alias(f"{col}_text"),
+        pl.when(given.is_not_null() & value.is_null()).then(given).alias(f"{col}_unparsed"),
+    ]
+
+
 def integer(col: str) -> pl.Expr:
     """A whole number where `.` or `,` may group thousands (`1.268`, `1,268`), or a label with one
     number in it (`Mức độ 3`, `DVC mức độ 4`)."""

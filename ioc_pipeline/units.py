@@ -49,6 +49,7 @@ __all__ = [
     "admin_units",
     "normalize_unit_name",
     "province_bbox",
+    "resolve_columns",
 ]
 
 REFORM_DATE: dt.date = dt.date(2025, 7, 1)
@@ -875,6 +876,69 @@ class UnitResolver:
         if era == ERA_PRE:
             return f"before {REFORM_DATE.isoformat()} (it is a post-reform unit)"
         return f"from {REFORM_DATE.isoformat()} (it is a pre-reform unit)"
+
+
+RESOLVED_COLUMNS: dict[str, Any] = {
+    "commune_code": pl.String,
+    "commune_name": pl.String,
+    "district_code": pl.String,
+    "district_name": pl.String,
+    "new_unit_code": pl.String,
+    "new_unit_name": pl.String,
+    "unit_error": pl.String,
+    "unit_detail": pl.String,
+}
+
+
+def resolve_columns(
+    frame: pl.DataFrame,
+    name: str,
+    district: str | None,
+    as_of: str,
+    resolver: UnitResolver | None = None,
+) -> pl.DataFrame:
+    """`frame` plus the unit columns of each row's commune-level name (`RESOLVED_COLUMNS`), resolved as
+    of the row's date (column `as_of`), each distinct (name, district, date) once.
+
+    Why a frame helper: every feed names communes in text and must carry both eras' codes. Before the
+    reform, `commune_*`/`district_*` are the old units and `new_unit_*` the crosswalk's primary target;
+    from the reform on, old units no longer exist (`commune_*`/`district_*` null) and `new_unit_*` is
+    the unit named. `unit_error` is the resolver's error (unit_missing, unit_unknown, unit_ambiguous)
+    and `unit_detail` its sentence; resolved rows have a null `unit_error`.
+    """
+    resolver = resolver or UnitResolver()
+    data = _load()
+    has_district = district is not None and district in frame.columns
+    keys = frame.select(
+        pl.col(name).cast(pl.String).alias("_unit_name"),
+        (pl.col(district).cast(pl.String) if has_district else pl.lit(None, pl.String)).alias("_unit_district"),
+        pl.col(as_of).alias("_unit_as_of"),
+    )
+    rows: list[dict[str, Any]] = []
+    for unit_name, unit_district, day in keys.unique().iter_rows():
+        r = resolver.resolve(unit_name, unit_district, as_of=day)
+        old = r.error is None and _era(day) == ERA_PRE
+        rows.append(
+            {
+                "_unit_name": unit_name,
+                "_unit_district": unit_district,
+                "_unit_as_of": day,
+                "commune_code": r.unit_code if old else None,
+                "commune_name": r.unit_name if old else None,
+                "district_code": r.district_code if old else None,
+                "district_name": data.old_districts[r.district_code].name if old and r.district_code else None,
+                "new_unit_code": r.new_unit_code,
+                "new_unit_name": r.new_unit_name,
+                "unit_error": r.error,
+                "unit_detail": r.detail if r.error else None,
+            }
+        )
+    schema = {"_unit_name": pl.String, "_unit_district": pl.String, "_unit_as_of": keys.schema["_unit_as_of"]}
+    resolved = pl.DataFrame(rows, schema={**schema, **RESOLVED_COLUMNS}, orient="row")
+    joined = pl.concat([frame.drop(list(RESOLVED_COLUMNS), strict=False), keys], how="horizontal").join(
+        resolved, on=list(schema), how="left", nulls_equal=True, maintain_order="left"
+    )
+    return joined.drop(list(schema))
 
 
 def _clear_caches() -> None:

@@ -22,6 +22,21 @@ EXPECTED_KEYS = {
     "silver/admin_units",
     "silver/admin_unit_crosswalk",
     "publish/warehouse",
+    "bronze/bts_stations",
+    "silver/bts_stations",
+    "quarantine/bts_stations",
+    "silver/bts_sites",
+    "gold/telecom_coverage_by_commune",
+    "gold/telecom_coverage_by_new_unit",
+    "gold/telecom_coverage_gaps",
+    "bronze/postal_enterprises",
+    "bronze/postal_service_points",
+    "silver/postal_enterprises",
+    "silver/postal_service_points",
+    "quarantine/postal_enterprises",
+    "quarantine/postal_service_points",
+    "gold/postal_network_by_commune",
+    "gold/postal_network_by_new_unit",
 }
 
 
@@ -45,6 +60,9 @@ def test_gated_tables_carry_blocking_checks() -> None:
     checks = {(c.asset_key.to_user_string(), c.name): graph.get_check_spec(c).blocking for c in graph.asset_check_keys}
     assert checks[("silver/procedures", "row_count_not_collapsed")] is True
     assert checks[("silver/procedures", "rejected_share_within_threshold")] is True
+    for table in ("bts_stations", "postal_enterprises", "postal_service_points"):
+        assert checks[(f"silver/{table}", "row_count_not_collapsed")] is True
+        assert checks[(f"silver/{table}", "rejected_share_within_threshold")] is True
 
 
 def test_the_refresh_job_selects_everything() -> None:

@@ -8,7 +8,7 @@ collapsed or is mostly rejected leaves the last good silver (and so gold and the
 they were; its quarantine is written either way, so the engineer can see why.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -84,12 +84,18 @@ def gate_and_write(
     rules: list[gate.Rule],
     silver_columns: list[str],
     silver_metadata: dict[str, Any] | None = None,
+    finish: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    max_reject_share: float = gate.MAX_REJECT_SHARE,
 ) -> Iterator[dg.MaterializeResult]:
     """Gate `typed` (one row per `delivered` row, sharing `_row_id`), write silver and quarantine,
-    and yield both materializations with the blocking batch check results."""
+    and yield both materializations with the blocking batch check results.
+
+    `finish` is a last step over the clean rows only (e.g. linking BTS stations into sites, which
+    must never see a refused row); `max_reject_share` overrides the gate's default for a table
+    whose deliveries are so small that each row is several percent of them."""
     silver_key = dg.AssetKey(["silver", table])
     result = gate.split(typed, table, rules)
-    checks = gate.batch_checks(silver_key, result, store.row_count("silver", table) or None)
+    checks = gate.batch_checks(silver_key, result, store.row_count("silver", table) or None, max_reject_share)
     quarantine = gate.quarantine_rows(delivered, result.rejected)
     store.write(quarantine, "quarantine", table)
     if quarantine.height:
@@ -98,7 +104,7 @@ def gate_and_write(
             + gate.quarantine_summary(quarantine)
         )
     published = gate.passed(checks)
-    clean = result.clean.select(silver_columns)
+    clean = (finish(result.clean) if finish else result.clean).select(silver_columns)
     if published:
         store.write(clean, "silver", table)
     else:
@@ -123,7 +129,13 @@ def gate_and_write(
     )
 
 
-def gated_specs(table: str, group: str, description: str, deps: list[dg.AssetKey]) -> dict[str, Any]:
+def gated_specs(
+    table: str,
+    group: str,
+    description: str,
+    deps: list[dg.AssetKey],
+    max_reject_share: float = gate.MAX_REJECT_SHARE,
+) -> dict[str, Any]:
     """The `multi_asset` arguments of a gated silver table and its quarantine."""
     silver_key = dg.AssetKey(["silver", table])
     return {
@@ -146,5 +158,11 @@ def gated_specs(table: str, group: str, description: str, deps: list[dg.AssetKey
                 kinds={"great_expectations", "parquet"},
             ),
         ],
-        "check_specs": gate.batch_check_specs(silver_key),
+        "check_specs": gate.batch_check_specs(silver_key, max_reject_share),
     }
+
+
+def feed_columns(frame: pl.DataFrame, feed: Feed) -> pl.DataFrame:
+    """Bronze holds only the columns some delivered file had: add the feed's other columns as nulls."""
+    missing = [c for c in dict.fromkeys(feed.columns.values()) if c not in frame.columns]
+    return frame.with_columns([pl.lit(None, pl.String).alias(c) for c in missing])

@@ -8,12 +8,18 @@ asset waits for, and the comments it writes (Vietnamese / English) come from the
 
 import dagster as dg
 
-from ioc_pipeline.assets import procedures, reference, scorecard
+from ioc_pipeline.assets import postal, procedures, reference, scorecard, telecom
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.resources import LakeResource, WarehouseResource
 
-DOCS: dict[str, TableDoc] = {**reference.DOCS, **procedures.DOCS, **scorecard.DOCS}
+DOCS: dict[str, TableDoc] = {
+    **reference.DOCS,
+    **procedures.DOCS,
+    **telecom.DOCS,
+    **postal.DOCS,
+    **scorecard.DOCS,
+}
 
 
 @dg.asset(

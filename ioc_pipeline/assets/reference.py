@@ -8,6 +8,7 @@ same codes, and read any figure by the old units (history) or the new ones (toda
 """
 
 import dagster as dg
+import polars as pl
 
 from ioc_pipeline import units
 from ioc_pipeline.assets.layers import OWNERS
@@ -69,3 +70,36 @@ def admin_unit_crosswalk(lake: LakeResource) -> dg.MaterializeResult:
     table = units.admin_unit_crosswalk()
     lake.lake().write(table, "silver", "admin_unit_crosswalk")
     return dg.MaterializeResult(metadata=table_metadata(table, doc=DOCS["silver.admin_unit_crosswalk"]))
+
+
+def old_communes() -> pl.DataFrame:
+    """Every pre-2025 commune of Sóc Trăng with its district and its primary post-2025 unit."""
+    return (
+        units.admin_unit_crosswalk()
+        .filter(pl.col("is_primary"))
+        .select(
+            pl.col("old_commune_code").alias("commune_code"),
+            pl.col("old_commune_name").alias("commune_name"),
+            pl.col("old_district_code").alias("district_code"),
+            pl.col("old_district_name").alias("district_name"),
+            "new_unit_code",
+            "new_unit_name",
+        )
+        .sort("commune_code")
+    )
+
+
+def new_units(extra: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The post-2025 units the old communes became (plus any unit a post-reform register names)."""
+    mapped = (
+        old_communes()
+        .group_by("new_unit_code", "new_unit_name")
+        .agg(pl.col("commune_code").sort().alias("old_commune_codes"))
+    )
+    if extra is not None and extra.height:
+        named = extra.select("new_unit_code", "new_unit_name").unique().drop_nulls("new_unit_code")
+        mapped = pl.concat(
+            [mapped, named.join(mapped, on="new_unit_code", how="anti").with_columns(old_commune_codes=pl.lit([]))],
+            how="diagonal_relaxed",
+        )
+    return mapped.sort("new_unit_code")

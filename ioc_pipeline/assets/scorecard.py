@@ -12,7 +12,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline.assets import procedures
+from ioc_pipeline.assets import postal, procedures, telecom
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
@@ -22,6 +22,14 @@ Indicators = Callable[[Lake], list[dict]]
 
 PARTS: list[tuple[list[dg.AssetKey], Indicators]] = [
     ([procedures.gold_procedure_service_levels.key], procedures.indicators),
+    (
+        [telecom.gold_telecom_coverage_by_new_unit.key, telecom.gold_telecom_coverage_gaps.key],
+        telecom.indicators,
+    ),
+    (
+        [dg.AssetKey(["silver", "postal_enterprises"]), postal.gold_postal_network_by_new_unit.key],
+        postal.indicators,
+    ),
 ]
 
 SCHEMA = {

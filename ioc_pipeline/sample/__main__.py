@@ -6,11 +6,13 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from ioc_pipeline.sample import procedures
+from ioc_pipeline.sample import postal, procedures, telecom
 
 SEED = 20220517  # the day the steering committee asked for the data
 FEEDS: dict[str, Callable[[Path, int], list[Path]]] = {
     "procedures": procedures.write,
+    "telecom": telecom.write,
+    "postal": postal.write,
 }
 
 

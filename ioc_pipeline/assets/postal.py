@@ -1,0 +1,447 @@
+"""The postal network, from delivery to the IOC's tables.
+
+    landing/postal/enterprises_YYYYMMDD.xlsx
+        ▼ dlt
+    bronze/postal_enterprises ──gate──► quarantine/postal_enterprises
+        ▼ newest snapshot, typed
+    silver/postal_enterprises ─────────────────────────────────────┐ (each point's enterprise must exist)
+    landing/postal/service_points_YYYYMMDD.csv                      ▼
+        ▼ dlt                                                        │
+    bronze/postal_service_points ──gate──► quarantine/postal_service_points
+        ▼ newest snapshot, typed, communes resolved (old and new units)
+    silver/postal_service_points ──► gold/postal_network_by_commune   (old units)
+                                 └─► gold/postal_network_by_new_unit  (post-2025 units) ──► gold/ioc_scorecard
+
+Only active enterprises (`Đang hoạt động`) count as operating: suspended and revoked ones stay in
+silver with their status, and their service points stay in silver but are not counted in gold or
+the scorecard.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from ioc_pipeline import parsing, units
+from ioc_pipeline.assets import reference
+from ioc_pipeline.assets.layers import OWNERS, bronze_asset, feed_columns, gate_and_write, gated_specs, latest_snapshot
+from ioc_pipeline.checks.postal import ENTERPRISE_RULES, SERVICE_POINT_RULES
+from ioc_pipeline.checks.units import unit_rule_columns
+from ioc_pipeline.gate import ROW_ID
+from ioc_pipeline.lake import Lake
+from ioc_pipeline.metadata import TableDoc, table_metadata
+from ioc_pipeline.resources import LakeResource
+from ioc_pipeline.sources.files import SNAPSHOT, SOURCE_FILE, SOURCE_ROW
+from ioc_pipeline.sources.postal import ENTERPRISES, SERVICE_POINTS
+
+GROUP = "postal"
+# The enterprise register is a few dozen rows: each refused row is 2-3 % of a delivery, so the gate's
+# default 10 % would block a register with four typos. A quarter refused still blocks a broken file.
+ENTERPRISES_MAX_REJECT_SHARE = 0.25
+
+STATUSES = {"dang hoat dong": "active", "tam ngung": "suspended", "da thu hoi": "revoked", "thu hoi": "revoked"}
+SCOPES = {"noi tinh": "provincial", "lien tinh": "interprovincial", "quoc te": "international"}
+POINT_TYPES = {
+    "buu cuc cap 1": "post_office_1",
+    "buu cuc cap 2": "post_office_2",
+    "buu cuc cap 3": "post_office_3",
+    "diem buu dien van hoa xa": "commune_cultural_post",
+    "diem bd vhx": "commune_cultural_post",
+    "dai ly buu chinh": "postal_agent",
+    "diem giao dich": "transaction_point",
+}
+TYPE_COLUMNS = dict.fromkeys(POINT_TYPES.values())  # ordered, unique
+
+bronze_postal_enterprises = bronze_asset(
+    ENTERPRISES, GROUP, "The postal enterprise register as delivered (every snapshot, every column as text)."
+)
+bronze_postal_service_points = bronze_asset(
+    SERVICE_POINTS, GROUP, "The postal service point register as delivered (every snapshot, every column as text)."
+)
+
+ENTERPRISE_COLUMNS = [
+    "tax_code",
+    "enterprise_name",
+    "licence_number",
+    "licence_date",
+    "scopes",
+    "status",
+    "is_active",
+    "snapshot_date",
+    "source_file",
+    "source_row",
+]
+POINT_COLUMNS = [
+    "point_code",
+    "point_name",
+    "point_type",
+    "enterprise_tax_code",
+    "enterprise_name",
+    "enterprise_status",
+    "enterprise_active",
+    "address",
+    "commune_code",
+    "commune_name",
+    "district_code",
+    "district_name",
+    "new_unit_code",
+    "new_unit_name",
+    "longitude",
+    "latitude",
+    "snapshot_date",
+    "source_file",
+    "source_row",
+]
+
+_UNIT_DOCS = {
+    "commune_code": ("Mã xã/phường/thị trấn (trước 2025)", "pre-2025 commune code (GSO)"),
+    "commune_name": ("Tên xã/phường/thị trấn (trước 2025)", "pre-2025 commune name"),
+    "district_code": ("Mã huyện/thị xã/thành phố (trước 2025)", "pre-2025 district code"),
+    "district_name": ("Tên huyện/thị xã/thành phố (trước 2025)", "pre-2025 district name"),
+    "new_unit_code": ("Mã đơn vị hành chính cấp xã sau sắp xếp 2025", "post-2025 commune-level unit code"),
+    "new_unit_name": ("Tên đơn vị hành chính sau sắp xếp 2025", "post-2025 unit name"),
+}
+_COUNT_DOCS = {
+    "as_of_date": ("Ngày chốt số liệu", "snapshot date of the service point register"),
+    "service_points": ("Số điểm phục vụ bưu chính (của doanh nghiệp đang hoạt động)", "service points"),
+    "post_office_1": ("Bưu cục cấp 1", "first-level post offices"),
+    "post_office_2": ("Bưu cục cấp 2", "second-level post offices"),
+    "post_office_3": ("Bưu cục cấp 3", "third-level post offices"),
+    "commune_cultural_post": ("Điểm Bưu điện - Văn hóa xã", "commune post-and-culture points"),
+    "postal_agent": ("Đại lý bưu chính", "postal agents"),
+    "transaction_point": ("Điểm giao dịch", "transaction points"),
+    "enterprises": ("Số doanh nghiệp có điểm phục vụ", "enterprises with a service point there"),
+    "enterprise_names": ("Doanh nghiệp có điểm phục vụ", "those enterprises"),
+}
+
+DOCS = {
+    "silver.postal_enterprises": TableDoc(
+        "Doanh nghiệp bưu chính, chuyển phát trên địa bàn (bản mới nhất, đã kiểm tra)",
+        "Postal and courier enterprises in the province (newest snapshot, gated)",
+        {
+            "tax_code": ("Mã số thuế", "tax code"),
+            "enterprise_name": ("Tên doanh nghiệp", "enterprise name"),
+            "licence_number": ("Số giấy phép bưu chính", "postal licence number"),
+            "licence_date": ("Ngày cấp", "licence date"),
+            "scopes": ("Phạm vi: provincial (nội tỉnh), interprovincial (liên tỉnh), international", "scopes"),
+            "status": ("Trạng thái: active (đang hoạt động), suspended (tạm ngừng), revoked (đã thu hồi)", "status"),
+            "is_active": ("Đang hoạt động (chỉ số này mới được tính)", "active: only these count as operating"),
+            "snapshot_date": ("Ngày chốt dữ liệu", "snapshot date"),
+            "source_file": ("Tệp nguồn", "delivered file"),
+            "source_row": ("Dòng trong tệp nguồn", "row in the delivered file"),
+        },
+    ),
+    "quarantine.postal_enterprises": TableDoc(
+        "Dòng danh sách doanh nghiệp bưu chính bị loại, kèm lý do", "Rejected enterprise rows with their rules"
+    ),
+    "silver.postal_service_points": TableDoc(
+        "Điểm phục vụ bưu chính (bản mới nhất, đã kiểm tra)",
+        "Postal service points (newest snapshot, gated)",
+        {
+            "point_code": ("Mã điểm", "service point code"),
+            "point_name": ("Tên điểm phục vụ", "name"),
+            "point_type": ("Loại điểm", "type (see the gold columns)"),
+            "enterprise_tax_code": ("Mã số thuế doanh nghiệp", "operating enterprise's tax code"),
+            "enterprise_name": ("Tên doanh nghiệp", "operating enterprise"),
+            "enterprise_status": ("Trạng thái doanh nghiệp", "its status"),
+            "enterprise_active": ("Doanh nghiệp đang hoạt động (điểm được tính)", "counted: enterprise active"),
+            "address": ("Địa chỉ", "address"),
+            **_UNIT_DOCS,
+            "longitude": ("Kinh độ", "longitude"),
+            "latitude": ("Vĩ độ", "latitude"),
+            "snapshot_date": ("Ngày chốt dữ liệu", "snapshot date"),
+            "source_file": ("Tệp nguồn", "delivered file"),
+            "source_row": ("Dòng trong tệp nguồn", "row in the delivered file"),
+        },
+    ),
+    "quarantine.postal_service_points": TableDoc(
+        "Dòng danh sách điểm phục vụ bưu chính bị loại, kèm lý do", "Rejected service point rows with their rules"
+    ),
+    "gold.postal_network_by_commune": TableDoc(
+        "Mạng bưu chính theo xã/phường/thị trấn (đơn vị trước 2025, kèm đơn vị mới)",
+        "Postal network by pre-2025 commune, with its post-2025 unit",
+        {**_UNIT_DOCS, **_COUNT_DOCS},
+    ),
+    "gold.postal_network_by_new_unit": TableDoc(
+        "Mạng bưu chính theo đơn vị hành chính sau sắp xếp 2025",
+        "Postal network by post-2025 commune-level unit",
+        {
+            **_UNIT_DOCS,
+            "old_commune_codes": ("Các xã cũ (trước 2025) thuộc đơn vị", "pre-2025 communes mapped to the unit"),
+            **_COUNT_DOCS,
+        },
+    ),
+}
+
+
+def tax_code(col: str) -> pl.Expr:
+    """A tax code as text without spaces (`2200 123 456` -> `2200123456`)."""
+    return parsing.text(col).str.replace_all(r"\s+", "")
+
+
+def _vocabulary(folded: pl.Expr, vocabulary: dict[str, str], prefix: bool = False) -> pl.Expr:
+    expr = pl.lit(None, pl.String)
+    for word, code in reversed(vocabulary.items()):
+        hit = folded.str.starts_with(word) if prefix else folded == word
+        expr = pl.when(hit).then(pl.lit(code)).otherwise(expr)
+    return expr
+
+
+def _words(expr: pl.Expr) -> pl.Expr:
+    """Folded text with punctuation as spaces: `Điểm BĐ-VHX` -> `diem bd vhx`."""
+    return parsing.folded(expr).str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars()
+
+
+def typed_enterprises(delivered: pl.DataFrame) -> pl.DataFrame:
+    frame = feed_columns(delivered, ENTERPRISES)
+    scope_words = (
+        parsing.text("scope")
+        .str.replace_all(",", ";", literal=True)
+        .str.split(";")
+        .list.eval(_words(pl.element()))
+        .list.eval(pl.element().filter(pl.element() != ""))
+    )
+    status_text = parsing.text("status")
+    return frame.select(
+        ROW_ID,
+        tax_code("tax_code").alias("tax_code"),
+        parsing.text("enterprise_name").alias("enterprise_name"),
+        parsing.text("licence_number").alias("licence_number"),
+        parsing.date("licence_date").alias("licence_date"),
+        parsing.text("licence_date").alias("licence_date_text"),
+        parsing.text("scope").alias("scope_text"),
+        scope_words.alias("scope_words"),
+        status_text.alias("status_text"),
+        _vocabulary(_words(status_text), STATUSES, prefix=True).alias("status"),
+        pl.col(SNAPSHOT).str.to_date().alias("snapshot_date"),
+        pl.col(SOURCE_FILE).alias("source_file"),
+        pl.col(SOURCE_ROW).alias("source_row"),
+    ).with_columns(
+        pl.col("scope_words")
+        .list.eval(pl.element().filter(~pl.element().is_in(list(SCOPES))))
+        .list.first()
+        .alias("scope_unknown"),
+        pl.col("scope_words")
+        .list.eval(pl.element().replace_strict(SCOPES, default=None))
+        .list.drop_nulls()
+        .list.unique(maintain_order=True)
+        .alias("scopes"),
+        pl.when(pl.col("licence_date_text").is_not_null() & pl.col("licence_date").is_null())
+        .then(pl.col("licence_date_text"))
+        .alias("licence_date_unparsed"),
+        pl.when(pl.col("status_text").is_not_null() & pl.col("status").is_null())
+        .then(pl.col("status_text"))
+        .alias("status_unknown"),
+        pl.when((pl.col("scope_words").list.len() > 0) & pl.col("licence_number").is_null())
+        .then(pl.col("scope_text"))
+        .alias("licence_missing"),
+        (pl.col("status") == "active").alias("is_active"),
+    )
+
+
+@dg.multi_asset(
+    **gated_specs(
+        "postal_enterprises",
+        GROUP,
+        "The enterprise register in force: the newest snapshot, typed and gated (tax code, licence, scope, status).",
+        [bronze_postal_enterprises.key],
+        max_reject_share=ENTERPRISES_MAX_REJECT_SHARE,
+    )
+)
+def silver_postal_enterprises(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult]:
+    store = lake.lake()
+    delivered = latest_snapshot(store.read("bronze", ENTERPRISES.table)).with_row_index(ROW_ID)
+    yield from gate_and_write(
+        context,
+        store,
+        "postal_enterprises",
+        delivered,
+        typed_enterprises(delivered),
+        ENTERPRISE_RULES,
+        ENTERPRISE_COLUMNS,
+        {"snapshot_file": delivered[SOURCE_FILE][0]},
+        max_reject_share=ENTERPRISES_MAX_REJECT_SHARE,
+    )
+
+
+def typed_service_points(delivered: pl.DataFrame, enterprises: pl.DataFrame) -> pl.DataFrame:
+    """Bronze text → typed columns, communes resolved, each point joined to its enterprise."""
+    frame = feed_columns(delivered, SERVICE_POINTS)
+    type_text = parsing.text("point_type")
+    typed = frame.select(
+        ROW_ID,
+        parsing.text("point_code").alias("point_code"),
+        parsing.text("point_name").alias("point_name"),
+        type_text.alias("point_type_text"),
+        _vocabulary(_words(type_text), POINT_TYPES).alias("point_type"),
+        tax_code("enterprise_tax_code").alias("enterprise_tax_code"),
+        parsing.text("address").alias("address"),
+        parsing.text("commune").alias("commune_text"),
+        parsing.text("district").alias("district_text"),
+        *parsing.decimal_checked("longitude"),
+        *parsing.decimal_checked("latitude"),
+        pl.col(SNAPSHOT).str.to_date().alias("snapshot_date"),
+        pl.col(SOURCE_FILE).alias("source_file"),
+        pl.col(SOURCE_ROW).alias("source_row"),
+    )
+    known = enterprises.select(
+        pl.col("tax_code").alias("enterprise_tax_code"),
+        pl.col("enterprise_name"),
+        pl.col("status").alias("enterprise_status"),
+        pl.col("is_active").alias("enterprise_active"),
+    )
+    typed = typed.join(known, on="enterprise_tax_code", how="left", maintain_order="left").with_columns(
+        pl.when(pl.col("point_type_text").is_not_null() & pl.col("point_type").is_null())
+        .then(pl.col("point_type_text"))
+        .alias("point_type_unknown"),
+        pl.when(pl.col("enterprise_tax_code").is_not_null() & pl.col("enterprise_status").is_null())
+        .then(pl.col("enterprise_tax_code"))
+        .alias("enterprise_unknown"),
+        (pl.col("enterprise_tax_code") + "|" + pl.col("point_code")).alias("point_key"),
+        pl.when(pl.col("longitude_text").is_null() != pl.col("latitude_text").is_null())
+        .then(pl.coalesce("longitude_text", "latitude_text"))
+        .alias("coordinate_alone"),
+    )
+    resolved = units.resolve_columns(typed, "commune_text", "district_text", "snapshot_date")
+    return resolved.with_columns(unit_rule_columns())
+
+
+@dg.multi_asset(
+    **gated_specs(
+        "postal_service_points",
+        GROUP,
+        "The service point register in force: the newest snapshot, typed, communes resolved (old and new units), "
+        "each point's enterprise checked against silver/postal_enterprises.",
+        [bronze_postal_service_points.key, dg.AssetKey(["silver", "postal_enterprises"])],
+    )
+)
+def silver_postal_service_points(
+    context: dg.AssetExecutionContext, lake: LakeResource
+) -> Iterator[dg.MaterializeResult]:
+    store = lake.lake()
+    delivered = latest_snapshot(store.read("bronze", SERVICE_POINTS.table)).with_row_index(ROW_ID)
+    enterprises = (
+        store.read("silver", "postal_enterprises")
+        if store.exists("silver", "postal_enterprises")
+        else pl.DataFrame(
+            schema={c: pl.String for c in ("tax_code", "enterprise_name", "status", "source_file")}
+        ).with_columns(pl.lit(None, pl.Boolean).alias("is_active"))
+    )
+    yield from gate_and_write(
+        context,
+        store,
+        "postal_service_points",
+        delivered,
+        typed_service_points(delivered, enterprises),
+        SERVICE_POINT_RULES,
+        POINT_COLUMNS,
+        {"snapshot_file": delivered[SOURCE_FILE][0], "enterprise_register": enterprises["source_file"].first()},
+    )
+
+
+def _counts(points: pl.DataFrame, by: str) -> pl.DataFrame:
+    active = points.filter(pl.col("enterprise_active"))
+    return active.group_by(by).agg(
+        pl.len().cast(pl.Int64).alias("service_points"),
+        *[(pl.col("point_type") == t).sum().cast(pl.Int64).alias(t) for t in TYPE_COLUMNS],
+        pl.col("enterprise_tax_code").n_unique().cast(pl.Int64).alias("enterprises"),
+        pl.col("enterprise_name").unique().sort().alias("enterprise_names"),
+    )
+
+
+COUNT_COLUMNS = ["service_points", *TYPE_COLUMNS, "enterprises", "enterprise_names"]
+
+
+def _fill(frame: pl.DataFrame, as_of: object) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.lit(as_of, pl.Date).alias("as_of_date"),
+        *[pl.col(c).fill_null(0) for c in ["service_points", *TYPE_COLUMNS, "enterprises"]],
+        pl.col("enterprise_names").fill_null(pl.lit([], pl.List(pl.String))),
+    )
+
+
+def network_by_commune(points: pl.DataFrame) -> pl.DataFrame:
+    counts = _counts(points.filter(pl.col("commune_code").is_not_null()), "commune_code")
+    table = reference.old_communes().join(counts, on="commune_code", how="left")
+    return _fill(table, points["snapshot_date"].max()).select("as_of_date", *list(_UNIT_DOCS), *COUNT_COLUMNS)
+
+
+def network_by_new_unit(points: pl.DataFrame) -> pl.DataFrame:
+    counts = _counts(points.filter(pl.col("new_unit_code").is_not_null()), "new_unit_code")
+    table = reference.new_units(points).join(counts, on="new_unit_code", how="left")
+    return _fill(table, points["snapshot_date"].max()).select(
+        "as_of_date", "new_unit_code", "new_unit_name", "old_commune_codes", *COUNT_COLUMNS
+    )
+
+
+def _gold(store: Lake, name: str, table: pl.DataFrame) -> dg.MaterializeResult:
+    store.write(table, "gold", name)
+    return dg.MaterializeResult(metadata=table_metadata(table, preview_rows=10, doc=DOCS[f"gold.{name}"]))
+
+
+@dg.asset(
+    key=["gold", "postal_network_by_commune"],
+    deps=[dg.AssetKey(["silver", "postal_service_points"])],
+    group_name=GROUP,
+    kinds={"polars", "parquet"},
+    owners=OWNERS,
+    description="Per pre-2025 commune (all 108, with its post-2025 unit): service points of active enterprises "
+    "by type, and the enterprises present.",
+)
+def gold_postal_network_by_commune(lake: LakeResource) -> dg.MaterializeResult:
+    store = lake.lake()
+    return _gold(store, "postal_network_by_commune", network_by_commune(store.read("silver", "postal_service_points")))
+
+
+@dg.asset(
+    key=["gold", "postal_network_by_new_unit"],
+    deps=[dg.AssetKey(["silver", "postal_service_points"])],
+    group_name=GROUP,
+    kinds={"polars", "parquet"},
+    owners=OWNERS,
+    description="The same postal figures per post-2025 commune-level unit, with the old communes each took in.",
+)
+def gold_postal_network_by_new_unit(lake: LakeResource) -> dg.MaterializeResult:
+    store = lake.lake()
+    return _gold(
+        store, "postal_network_by_new_unit", network_by_new_unit(store.read("silver", "postal_service_points"))
+    )
+
+
+def indicators(store: Lake) -> list[dict]:
+    """Scorecard rows: active postal enterprises, and service points of active enterprises."""
+    rows: list[dict] = []
+
+    def row(code: str, name: str, value: float, as_of: object, source: str) -> dict:
+        return {
+            "indicator_code": code,
+            "indicator_name_vi": name,
+            "value": float(value),
+            "unit": "count",
+            "as_of_date": as_of,
+            "source_asset": source,
+        }
+
+    if store.exists("silver", "postal_enterprises"):
+        enterprises = store.read("silver", "postal_enterprises")
+        rows.append(
+            row(
+                "postal_enterprises",
+                "Số doanh nghiệp đang hoạt động bưu chính, chuyển phát",
+                enterprises["is_active"].sum(),
+                enterprises["snapshot_date"].max(),
+                "silver/postal_enterprises",
+            )
+        )
+    if store.exists("gold", "postal_network_by_new_unit"):
+        network = store.read("gold", "postal_network_by_new_unit")
+        rows.append(
+            row(
+                "postal_service_points",
+                "Số điểm phục vụ bưu chính",
+                network["service_points"].sum(),
+                network["as_of_date"].max(),
+                "gold/postal_network_by_new_unit",
+            )
+        )
+    return rows

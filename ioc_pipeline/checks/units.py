@@ -1,0 +1,40 @@
+"""Row rules every feed that names communes shares: the resolver's errors, one rule each.
+
+The rule names are the resolver's error codes (`ioc_pipeline.units.UnitResolver`), so a
+quarantined row says exactly why its unit was not accepted; the reason carries the resolver's
+sentence (e.g. which districts a `Phường 1` exists in). Names are never guessed.
+"""
+
+from __future__ import annotations
+
+import great_expectations as gx
+import polars as pl
+
+from ioc_pipeline.gate import Rule
+
+E = gx.expectations
+UNIT_ERRORS = ("unit_missing", "unit_unknown", "unit_ambiguous")
+
+UNIT_RULES = [
+    Rule(
+        "unit_missing",
+        E.ExpectColumnValuesToBeNull(column="unit_missing"),
+        "Xã/Phường/Thị trấn is missing",
+    ),
+    Rule(
+        "unit_unknown",
+        E.ExpectColumnValuesToBeNull(column="unit_unknown"),
+        "Xã/Phường/Thị trấn names no commune-level unit in force on the snapshot date (or not in the district given)",
+    ),
+    Rule(
+        "unit_ambiguous",
+        E.ExpectColumnValuesToBeNull(column="unit_ambiguous"),
+        "Xã/Phường/Thị trấn matches several units; give the district and the unit type",
+    ),
+]
+
+
+def unit_rule_columns() -> list[pl.Expr]:
+    """The columns UNIT_RULES read, from `units.resolve_columns`' output: one per resolver error,
+    holding the resolver's sentence on the rows that got that error."""
+    return [pl.when(pl.col("unit_error") == e).then(pl.col("unit_detail")).alias(e) for e in UNIT_ERRORS]
