@@ -8,12 +8,12 @@ asset waits for, and the comments it writes (Vietnamese / English) come from the
 
 import dagster as dg
 
-from ioc_pipeline.assets import procedures, reference, scorecard
+from ioc_pipeline.assets import procedures, public_service, reference, scorecard
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.resources import LakeResource, WarehouseResource
 
-DOCS: dict[str, TableDoc] = {**reference.DOCS, **procedures.DOCS, **scorecard.DOCS}
+DOCS: dict[str, TableDoc] = {**reference.DOCS, **procedures.DOCS, **public_service.DOCS, **scorecard.DOCS}
 
 
 @dg.asset(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline.assets import procedures
+from ioc_pipeline.assets import procedures, public_service
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
@@ -22,6 +22,7 @@ Indicators = Callable[[Lake], list[dict]]
 
 PARTS: list[tuple[list[dg.AssetKey], Indicators]] = [
     ([procedures.gold_procedure_service_levels.key], procedures.indicators),
+    ([public_service.gold_kpis_monthly.key], public_service.indicators),
 ]
 
 SCHEMA = {
