@@ -73,6 +73,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
             url=setting("IOC_DOSSIER_API_URL", ""),
             token=setting("IOC_DOSSIER_API_TOKEN", ""),
             page_size=int_setting("IOC_DOSSIER_API_PAGE_SIZE", 5000),
+            backoff_seconds=float(os.environ.get("IOC_DOSSIER_API_BACKOFF_SECONDS") or 1.0),
         ),
         "pii": PiiResource(key=setting("IOC_PII_KEY", ""), mode=setting("IOC_MODE", "production")),
     }

@@ -15,6 +15,11 @@ EXPECTED_KEYS = {
     "silver/admin_units",
     "silver/admin_unit_crosswalk",
     "publish/warehouse",
+    "bronze/dossiers",
+    "silver/dossiers",
+    "quarantine/dossiers",
+    "gold/public_service_kpis_monthly",
+    "gold/public_service_kpis_by_agency_monthly",
 }
 
 
@@ -44,3 +49,13 @@ def test_the_refresh_job_selects_everything() -> None:
     job = defs.resolve_job_def("refresh_all")
     assert isinstance(job, dg.JobDefinition)
     assert dg.AssetKey(["publish", "warehouse"]) in job.asset_layer.executable_asset_keys
+
+
+def test_dossier_months_are_partitioned_and_refresh_all_runs_without_a_partition() -> None:
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey(["silver", "dossiers"])).partitions_def is not None
+    months = defs.resolve_job_def("dossier_months")
+    assert dg.AssetKey(["silver", "dossiers"]) in months.asset_layer.executable_asset_keys
+    refresh = defs.resolve_job_def("refresh_all")
+    assert dg.AssetKey(["silver", "dossiers"]) not in refresh.asset_layer.executable_asset_keys
+    assert dg.AssetKey(["bronze", "dossiers"]) in refresh.asset_layer.executable_asset_keys

@@ -143,7 +143,9 @@ def gate_and_write(
         ),
         check_results=gated.checks,
     )
-    yield dg.MaterializeResult(asset_key=dg.AssetKey(["quarantine", table]), metadata=quarantine_metadata(gated.quarantine))
+    yield dg.MaterializeResult(
+        asset_key=dg.AssetKey(["quarantine", table]), metadata=quarantine_metadata(gated.quarantine)
+    )
 
 
 def quarantine_metadata(quarantine: pl.DataFrame) -> dict[str, Any]:

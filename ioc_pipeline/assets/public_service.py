@@ -112,7 +112,10 @@ SILVER_COLUMNS = [
 ]
 
 KPI_DOCS: dict[str, tuple[str, str]] = {
-    "month": ("Tháng tiếp nhận (ngày đầu tháng)", "month of receipt (first day): a dossier counts in the month it was received"),
+    "month": (
+        "Tháng tiếp nhận (ngày đầu tháng)",
+        "month of receipt (first day): a dossier counts in the month it was received",
+    ),
     "agency": ("Đơn vị xử lý (DonViXuLy)", "processing agency"),
     "dossiers_received": ("Số hồ sơ tiếp nhận", "dossiers received in the month (current version of each MaHoSo)"),
     "dossiers_finished": (
@@ -269,6 +272,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             metadata.update(
                 updated_from=gateway_stats.updated_from or "",
                 pages=gateway_stats.pages,
+                versions_answered=gateway_stats.rows,
                 requests=gateway_stats.requests,
                 retries=gateway_stats.retries,
                 retried_statuses=gateway_stats.retried_statuses,
@@ -445,7 +449,10 @@ def _combine(checks: dict[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheck
             asset_key=SILVER_KEY,
             check_name=name,
             passed=entry["passed"],
-            metadata={"months": dg.MetadataValue.json(entry["by_month"]), "failed_months": [m for m, r in entry["by_month"].items() if not r["passed"]]},
+            metadata={
+                "months": dg.MetadataValue.json(entry["by_month"]),
+                "failed_months": [m for m, r in entry["by_month"].items() if not r["passed"]],
+            },
         )
         for name, entry in combined.items()
     ]
@@ -492,7 +499,9 @@ def silver_dossiers(context: dg.AssetExecutionContext, lake: LakeResource) -> It
             context, store, TABLE, delivered, typed, RULES, SILVER_COLUMNS, _month_partition(month)
         )
         if catalog is not None:
-            codes = gated[month].clean.filter(~pl.col("procedure_code").is_in(list(catalog)) | pl.col("procedure_code").is_null())
+            codes = gated[month].clean.filter(
+                ~pl.col("procedure_code").is_in(list(catalog)) | pl.col("procedure_code").is_null()
+            )
             unknown[month] = dict(codes.group_by(pl.col("procedure_code").fill_null("(missing)")).len().iter_rows())
     if not gated:
         raise dg.Failure(description=f"no dossier versions delivered for {', '.join(months)}")
@@ -681,7 +690,9 @@ def latest_complete_month(table: pl.DataFrame) -> pl.DataFrame:
         return table
     as_of = table.get_column("as_of").max().date()
     done = table.filter(
-        pl.col("month").map_elements(lambda m: m.replace(day=calendar.monthrange(m.year, m.month)[1]) <= as_of, pl.Boolean)
+        pl.col("month").map_elements(
+            lambda m: m.replace(day=calendar.monthrange(m.year, m.month)[1]) <= as_of, pl.Boolean
+        )
     )
     return done.filter(pl.col("month") == done.get_column("month").max()) if not done.is_empty() else done
 

@@ -51,13 +51,116 @@ TRUE_FORMS: list[Any] = [True, "true", 1, "1", "Có", "có", "CÓ", "Co", "TRUE"
 FALSE_FORMS: list[Any] = [False, "false", 0, "0", "Không", "không", "KHONG", "False"]
 DEADLINE_DAYS = [1, 3, 5, 5, 7, 10, 10, 15, 20]
 
-SURNAMES = ["Nguyễn", "Trần", "Lê", "Phạm", "Huỳnh", "Hoàng", "Phan", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương", "Lý", "Thạch", "Sơn", "Lâm", "Kim", "Danh", "Châu", "Tăng", "Quách"]
+SURNAMES = [
+    "Nguyễn",
+    "Trần",
+    "Lê",
+    "Phạm",
+    "Huỳnh",
+    "Hoàng",
+    "Phan",
+    "Võ",
+    "Đặng",
+    "Bùi",
+    "Đỗ",
+    "Hồ",
+    "Ngô",
+    "Dương",
+    "Lý",
+    "Thạch",
+    "Sơn",
+    "Lâm",
+    "Kim",
+    "Danh",
+    "Châu",
+    "Tăng",
+    "Quách",
+]
 MIDDLE_M = ["Văn", "Hữu", "Minh", "Quốc", "Thanh", "Đức", "Công", "Hoàng", "Tấn", "Ngọc"]
 MIDDLE_F = ["Thị", "Ngọc", "Thanh", "Kim", "Mỹ", "Bích", "Hồng", "Thu", "Phương", "Diễm"]
-GIVEN_M = ["An", "Bình", "Cường", "Dũng", "Hải", "Hiếu", "Hùng", "Khang", "Khoa", "Long", "Lộc", "Minh", "Nam", "Nghĩa", "Phúc", "Quang", "Sang", "Tài", "Thắng", "Toàn", "Trung", "Tuấn", "Vinh"]
-GIVEN_F = ["Anh", "Chi", "Diệp", "Dung", "Giang", "Hạnh", "Hương", "Lan", "Linh", "Loan", "Mai", "Ngân", "Nhung", "Oanh", "Phượng", "Quyên", "Thảo", "Trang", "Trinh", "Tuyết", "Vy", "Yến"]
-STREETS = ["Trần Hưng Đạo", "Lê Lợi", "Hùng Vương", "Nguyễn Huệ", "Phú Lợi", "Mạc Đĩnh Chi", "Lê Hồng Phong", "Tôn Đức Thắng", "Điện Biên Phủ", "Quốc lộ 1A"]
-PHONE_PREFIXES = ["090", "091", "093", "094", "096", "097", "098", "032", "033", "035", "037", "039", "070", "076", "077", "079", "081", "083", "085", "088"]
+GIVEN_M = [
+    "An",
+    "Bình",
+    "Cường",
+    "Dũng",
+    "Hải",
+    "Hiếu",
+    "Hùng",
+    "Khang",
+    "Khoa",
+    "Long",
+    "Lộc",
+    "Minh",
+    "Nam",
+    "Nghĩa",
+    "Phúc",
+    "Quang",
+    "Sang",
+    "Tài",
+    "Thắng",
+    "Toàn",
+    "Trung",
+    "Tuấn",
+    "Vinh",
+]
+GIVEN_F = [
+    "Anh",
+    "Chi",
+    "Diệp",
+    "Dung",
+    "Giang",
+    "Hạnh",
+    "Hương",
+    "Lan",
+    "Linh",
+    "Loan",
+    "Mai",
+    "Ngân",
+    "Nhung",
+    "Oanh",
+    "Phượng",
+    "Quyên",
+    "Thảo",
+    "Trang",
+    "Trinh",
+    "Tuyết",
+    "Vy",
+    "Yến",
+]
+STREETS = [
+    "Trần Hưng Đạo",
+    "Lê Lợi",
+    "Hùng Vương",
+    "Nguyễn Huệ",
+    "Phú Lợi",
+    "Mạc Đĩnh Chi",
+    "Lê Hồng Phong",
+    "Tôn Đức Thắng",
+    "Điện Biên Phủ",
+    "Quốc lộ 1A",
+]
+PHONE_PREFIXES = [
+    "090",
+    "091",
+    "093",
+    "094",
+    "096",
+    "097",
+    "098",
+    "032",
+    "033",
+    "035",
+    "037",
+    "039",
+    "070",
+    "076",
+    "077",
+    "079",
+    "081",
+    "083",
+    "085",
+    "088",
+]
 
 # Dossiers the gate must refuse, each with the rule it breaks (the tests read this list).
 # Each is a one-version dossier; `None` as a value deletes the field, "__line__" writes a broken line.
@@ -127,12 +230,21 @@ def _unit_spellings() -> tuple[list[str], list[list[str]], list[list[str]]]:
     communes: list[list[str]] = []
     for code, name in old.filter(old["level"] == "district").select("unit_code", "unit_name").iter_rows():
         short = name.split(" ", 2)[-1] if name.startswith(("Thành phố", "Thị xã")) else name.split(" ", 1)[-1]
-        prefix = {"Thành phố": "TP.", "Thị xã": "TX.", "Huyện": "H."}[next(p for p in ("Thành phố", "Thị xã", "Huyện") if name.startswith(p))]
+        prefix = {"Thành phố": "TP.", "Thị xã": "TX.", "Huyện": "H."}[
+            next(p for p in ("Thành phố", "Thị xã", "Huyện") if name.startswith(p))
+        ]
         options = [name, f"{prefix} {short}", name.upper(), code]
         districts.append([o for o in options if resolver.resolve(o, allow_district=True).unit_code == code])
-    for code, name, parent in old.filter(old["level"] == "commune").select("unit_code", "unit_name", "parent_code").iter_rows():
+    for code, name, parent in (
+        old.filter(old["level"] == "commune").select("unit_code", "unit_name", "parent_code").iter_rows()
+    ):
         district = names[parent]
-        options = [f"{name}, {district}", name, code, f"{name.replace('Phường ', 'P.').replace('Thị trấn ', 'TT ').replace('Xã ', 'X. ')}, {district}"]
+        options = [
+            f"{name}, {district}",
+            name,
+            code,
+            f"{name.replace('Phường ', 'P.').replace('Thị trấn ', 'TT ').replace('Xã ', 'X. ')}, {district}",
+        ]
         communes.append([o for o in options if resolver.resolve(o, allow_district=True).unit_code == code])
     return districts[0], districts, communes
 
@@ -182,7 +294,12 @@ def _applicant(rng: random.Random, ctx: Context) -> dict[str, Any]:
     elif id_form < 0.1:
         citizen_id = " ".join(person.citizen_id[i : i + 3] for i in range(0, 12, 3))
     phone = person.phone if rng.random() < 0.8 else "+84" + person.phone[1:]
-    return {"HoTen": maybe_nfd(rng, person.name), "SoGiayTo": citizen_id, "SoDienThoai": phone, "DiaChi": person.address}
+    return {
+        "HoTen": maybe_nfd(rng, person.name),
+        "SoGiayTo": citizen_id,
+        "SoDienThoai": phone,
+        "DiaChi": person.address,
+    }
 
 
 def _moment(rng: random.Random, moment: datetime) -> str:
@@ -335,7 +452,11 @@ def _bad(rng: random.Random, ctx: Context, n: int, change: dict[str, Any], month
         "ChuHoSo": _applicant(rng, ctx),
         "NgayCapNhat": _moment(rng, finished + timedelta(hours=3)),
     }
-    shifts = {"-1d": received - timedelta(days=1), "-2d": finished - timedelta(days=2), "-3d": received - timedelta(days=3)}
+    shifts = {
+        "-1d": received - timedelta(days=1),
+        "-2d": finished - timedelta(days=2),
+        "-3d": received - timedelta(days=3),
+    }
     for field, value in change.items():
         if value is None:
             record.pop(field, None)
@@ -385,13 +506,16 @@ class _Files:
 def _receipts(rng: random.Random, months: list[date], per_month: int) -> Iterator[datetime]:
     """Receipt times, in order, on working days."""
     for month in months:
-        days = [d for d in range(1, calendar.monthrange(month.year, month.month)[1] + 1) if date(month.year, month.month, d).weekday() < 5]
+        days = [
+            d
+            for d in range(1, calendar.monthrange(month.year, month.month)[1] + 1)
+            if date(month.year, month.month, d).weekday() < 5
+        ]
         counts = [0] * len(days)
         for _ in range(per_month):
             counts[rng.randrange(len(days))] += 1
         for day, count in zip(days, counts, strict=True):
-            for moment in sorted(_working_time(rng, date(month.year, month.month, day)) for _ in range(count)):
-                yield moment
+            yield from sorted(_working_time(rng, date(month.year, month.month, day)) for _ in range(count))
 
 
 def generate(out: Path, seed: int, dossiers_per_month: int, months: int, every_change: bool) -> list[Path]:

@@ -33,6 +33,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import dlt
+import orjson
 import polars as pl
 import pyarrow as pa
 import requests
@@ -41,6 +42,7 @@ from ioc_pipeline import parsing, pii
 from ioc_pipeline.lake import FileInfo, Lake, Landing
 from ioc_pipeline.sources.files import (
     FILE_HASH,
+    LOAD_ID,
     SNAPSHOT,
     SOURCE_FILE,
     SOURCE_ROW,
@@ -114,7 +116,11 @@ def to_bronze(
     for name in READ_SCHEMA:
         if name not in raw.columns:
             raw = raw.with_columns(pl.lit(None, pl.String).alias(name))
-    citizen_id = raw.get_column(APPLICANT).str.json_path_match("$.SoGiayTo")
+    applicant = raw.get_column(APPLICANT)
+    if isinstance(applicant.dtype, pl.Struct):
+        citizen_id = applicant.struct.field("SoGiayTo").cast(pl.String)
+    else:  # the object as JSON text (or whatever else was delivered: then no ID)
+        citizen_id = applicant.str.json_path_match("$.SoGiayTo")
     frame = raw.select([pl.col(k).alias(v) for k, v in FIELDS.items()]).with_columns(
         pii.pseudonymise(citizen_id, key).alias("applicant_id")
     )
@@ -128,7 +134,9 @@ def to_bronze(
     frame = frame.with_columns(
         updated.alias(UPDATED_AT),
         pl.coalesce(
-            in_range(received), in_range(updated.dt.strftime("%Y-%m")), pl.lit(min(max(month_of(fallback), first), last))
+            in_range(received),
+            in_range(updated.dt.strftime("%Y-%m")),
+            pl.lit(min(max(month_of(fallback), first), last)),
         ).alias(MONTH),
         (errors if errors is not None else pl.lit(None, pl.String)).alias(PARSE_ERROR),
         (pl.lit(source_file) if isinstance(source_file, str) else source_file).alias(SOURCE_FILE),
@@ -270,7 +278,7 @@ class GatewayStats:
     pages: int = 0
     requests: int = 0
     retries: int = 0
-    rows: int = 0
+    rows: int = 0  # versions answered (the boundary version is answered again, and dropped by dlt)
     updated_from: str | None = None
     retried_statuses: dict[str, int] = field(default_factory=dict)
 
@@ -310,25 +318,32 @@ def _page_request(
 
 
 PAGE_SCHEMA = {
-    "data": pl.List(pl.Struct(READ_SCHEMA)),
-    "page": pl.Int64,
-    "page_size": pl.Int64,
+    "data": pl.List(pl.Struct({**{k: pl.String for k in FIELDS}, APPLICANT: pl.Struct({"SoGiayTo": pl.String})})),
     "total_pages": pl.Int64,
-    "total": pl.Int64,
 }
 
 
 def _read_page(body: bytes, where: str) -> tuple[pl.DataFrame, int]:
+    """A page's records as text columns: polars reads the page whole (fast); a page it cannot type
+    (an applicant that is not an object, say) is re-read record by record through orjson."""
     try:
         page = pl.read_json(io.BytesIO(body), schema=PAGE_SCHEMA)
         total_pages = page.get_column("total_pages")[0]
         records = page.select(pl.col("data").explode()).unnest("data")
-    except Exception as error:  # noqa: BLE001 - the message may quote delivered values
-        raise GatewayError(f"{where}: the answer is not the contract's JSON page ({type(error).__name__})") from None
+        if records.height == 1 and all(v is None for v in records.row(0)):
+            records = records.clear()  # "data": [] explodes into one null row
+    except Exception:  # noqa: BLE001 - polars' message may quote delivered (personal) values
+        try:
+            parsed = orjson.loads(body)
+            total_pages = parsed.get("total_pages")
+            data = parsed.get("data") or []
+            records = _read_lines([orjson.dumps(item) for item in data]) if data else pl.DataFrame(schema=READ_SCHEMA)
+        except Exception as error:  # noqa: BLE001
+            raise GatewayError(
+                f"{where}: the answer is not the contract's JSON page ({type(error).__name__})"
+            ) from None
     if total_pages is None:
         raise GatewayError(f"{where}: the answer has no total_pages")
-    if records.height == 1 and all(v is None for v in records.row(0)):
-        records = records.clear()  # "data": [] explodes into one null row
     return records, int(total_pages)
 
 
@@ -337,7 +352,7 @@ def gateway_resource(gateway: Gateway, key: bytes, stats: GatewayStats, sleep: C
 
     @dlt.resource(name=TABLE, write_disposition="append")
     def changed(
-        updated: dlt.sources.incremental[datetime] = dlt.sources.incremental(
+        updated: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008 - dlt's idiom
             UPDATED_AT,
             initial_value=gateway.first_updated_from,
             primary_key=("dossier_code", UPDATED_AT),
@@ -378,12 +393,13 @@ class DossierIngest:
     months: list[str]  # month partitions that received rows in this load
 
 
-def _months_seen(resource: Any, months: set[str]) -> Any:
-    def note(table: pa.Table) -> pa.Table:
-        months.update(m for m in table.column(MONTH).unique().to_pylist() if m)
-        return table
-
-    return resource.add_map(note)
+def loaded(lake: Lake, load_ids: list[str]) -> tuple[int, list[str]]:
+    """Rows these loads wrote and the month partitions they landed in (read back from bronze:
+    exactly what was written, after dlt's incremental de-duplication of the boundary version)."""
+    if not load_ids or not lake.exists("bronze", TABLE):
+        return 0, []
+    found = lake.scan("bronze", TABLE).filter(pl.col(LOAD_ID).is_in(load_ids)).group_by(MONTH).len().collect()
+    return int(found.get_column("len").sum()), sorted(m for m in found.get_column(MONTH).to_list() if m)
 
 
 def ingest(
@@ -391,15 +407,10 @@ def ingest(
 ) -> DossierIngest:
     """Load what is new into bronze: from the gateway when configured, else from the export files."""
     report = IngestReport()
-    months: set[str] = set()
     stats = GatewayStats() if gateway else None
-    if gateway:
-        resource = gateway_resource(gateway, key, stats, sleep)
-    else:
-        resource = export_resource(landing, report, key)
-    info = pipeline(lake, dlt_dir, TABLE).run(_months_seen(resource, months), loader_file_format="parquet")
+    resource = gateway_resource(gateway, key, stats, sleep) if gateway else export_resource(landing, report, key)
+    info = pipeline(lake, dlt_dir, TABLE).run(resource, loader_file_format="parquet")
     info.raise_on_failed_jobs()
     report.load_ids = list(info.loads_ids)
-    if stats:
-        report.rows = stats.rows
-    return DossierIngest("api" if gateway else "export", report, stats, sorted(months))
+    report.rows, months = loaded(lake, report.load_ids)
+    return DossierIngest("api" if gateway else "export", report, stats, months)
