@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import orjson
 import polars as pl
 
 from ioc_pipeline import parsing
@@ -59,24 +59,23 @@ class Gateway:
 
     def add_lines(self, lines: list[bytes], fallback: datetime = MIN_TIME) -> int:
         """Serve more versions (JSON objects, one per line); unreadable lines are not served."""
-        records = []
+        codes, updated, bodies = [], [], []
         for line in lines:
             try:
-                item = json.loads(line)
-            except ValueError:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError:
                 continue
             if isinstance(item, dict):
-                records.append((item, line.strip()))
-        stamps = _timestamps([None if r.get("NgayCapNhat") is None else str(r.get("NgayCapNhat")) for r, _ in records])
-        fresh = [
-            ((stamp or fallback, str(record.get("MaHoSo"))), body)
-            for (record, body), stamp in zip(records, stamps, strict=True)
-        ]
+                codes.append(str(item.get("MaHoSo")))
+                updated.append(None if item.get("NgayCapNhat") is None else str(item.get("NgayCapNhat")))
+                bodies.append(line.strip())
+        stamps = _timestamps(updated)
+        fresh = [((stamp or fallback, code), body) for code, stamp, body in zip(codes, stamps, bodies, strict=True)]
         with self._lock:
             merged = sorted([*zip(self._keys, self._bodies, strict=True), *fresh], key=lambda kb: kb[0])
             self._keys = [k for k, _ in merged]
             self._bodies = [b for _, b in merged]
-        return len(records)
+        return len(fresh)
 
     def add_landing(self, landing: Path) -> int:
         total = 0
