@@ -74,7 +74,18 @@ def pseudonym(key: bytes, citizen_id: str | None) -> str | None:
 
 
 def pseudonymise(ids: pl.Series, key: bytes) -> pl.Series:
-    """One pseudonym per value, computed once per distinct ID (repeat applicants are common)."""
-    distinct = ids.unique().to_list()
-    mapping = {value: pseudonym(key, value) for value in distinct if value is not None}
+    """`pseudonym` of every value, computed once per distinct ID (repeat applicants are common), with
+    the HMAC's inner and outer hash states prepared once (RFC 2104; a third of the cost per ID)."""
+    block = (sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    inner_base, outer_base = sha256(bytes(b ^ 0x36 for b in block)), sha256(bytes(b ^ 0x5C for b in block))
+    mapping: dict[str, str | None] = {}
+    for value in ids.unique().drop_nulls().to_list():
+        normalised = normalise_citizen_id(value)
+        if normalised is None:
+            mapping[value] = None
+            continue
+        inner, outer = inner_base.copy(), outer_base.copy()
+        inner.update(normalised.encode())
+        outer.update(inner.digest())
+        mapping[value] = outer.hexdigest()[:PSEUDONYM_HEX]
     return ids.replace_strict(mapping, default=None, return_dtype=pl.String)

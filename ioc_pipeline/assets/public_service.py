@@ -20,6 +20,7 @@ snapshot: the newest NgayCapNhat delivered (`as_of` column). Each formula sits i
 
 import calendar
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,7 @@ import dagster as dg
 import polars as pl
 
 from ioc_pipeline import parsing
-from ioc_pipeline.assets.layers import OWNERS, Gated, gate_batch, gated_specs, quarantine_metadata
+from ioc_pipeline.assets.layers import OWNERS, gate_batch, gated_specs, quarantine_metadata
 from ioc_pipeline.checks.dossiers import RULES
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
@@ -301,24 +302,37 @@ bronze_dossiers = bronze_dossiers_asset()
 # --------------------------------------------------------------------------------------------------
 
 
-def current_versions(bronze: pl.DataFrame) -> pl.DataFrame:
+ORDER = [source.UPDATED_AT, LOAD_ID, SOURCE_FILE, SOURCE_ROW]
+
+
+def current_versions(bronze: pl.LazyFrame) -> pl.DataFrame:
     """The newest version of each dossier (by NgayCapNhat, then load, file and row); a version with no
-    key stays a row of its own (the gate quarantines it)."""
-    key = parsing.text("dossier_code")
-    order = [source.UPDATED_AT, LOAD_ID, SOURCE_FILE, SOURCE_ROW]
-    ranked = bronze.with_columns(key.alias("_key")).sort(order, nulls_last=False)
-    keyed = ranked.filter(pl.col("_key").is_not_null())
-    newest = keyed.group_by("_key").agg(pl.all().last(), pl.len().alias("versions_delivered"))
-    loose = ranked.filter(pl.col("_key").is_null()).with_columns(pl.lit(1, pl.UInt32).alias("versions_delivered"))
-    return pl.concat([newest.select(loose.columns), loose]).drop("_key").sort(SOURCE_FILE, SOURCE_ROW)
+    key stays a row of its own (the gate quarantines it). The choice is made on the ordering columns
+    alone, then only the chosen rows are read whole: a month's history is never in memory at once."""
+    numbered = bronze.with_row_index("_n")
+    keys = (
+        numbered.select("_n", parsing.text("dossier_code").alias("_key"), *ORDER)
+        .collect()
+        .sort(ORDER, nulls_last=False)
+    )
+    newest = (
+        keys.filter(pl.col("_key").is_not_null())
+        .group_by("_key")
+        .agg(pl.col("_n").last(), pl.len().alias("versions_delivered"))
+    )
+    loose = keys.filter(pl.col("_key").is_null()).select("_n", pl.lit(1, pl.UInt32).alias("versions_delivered"))
+    chosen = pl.concat([newest.select("_n", "versions_delivered"), loose])
+    rows = numbered.filter(pl.col("_n").is_in(chosen.get_column("_n").implode())).collect()
+    return rows.join(chosen, on="_n").drop("_n").sort(SOURCE_FILE, SOURCE_ROW)
 
 
 def _coded(text: pl.Expr, lookup: dict[str, int]) -> pl.Expr:
     return parsing.folded(text).replace_strict(lookup, default=None, return_dtype=pl.Int8)
 
 
-def _unparsed(column: str, typed: pl.Expr) -> pl.Expr:
-    return pl.when(parsing.text(column).is_not_null() & typed.is_null()).then(parsing.text(column))
+@functools.cache
+def _resolver() -> UnitResolver:
+    return UnitResolver()  # its cache of resolved spellings lives as long as the process
 
 
 def _resolve_units(frame: pl.DataFrame) -> pl.DataFrame:
@@ -326,7 +340,7 @@ def _resolve_units(frame: pl.DataFrame) -> pl.DataFrame:
     pairs = frame.select(
         pl.col("unit_text"), (pl.col("received_at").dt.date() >= REFORM_DATE).fill_null(False).alias("_post")
     ).unique()
-    resolver = UnitResolver()
+    resolver = _resolver()
     rows = []
     for text, post in pairs.iter_rows():
         found = resolver.resolve(text, as_of=REFORM_DATE if post else None, allow_district=True)
@@ -351,39 +365,41 @@ def _resolve_units(frame: pl.DataFrame) -> pl.DataFrame:
 
 def typed_dossiers(delivered: pl.DataFrame) -> pl.DataFrame:
     """Current versions (bronze text) -> typed columns, plus the problem columns the rules read."""
-    times = {c: parsing.datetime_local(c) for c in ("received_at", "due_at", "finished_at", "returned_at")}
-    flags = {c: parsing.boolean(c) for c in ("paid_online", "digitized", "e_result")}
+    times = ("received_at", "due_at", "finished_at", "returned_at")
+    flags = ("paid_online", "digitized", "e_result")
+    texts = ("channel", "status", "supplement_count", *times, *flags)
+    # every expression once: polars recomputes an expression each time it is used in a select
     frame = delivered.select(
         ROW_ID,
         parsing.text("dossier_code").alias("dossier_code"),
         parsing.text("procedure_code").alias("procedure_code"),
         parsing.text("agency").alias("agency"),
         parsing.text("unit").alias("unit_text"),
-        parsing.text("channel").alias("channel_text"),
-        _coded(parsing.text("channel"), CHANNEL_LOOKUP).alias("channel_code"),
-        parsing.text("status").alias("status_text"),
-        _coded(parsing.text("status"), STATUS_LOOKUP).alias("status_code"),
-        *[expr.alias(c) for c, expr in times.items()],
-        parsing.text("received_at").alias("received_at_text"),
-        _unparsed("received_at", times["received_at"]).alias("received_at_unparsed"),
-        pl.coalesce(*[_unparsed(c, times[c]) for c in ("due_at", "finished_at", "returned_at")]).alias(
-            "datetime_unparsed"
-        ),
+        *[parsing.text(c).alias(f"{c}_text") for c in texts],
         pl.col(source.UPDATED_AT).dt.convert_time_zone(parsing.TIMEZONE).alias("updated_at"),
-        parsing.integer("supplement_count").alias("supplement_count"),
-        pl.when(
-            parsing.text("supplement_count").is_not_null()
-            & (parsing.integer("supplement_count").is_null() | (parsing.integer("supplement_count") < 0))
-        )
-        .then(parsing.text("supplement_count"))
-        .alias("supplement_count_unparsed"),
-        *[expr.alias(c) for c, expr in flags.items()],
-        pl.coalesce(*[_unparsed(c, flags[c]) for c in flags]).alias("flag_unparsed"),
         pl.col("applicant_id"),
         pl.col(source.PARSE_ERROR).alias("parse_error"),
         pl.col(SOURCE_FILE).alias("source_file"),
         pl.col(SOURCE_ROW).alias("source_row"),
         pl.col("versions_delivered").cast(pl.Int32),
+    ).with_columns(
+        _coded(pl.col("channel_text"), CHANNEL_LOOKUP).alias("channel_code"),
+        _coded(pl.col("status_text"), STATUS_LOOKUP).alias("status_code"),
+        *[parsing.datetime_local(f"{c}_text").alias(c) for c in times],
+        parsing.integer("supplement_count_text").alias("supplement_count"),
+        *[parsing.boolean(f"{c}_text").alias(c) for c in flags],
+    )
+
+    def unparsed(column: str) -> pl.Expr:
+        return pl.when(pl.col(f"{column}_text").is_not_null() & pl.col(column).is_null()).then(pl.col(f"{column}_text"))
+
+    frame = frame.with_columns(
+        unparsed("received_at").alias("received_at_unparsed"),
+        pl.coalesce(*[unparsed(c) for c in times[1:]]).alias("datetime_unparsed"),
+        pl.when(pl.col("supplement_count_text").is_not_null() & ~(pl.col("supplement_count") >= 0).fill_null(False))
+        .then(pl.col("supplement_count_text"))
+        .alias("supplement_count_unparsed"),
+        pl.coalesce(*[unparsed(c) for c in flags]).alias("flag_unparsed"),
     )
     first = dt.datetime.combine(source.FIRST_MONTH, dt.time(), tzinfo=source.TZ)
     finish = pl.coalesce("finished_at", "returned_at")
@@ -426,10 +442,10 @@ def typed_dossiers(delivered: pl.DataFrame) -> pl.DataFrame:
     return _resolve_units(frame)
 
 
-def _catalog_codes(store: Lake) -> set[str] | None:
+def _catalog_codes(store: Lake) -> pl.Series | None:
     if not store.exists("silver", "procedures"):
         return None
-    return set(store.scan("silver", "procedures").select("procedure_code").collect().get_column("procedure_code"))
+    return store.scan("silver", "procedures").select("procedure_code").collect().get_column("procedure_code")
 
 
 def _month_partition(month: str) -> str:
@@ -482,32 +498,35 @@ def silver_dossiers(context: dg.AssetExecutionContext, lake: LakeResource) -> It
     store = lake.lake()
     catalog = _catalog_codes(store)
     months = context.partition_keys
-    gated: dict[str, Gated] = {}
+    has_bronze = store.exists("bronze", TABLE)
     unknown: dict[str, dict[str, int]] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    previews: list[pl.DataFrame] = []
+    rejected: list[pl.DataFrame] = []
+    checks_by_month: dict[str, list[dg.AssetCheckResult]] = {}
     for month in months:
-        bronze = (
-            store.scan("bronze", TABLE).filter(pl.col(source.MONTH) == month).collect()
-            if store.exists("bronze", TABLE)
-            else pl.DataFrame()
-        )
-        if bronze.is_empty():
+        bronze = store.scan("bronze", TABLE).filter(pl.col(source.MONTH) == month) if has_bronze else None
+        delivered = current_versions(bronze).with_row_index(ROW_ID) if bronze is not None else pl.DataFrame()
+        if delivered.is_empty():
             context.log.info(f"dossiers {month}: no versions delivered, nothing to rebuild")
             continue
-        delivered = current_versions(bronze).with_row_index(ROW_ID)
-        typed = typed_dossiers(delivered)
-        gated[month] = gate_batch(
-            context, store, TABLE, delivered, typed, RULES, SILVER_COLUMNS, _month_partition(month)
+        gated = gate_batch(
+            context, store, TABLE, delivered, typed_dossiers(delivered), RULES, SILVER_COLUMNS, _month_partition(month)
         )
+        del delivered
+        summaries[month] = {"published": gated.published, "rows": gated.clean.height, "delivered": gated.delivered}
+        checks_by_month[month] = gated.checks
+        previews.append(gated.clean.head(5))
+        rejected.append(gated.quarantine.select("source_file", "source_row", "rule", "reason"))
         if catalog is not None:
-            codes = gated[month].clean.filter(
-                ~pl.col("procedure_code").is_in(list(catalog)) | pl.col("procedure_code").is_null()
-            )
+            codes = gated.clean.filter(~pl.col("procedure_code").is_in(catalog) | pl.col("procedure_code").is_null())
             unknown[month] = dict(codes.group_by(pl.col("procedure_code").fill_null("(missing)")).len().iter_rows())
-    if not gated:
+        del gated  # keep one month in memory at a time
+    if not summaries:
         raise dg.Failure(description=f"no dossier versions delivered for {', '.join(months)}")
-    clean = pl.concat([g.clean for g in gated.values()], how="vertical_relaxed")
-    quarantine = pl.concat([g.quarantine for g in gated.values()], how="diagonal_relaxed")
-    checks = _combine({m: g.checks for m, g in gated.items()})
+    clean = pl.concat(previews, how="vertical_relaxed")
+    quarantine = pl.concat(rejected, how="vertical_relaxed")
+    checks = _combine(checks_by_month)
     unknown_total = sum(n for counts in unknown.values() for n in counts.values())
     checks.append(
         dg.AssetCheckResult(
@@ -526,11 +545,14 @@ def silver_dossiers(context: dg.AssetExecutionContext, lake: LakeResource) -> It
         asset_key=SILVER_KEY,
         metadata=table_metadata(
             clean,
-            published_months=[m for m, g in gated.items() if g.published],
-            blocked_months=[m for m, g in gated.items() if not g.published],
-            delivered_rows=sum(g.delivered for g in gated.values()),
-            quarantined_rows=quarantine.height,
-            rows_by_month={m: g.clean.height for m, g in gated.items()},
+            **{
+                "dagster/row_count": sum(m["rows"] for m in summaries.values()),
+                "published_months": [m for m, v in summaries.items() if v["published"]],
+                "blocked_months": [m for m, v in summaries.items() if not v["published"]],
+                "delivered_rows": sum(m["delivered"] for m in summaries.values()),
+                "quarantined_rows": quarantine.height,
+                "rows_by_month": {m: v["rows"] for m, v in summaries.items()},
+            },
         ),
         check_results=checks,
     )
