@@ -30,10 +30,12 @@ BASELINE = r"""
 import sys, duckdb, time
 landing, out = sys.argv[1], sys.argv[2]
 con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-fields = ["MaHoSo","MaTTHC","DonViXuLy","DonViHanhChinh","KenhThucHien","NgayTiepNhan","NgayHenTra","NgayKetThucXuLy",
-          "NgayTra","TrangThaiHoSo","SoLanBoSung","DuocThanhToanTrucTuyen","HoSoCoThanhPhanSoHoa","CoKetQuaDienTu","NgayCapNhat"]
+fields = ["MaHoSo", "MaTTHC", "DonViXuLy", "DonViHanhChinh", "KenhThucHien", "NgayTiepNhan", "NgayHenTra",
+          "NgayKetThucXuLy", "NgayTra", "TrangThaiHoSo", "SoLanBoSung", "DuocThanhToanTrucTuyen",
+          "HoSoCoThanhPhanSoHoa", "CoKetQuaDienTu", "NgayCapNhat"]
 cols = ", ".join(f"{f}: 'VARCHAR'" for f in fields) + ", ChuHoSo: 'JSON'"
-fmts = "['%d/%m/%Y %H:%M:%S', '%d/%m/%Y %H:%M', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M:%S%z', '%Y-%m-%dT%H:%M:%SZ', '%d/%m/%Y']"
+fmts = ("['%d/%m/%Y %H:%M:%S', '%d/%m/%Y %H:%M', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M:%S%z', "
+        "'%Y-%m-%dT%H:%M:%SZ', '%d/%m/%Y']")
 ts = lambda c: f"try_strptime({c}, {fmts})"
 flag = lambda c: f"lower({c}) in ('true','1','có','co')"
 con.execute("set TimeZone='Asia/Ho_Chi_Minh'")
@@ -84,7 +86,8 @@ from ioc_pipeline.sources import dossiers as source
 url, work, page_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 gateway = source.Gateway(url=url, token="bench-token", page_size=page_size)
 started = time.monotonic()
-result = source.ingest(Lake(f"{work}/lake"), f"{work}/dlt", Landing(f"{work}/landing"), b"bench-key-0123456789", gateway)
+key = b"bench-key-0123456789"
+result = source.ingest(Lake(f"{work}/lake"), f"{work}/dlt", Landing(f"{work}/landing"), key, gateway)
 print(json.dumps({"seconds": time.monotonic() - started, "rows": result.report.rows, "pages": result.gateway.pages}))
 """
 
@@ -98,7 +101,7 @@ def measured(command: list[str], env: dict[str, str] | None = None, cwd: Path = 
     if done.returncode != 0:
         raise SystemExit(f"{command[:3]} failed:\n{done.stderr[-4000:]}\n{done.stdout[-2000:]}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024, done.stdout
+    return seconds, max(peak, before) / 1024, done.stdout + done.stderr
 
 
 def main() -> None:
@@ -194,7 +197,7 @@ def main() -> None:
             seconds, peak, out = measured(
                 [PYTHON, "-c", API, "http://127.0.0.1:18765", str(data), str(args.page_size)], env
             )
-            result = json.loads(out.strip().splitlines()[-1])
+            result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
             rate = result["rows"] / result["seconds"]
             report["api"] = {**result, "versions_per_second": round(rate), "peak_mb": round(peak)}
             print(
