@@ -108,7 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--months", type=int, default=12)
-    parser.add_argument("--page-size", type=int, default=5000)
+    parser.add_argument("--page-size", type=int, default=20000)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-export", action="store_true")
     parser.add_argument("--skip-api", action="store_true")

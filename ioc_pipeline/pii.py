@@ -73,19 +73,30 @@ def pseudonym(key: bytes, citizen_id: str | None) -> str | None:
     return hmac.digest(key, normalised.encode(), sha256).hex()[:PSEUDONYM_HEX]
 
 
+_KNOWN: dict[bytes, dict[str, str | None]] = {}  # key -> delivered ID -> pseudonym, for this process
+_KNOWN_MAX = 500_000  # about 120 MB at most; a dossier's versions repeat its applicant's ID
+
+
 def pseudonymise(ids: pl.Series, key: bytes) -> pl.Series:
-    """`pseudonym` of every value, computed once per distinct ID (repeat applicants are common), with
-    the HMAC's inner and outer hash states prepared once (RFC 2104; a third of the cost per ID)."""
+    """`pseudonym` of every value, computed once per distinct ID and remembered for the process (a
+    dossier's versions come in different pages and batches), with the HMAC's inner and outer hash
+    states prepared once (RFC 2104; a third of the cost per ID)."""
     block = (sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
     inner_base, outer_base = sha256(bytes(b ^ 0x36 for b in block)), sha256(bytes(b ^ 0x5C for b in block))
-    mapping: dict[str, str | None] = {}
-    for value in ids.unique().drop_nulls().to_list():
+    known = _KNOWN.setdefault(key, {})
+    if len(known) > _KNOWN_MAX:
+        known.clear()
+    distinct = ids.unique().drop_nulls()
+    mapping = {value: known[value] for value in distinct.to_list() if value in known}
+    for value in distinct.to_list():
+        if value in mapping:
+            continue
         normalised = normalise_citizen_id(value)
         if normalised is None:
-            mapping[value] = None
+            mapping[value] = known[value] = None
             continue
         inner, outer = inner_base.copy(), outer_base.copy()
         inner.update(normalised.encode())
         outer.update(inner.digest())
-        mapping[value] = outer.hexdigest()[:PSEUDONYM_HEX]
+        mapping[value] = known[value] = outer.hexdigest()[:PSEUDONYM_HEX]
     return ids.replace_strict(mapping, default=None, return_dtype=pl.String)

@@ -72,7 +72,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "gateway": DossierGatewayResource(
             url=setting("IOC_DOSSIER_API_URL", ""),
             token=setting("IOC_DOSSIER_API_TOKEN", ""),
-            page_size=int_setting("IOC_DOSSIER_API_PAGE_SIZE", 5000),
+            page_size=int_setting("IOC_DOSSIER_API_PAGE_SIZE", 20000),
             backoff_seconds=float(os.environ.get("IOC_DOSSIER_API_BACKOFF_SECONDS") or 1.0),
         ),
         "pii": PiiResource(key=setting("IOC_PII_KEY", ""), mode=setting("IOC_MODE", "production")),
@@ -84,7 +84,7 @@ class DossierGatewayResource(dg.ConfigurableResource):
 
     url: str = ""
     token: str = ""
-    page_size: int = 5000
+    page_size: int = 20000
     backoff_seconds: float = 1.0
     max_attempts: int = 6
 

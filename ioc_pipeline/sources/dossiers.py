@@ -279,7 +279,7 @@ class Gateway:
 
     url: str
     token: str = field(repr=False)
-    page_size: int = 5000
+    page_size: int = 20000
     timeout: float = 60.0
     max_attempts: int = 6
     backoff: float = 1.0  # seconds before the first retry; doubled each time, at most 60 s
