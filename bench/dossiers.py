@@ -92,15 +92,24 @@ print(json.dumps({"seconds": time.monotonic() - started, "rows": result.report.r
 """
 
 
+CPU: dict[str, float] = {}
+
+
 def measured(command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MB (of the child process), and its stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds, peak RSS in MB (of the child process), and its output; CPU["last"] holds the
+    child's CPU seconds (user + system): on a shared machine, the figure that does not depend on the
+    neighbours' load."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = usage.ru_maxrss
+    cpu_before = usage.ru_utime + usage.ru_stime
     started = time.monotonic()
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
     seconds = time.monotonic() - started
     if done.returncode != 0:
         raise SystemExit(f"{command[:3]} failed:\n{done.stderr[-4000:]}\n{done.stdout[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = usage.ru_maxrss
+    CPU["last"] = usage.ru_utime + usage.ru_stime - cpu_before
     return seconds, max(peak, before) / 1024, done.stdout + done.stderr
 
 
@@ -151,8 +160,12 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         seconds, peak, _ = measured([PYTHON, "-c", BASELINE, str(landing), str(out)], env)
-        report["baseline"] = {"seconds": round(seconds, 2), "peak_mb": round(peak)}
-        print(f"baseline (bare DuckDB): {seconds:.1f} s, peak {peak:,.0f} MB")
+        report["baseline"] = {
+            "seconds": round(seconds, 2),
+            "cpu_seconds": round(CPU["last"], 1),
+            "peak_mb": round(peak),
+        }
+        print(f"baseline (bare DuckDB): {seconds:.1f} s, {CPU['last']:.1f} CPU s, peak {peak:,.0f} MB")
 
     if not args.skip_export:
         data = work / "pipeline"
@@ -165,12 +178,21 @@ def main() -> None:
         steps: dict[str, float] = {}
         for name, value, unit in re.findall(r'Finished execution of step "([^"]+)" in ([\d.]+)(ms|s)', out):
             steps[name] = steps.get(name, 0) + float(value) / (1000 if unit == "ms" else 1)
-        report["export"] = {"seconds": round(seconds, 2), "peak_mb": round(peak), "steps": steps}
-        print(f"export path (cli run, every feed): {seconds:.1f} s, peak {peak:,.0f} MB")
+        report["export"] = {
+            "seconds": round(seconds, 2),
+            "cpu_seconds": round(CPU["last"], 1),
+            "peak_mb": round(peak),
+            "steps": steps,
+        }
+        print(f"export path (cli run, every feed): {seconds:.1f} s, {CPU['last']:.1f} CPU s, peak {peak:,.0f} MB")
         for name, value in sorted(steps.items(), key=lambda kv: -kv[1]):
             print(f"  {name:<48} {value:8.2f} s")
         if "baseline" in report:
-            print(f"  ratio to the baseline: {seconds / report['baseline']['seconds']:.1f}x")
+            base = report["baseline"]
+            print(
+                f"  ratio to the baseline: {seconds / base['seconds']:.1f}x wall, "
+                f"{CPU['last'] / base['cpu_seconds']:.1f}x CPU"
+            )
 
     if not args.skip_api:
         data = work / "api"
@@ -199,7 +221,13 @@ def main() -> None:
             )
             result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
             rate = result["rows"] / result["seconds"]
-            report["api"] = {**result, "versions_per_second": round(rate), "peak_mb": round(peak)}
+            cpu_rate = result["rows"] / CPU["last"]
+            report["api"] = {
+                **result,
+                "versions_per_second": round(rate),
+                "versions_per_cpu_second": round(cpu_rate),
+                "peak_mb": round(peak),
+            }
             print(
                 f"api path (gateway -> bronze): {result['rows']:,} versions in {result['seconds']:.1f} s = "
                 f"{rate:,.0f} versions/s, {result['pages']} pages, peak {peak:,.0f} MB"

@@ -25,6 +25,7 @@ import io
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
@@ -376,14 +377,22 @@ def gateway_resource(gateway: Gateway, key: bytes, stats: GatewayStats, sleep: C
         since_text = since.astimezone(TZ).isoformat()
         stats.updated_from = since_text
         snapshot = datetime.now(TZ).date().isoformat()
-        with requests.Session() as session:
+        with requests.Session() as session, ThreadPoolExecutor(1, thread_name_prefix="gateway") as fetcher:
             session.headers["Authorization"] = f"Bearer {gateway.token}"
             session.headers["Accept"] = "application/json"
-            page, total_pages = 1, 1
-            while page <= total_pages:
+
+            def fetch(page: int) -> tuple[bytes, str]:
                 params = {"updated_from": since_text, "page": page, "page_size": gateway.page_size}
-                where = f"gateway /dossiers?{urlencode(params)}"
-                records, total_pages = _read_page(_page_request(session, gateway, params, stats, sleep), where)
+                body = _page_request(session, gateway, params, stats, sleep)
+                return body, f"gateway /dossiers?{urlencode(params)}"
+
+            page, total_pages = 1, 1
+            ahead = fetcher.submit(fetch, 1)
+            while page <= total_pages:
+                body, where = ahead.result()
+                records, total_pages = _read_page(body, where)
+                if page < total_pages:  # the next page travels while this one is typed and written
+                    ahead = fetcher.submit(fetch, page + 1)
                 stats.pages += 1
                 if records.height:
                     stats.rows += records.height
