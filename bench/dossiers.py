@@ -230,7 +230,8 @@ def main() -> None:
             }
             print(
                 f"api path (gateway -> bronze): {result['rows']:,} versions in {result['seconds']:.1f} s = "
-                f"{rate:,.0f} versions/s, {result['pages']} pages, peak {peak:,.0f} MB"
+                f"{rate:,.0f} versions/s ({cpu_rate:,.0f} per CPU second of the client), {result['pages']} pages, "
+                f"peak {peak:,.0f} MB"
             )
         finally:
             server.terminate()
