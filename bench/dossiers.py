@@ -176,8 +176,11 @@ def main() -> None:
         run_env = {**env, "IOC_DATA_DIR": str(data), "DAGSTER_HOME": str(data / "dagster_home"), "IOC_MODE": "sample"}
         seconds, peak, out = measured([PYTHON, "-m", "ioc_pipeline.cli", "run"], run_env)
         steps: dict[str, float] = {}
-        for name, value, unit in re.findall(r'Finished execution of step "([^"]+)" in ([\d.]+)(ms|s)', out):
-            steps[name] = steps.get(name, 0) + float(value) / (1000 if unit == "ms" else 1)
+        for name, minutes, value, unit in re.findall(
+            r'Finished execution of step "([^"]+)" in (?:(\d+)m)?([\d.]+)(ms|s)', out
+        ):
+            seconds_taken = float(value) / (1000 if unit == "ms" else 1) + 60 * int(minutes or 0)
+            steps[name] = steps.get(name, 0) + seconds_taken
         report["export"] = {
             "seconds": round(seconds, 2),
             "cpu_seconds": round(CPU["last"], 1),
