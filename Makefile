@@ -8,8 +8,11 @@ STAMP := $(VENV)/.installed
 export IOC_DATA_DIR ?= data
 export DAGSTER_HOME ?= $(abspath $(IOC_DATA_DIR))/dagster_home
 export RUNTIME__DLTHUB_TELEMETRY := false
+# sample/dev mode: the dossier feed may run without IOC_PII_KEY (a public development key is used).
+# Production leaves IOC_MODE unset (or `production`) and sets IOC_PII_KEY: without it, runs refuse to start.
+export IOC_MODE ?= sample
 
-.PHONY: run test dev lint sample clean
+.PHONY: run test dev lint sample gateway clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +44,10 @@ lint: $(STAMP)
 ## sample: regenerate the committed sample delivery under data/landing
 sample: $(STAMP)
 	$(BIN)/python -m ioc_pipeline.sample --out data/landing
+
+## gateway: a local stand-in for the dossier gateway API on http://127.0.0.1:8765 (token demo-token)
+gateway: $(STAMP)
+	$(BIN)/python -m ioc_pipeline.sample.gateway --landing data/landing --port 8765 --token demo-token
 
 ## clean: remove everything the pipeline produced (the landing zone stays)
 clean:

@@ -122,7 +122,14 @@ class Lake:
         if self.fs.exists(folder):
             self.fs.rm(folder, recursive=True)
 
-    def row_count(self, layer: str, table: str) -> int:
+    def row_count(self, layer: str, table: str, partition: str | None = None) -> int:
+        """Rows of a table, or of one partition of it (read from the Parquet footers)."""
+        if partition is not None:
+            target = f"{self.root}/{layer}/{table}/{partition}/{DATA_FILE}"
+            if not self.fs.exists(target):
+                return 0
+            with self.fs.open(target) as handle:
+                return pq.ParquetFile(handle).metadata.num_rows
         if not self.exists(layer, table):
             return 0
         return self.scan(layer, table).select(pl.len()).collect().item()

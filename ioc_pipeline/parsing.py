@@ -13,6 +13,7 @@ import re
 import unicodedata
 
 import polars as pl
+import pyarrow.compute as pc
 
 TIMEZONE = "Asia/Ho_Chi_Minh"
 MISSING_TOKENS = ("", "-", "n/a", "na", "null", "none")
@@ -38,8 +39,19 @@ def nfc(text: str) -> str:
 def text(col: str | pl.Expr) -> pl.Expr:
     """Trimmed NFC text, with the contract's missing tokens as null."""
     expr = pl.col(col) if isinstance(col, str) else col
-    cleaned = expr.cast(pl.String).str.normalize("NFC").str.strip_chars()
+    cleaned = expr.cast(pl.String).map_batches(_nfc, return_dtype=pl.String).str.strip_chars()
     return pl.when(~cleaned.str.to_lowercase().is_in(MISSING_TOKENS)).then(cleaned)
+
+
+def _nfc(values: pl.Series) -> pl.Series:
+    """NFC, normalising each distinct value once (Arrow's normaliser; polars' is ~10× slower per value):
+    delivered columns repeat few values, and NFD ones are rare."""
+    distinct = values.unique().drop_nulls()
+    normal = pl.from_arrow(pc.utf8_normalize(distinct.to_arrow(), form="NFC"))
+    changed = distinct != normal
+    if not changed.any():
+        return values
+    return values.replace(distinct.filter(changed), normal.filter(changed))
 
 
 def folded(expr: pl.Expr) -> pl.Expr:
@@ -101,10 +113,16 @@ def datetime_local(col: str) -> pl.Expr:
     """Any contract date or datetime as a timestamp in Asia/Ho_Chi_Minh.
 
     Naive values are local time; ISO values with an offset or `Z` are converted to local time.
+    The cleaned text is computed once per batch (`map_batches`) and then tried against each format:
+    as one expression, polars re-evaluated the text cleaning for every format (35× slower).
     """
-    raw = text(col)
-    has_offset = raw.str.contains(r"(Z|[+-]\d{2}:?\d{2})$")
-    with_offset = raw.str.replace(r"Z$", "+00:00").str.replace(r"([+-]\d{2})(\d{2})$", "$1:$2")
+    return text(col).map_batches(_datetimes, return_dtype=pl.Datetime("us", TIMEZONE))
+
+
+def _datetimes(raw: pl.Series) -> pl.Series:
+    value = pl.col("raw")
+    has_offset = value.str.contains(r"(Z|[+-]\d{2}:?\d{2})$")
+    with_offset = value.str.replace(r"Z$", "+00:00").str.replace(r"([+-]\d{2})(\d{2})$", "$1:$2")
     aware = pl.coalesce(
         [
             with_offset.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False, exact=True)
@@ -112,9 +130,10 @@ def datetime_local(col: str) -> pl.Expr:
         ]
     ).dt.convert_time_zone(TIMEZONE)
     naive = pl.coalesce(
-        [raw.str.strptime(pl.Datetime("us"), fmt, strict=False, exact=True) for fmt in _DATETIME_FORMATS]
+        [value.str.strptime(pl.Datetime("us"), fmt, strict=False, exact=True) for fmt in _DATETIME_FORMATS]
     ).dt.replace_time_zone(TIMEZONE, ambiguous="earliest", non_existent="null")
-    return pl.when(has_offset).then(aware).otherwise(naive)
+    parsed = raw.cast(pl.String).to_frame("raw").select(pl.when(has_offset).then(aware).otherwise(naive))
+    return parsed.to_series().alias(raw.name)
 
 
 def date(col: str) -> pl.Expr:

@@ -13,6 +13,8 @@ import dagster as dg
 
 from ioc_pipeline.lake import Lake, Landing
 from ioc_pipeline.metadata import TableDoc
+from ioc_pipeline.pii import resolve_key
+from ioc_pipeline.sources.dossiers import Gateway
 from ioc_pipeline.warehouse import build
 
 
@@ -22,6 +24,10 @@ def data_dir() -> str:
 
 def setting(name: str, default: str) -> str | dg.EnvVar:
     return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def int_setting(name: str, default: int) -> int | dg.EnvVar:
+    return dg.EnvVar.int(name) if os.environ.get(name) else default
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -63,4 +69,48 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(
             path=setting("IOC_WAREHOUSE_PATH", os.path.join(base, "warehouse", "ioc.duckdb"))
         ),
+        "gateway": DossierGatewayResource(
+            url=setting("IOC_DOSSIER_API_URL", ""),
+            token=setting("IOC_DOSSIER_API_TOKEN", ""),
+            page_size=int_setting("IOC_DOSSIER_API_PAGE_SIZE", 20000),
+            backoff_seconds=float(os.environ.get("IOC_DOSSIER_API_BACKOFF_SECONDS") or 1.0),
+        ),
+        "pii": PiiResource(key=setting("IOC_PII_KEY", ""), mode=setting("IOC_MODE", "production")),
     }
+
+
+class DossierGatewayResource(dg.ConfigurableResource):
+    """The provincial data-sharing gateway's dossier API; with no URL, the export files are read."""
+
+    url: str = ""
+    token: str = ""
+    page_size: int = 20000
+    backoff_seconds: float = 1.0
+    max_attempts: int = 6
+
+    def gateway(self) -> Gateway | None:
+        if not self.url.strip():
+            return None
+        return Gateway(
+            url=self.url.strip(),
+            token=self.token,
+            page_size=self.page_size,
+            backoff=self.backoff_seconds,
+            max_attempts=self.max_attempts,
+        )
+
+
+class PiiResource(dg.ConfigurableResource):
+    """The secret of the applicants' pseudonyms, and the mode that says whether a run may go without it.
+
+    Checked when a run that needs it starts: in production mode, no key, no run (see ioc_pipeline/pii.py).
+    """
+
+    key: str = ""
+    mode: str = "production"
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.hmac_key()
+
+    def hmac_key(self) -> bytes:
+        return resolve_key(self.key, self.mode)

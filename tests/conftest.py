@@ -11,19 +11,34 @@ import ipaddress
 import shutil
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from ioc_pipeline.cli import refresh
 from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.sample.__main__ import FEEDS, SEED
 from ioc_pipeline.warehouse import connect
 
 REPO = Path(__file__).resolve().parents[1]
-ENV_KEYS = ("IOC_DATA_DIR", "IOC_LANDING_DIR", "IOC_LAKE_DIR", "IOC_DLT_DIR", "IOC_WAREHOUSE_PATH", "DAGSTER_HOME")
+ENV_KEYS = (
+    "IOC_DATA_DIR",
+    "IOC_LANDING_DIR",
+    "IOC_LAKE_DIR",
+    "IOC_DLT_DIR",
+    "IOC_WAREHOUSE_PATH",
+    "DAGSTER_HOME",
+    "IOC_MODE",
+    "IOC_PII_KEY",
+    "IOC_DOSSIER_API_URL",
+    "IOC_DOSSIER_API_TOKEN",
+    "IOC_DOSSIER_API_PAGE_SIZE",
+    "IOC_DOSSIER_API_BACKOFF_SECONDS",
+)
 NETWORK_ATTEMPTS: list[str] = []
 
 
@@ -64,6 +79,7 @@ class Pipeline:
     """A data dir (landing, lake, warehouse, dlt state, DAGSTER_HOME) and ways to run over it."""
 
     root: Path
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the gateway's URL and token
 
     @property
     def landing(self) -> Path:
@@ -82,17 +98,29 @@ class Pipeline:
         return Lake(str(self.root / "lake"))
 
     def env(self) -> dict[str, str]:
-        return {"IOC_DATA_DIR": str(self.root), "DAGSTER_HOME": str(self.home)}
+        return {"IOC_DATA_DIR": str(self.root), "DAGSTER_HOME": str(self.home), "IOC_MODE": "sample", **self.extra_env}
 
-    def run(self, job: str = "refresh_all", **kwargs) -> dg.ExecuteInProcessResult:
+    @contextmanager
+    def environment(self) -> Iterator[None]:
         with pytest.MonkeyPatch.context() as patch:
             for key in ENV_KEYS:
                 patch.delenv(key, raising=False)
             for key, value in self.env().items():
                 patch.setenv(key, value)
+            yield
+
+    def run(self, job: str = "refresh_all", **kwargs) -> dg.ExecuteInProcessResult:
+        with self.environment():
             defs = build_defs()
             with dg.DagsterInstance.get() as instance:
                 return defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+
+    def refresh(self) -> list[dg.ExecuteInProcessResult]:
+        """Everything, as `python -m ioc_pipeline.cli run` does: refresh_all around the changed dossier months."""
+        with self.environment():
+            defs = build_defs()
+            with dg.DagsterInstance.get() as instance:
+                return refresh(defs, instance)
 
     def query(self, sql: str) -> list[tuple]:
         with connect(str(self.warehouse), read_only=True) as con:
@@ -103,7 +131,7 @@ class Pipeline:
 
     def copy(self, target: Path) -> Pipeline:
         shutil.copytree(self.root, target)
-        return Pipeline(target)
+        return Pipeline(target, dict(self.extra_env))
 
 
 def new_pipeline(root: Path, feeds: tuple[str, ...] = tuple(FEEDS)) -> Pipeline:
@@ -115,20 +143,26 @@ def new_pipeline(root: Path, feeds: tuple[str, ...] = tuple(FEEDS)) -> Pipeline:
     return pipeline
 
 
-def failure_messages(result: dg.ExecuteInProcessResult) -> str:
+def failure_messages(result: dg.ExecuteInProcessResult | list[dg.ExecuteInProcessResult]) -> str:
+    results = result if isinstance(result, list) else [result]
     return "\n".join(
         str(event.event_specific_data.error.message)
-        for event in result.all_events
+        for one in results
+        for event in one.all_events
         if event.event_type_value == "STEP_FAILURE"
     )
+
+
+def succeeded(results: list[dg.ExecuteInProcessResult]) -> bool:
+    return bool(results) and all(r.success for r in results)
 
 
 @pytest.fixture(scope="session")
 def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     """The committed sample's generator output, materialized once for the whole session (read-only)."""
     pipeline = new_pipeline(tmp_path_factory.mktemp("sample") / "data")
-    result = pipeline.run()
-    assert result.success, failure_messages(result)
+    results = pipeline.refresh()
+    assert succeeded(results), failure_messages(results)
     return pipeline
 
 

@@ -37,6 +37,11 @@ EXPECTED_KEYS = {
     "quarantine/postal_service_points",
     "gold/postal_network_by_commune",
     "gold/postal_network_by_new_unit",
+    "bronze/dossiers",
+    "silver/dossiers",
+    "quarantine/dossiers",
+    "gold/public_service_kpis_monthly",
+    "gold/public_service_kpis_by_agency_monthly",
 }
 
 
@@ -86,3 +91,13 @@ def test_the_workspace_loads_in_dagster(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Validation successful for code location ioc_pipeline" in done.stderr + done.stdout
+
+
+def test_dossier_months_are_partitioned_and_refresh_all_runs_without_a_partition() -> None:
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey(["silver", "dossiers"])).partitions_def is not None
+    months = defs.resolve_job_def("dossier_months")
+    assert dg.AssetKey(["silver", "dossiers"]) in months.asset_layer.executable_asset_keys
+    refresh = defs.resolve_job_def("refresh_all")
+    assert dg.AssetKey(["silver", "dossiers"]) not in refresh.asset_layer.executable_asset_keys
+    assert dg.AssetKey(["bronze", "dossiers"]) in refresh.asset_layer.executable_asset_keys

@@ -9,6 +9,7 @@ they were; its quarantine is written either way, so the engineer can see why.
 """
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -75,6 +76,53 @@ def latest_snapshot(bronze: pl.DataFrame, by: list[str] | None = None) -> pl.Dat
     return bronze.join(chosen.select([*keys, SOURCE_FILE]), on=[*keys, SOURCE_FILE], how="semi")
 
 
+@dataclass
+class Gated:
+    """One batch (a snapshot, or a month partition) through the gate."""
+
+    clean: pl.DataFrame
+    quarantine: pl.DataFrame
+    checks: list[dg.AssetCheckResult]
+    published: bool
+    delivered: int
+
+
+def gate_batch(
+    context: dg.AssetExecutionContext,
+    store: Lake,
+    table: str,
+    delivered: pl.DataFrame,
+    typed: pl.DataFrame,
+    rules: list[gate.Rule],
+    silver_columns: list[str],
+    partition: str | None = None,
+    finish: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    max_reject_share: float = gate.MAX_REJECT_SHARE,
+) -> Gated:
+    """Gate `typed` (one row per `delivered` row, sharing `_row_id`) and write silver (only when the
+    blocking batch checks pass) and quarantine (always), the whole table or one partition of it."""
+    silver_key = dg.AssetKey(["silver", table])
+    where = f"{table} {partition}" if partition else table
+    result = gate.split(typed, table, rules)
+    checks = gate.batch_checks(
+        silver_key, result, store.row_count("silver", table, partition) or None, max_reject_share
+    )
+    quarantine = gate.quarantine_rows(delivered, result.rejected)
+    store.write(quarantine, "quarantine", table, partition)
+    if quarantine.height:
+        context.log.warning(
+            f"{where}: {quarantine.height} of {result.delivered} rows quarantined:\n"
+            + gate.quarantine_summary(quarantine)
+        )
+    published = gate.passed(checks)
+    clean = (finish(result.clean) if finish else result.clean).select(silver_columns)
+    if published:
+        store.write(clean, "silver", table, partition)
+    else:
+        context.log.error(f"{where}: a blocking batch check failed; the published silver is left as it was")
+    return Gated(clean, quarantine, checks, published, result.delivered)
+
+
 def gate_and_write(
     context: dg.AssetExecutionContext,
     store: Lake,
@@ -87,45 +135,35 @@ def gate_and_write(
     finish: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     max_reject_share: float = gate.MAX_REJECT_SHARE,
 ) -> Iterator[dg.MaterializeResult]:
-    """Gate `typed` (one row per `delivered` row, sharing `_row_id`), write silver and quarantine,
-    and yield both materializations with the blocking batch check results.
+    """Gate one snapshot, write silver and quarantine, and yield both materializations with the
+    blocking batch check results.
 
     `finish` is a last step over the clean rows only (e.g. linking BTS stations into sites, which
     must never see a refused row); `max_reject_share` overrides the gate's default for a table
     whose deliveries are so small that each row is several percent of them."""
-    silver_key = dg.AssetKey(["silver", table])
-    result = gate.split(typed, table, rules)
-    checks = gate.batch_checks(silver_key, result, store.row_count("silver", table) or None, max_reject_share)
-    quarantine = gate.quarantine_rows(delivered, result.rejected)
-    store.write(quarantine, "quarantine", table)
-    if quarantine.height:
-        context.log.warning(
-            f"{table}: {quarantine.height} of {result.delivered} rows quarantined:\n"
-            + gate.quarantine_summary(quarantine)
-        )
-    published = gate.passed(checks)
-    clean = (finish(result.clean) if finish else result.clean).select(silver_columns)
-    if published:
-        store.write(clean, "silver", table)
-    else:
-        context.log.error(f"{table}: a blocking batch check failed; the published silver is left as it was")
-    yield dg.MaterializeResult(
-        asset_key=silver_key,
-        metadata=table_metadata(
-            clean,
-            published=published,
-            delivered_rows=result.delivered,
-            quarantined_rows=quarantine.height,
-            **(silver_metadata or {}),
-        ),
-        check_results=checks,
+    gated = gate_batch(
+        context, store, table, delivered, typed, rules, silver_columns, finish=finish, max_reject_share=max_reject_share
     )
     yield dg.MaterializeResult(
-        asset_key=dg.AssetKey(["quarantine", table]),
+        asset_key=dg.AssetKey(["silver", table]),
         metadata=table_metadata(
-            quarantine.select("source_file", "source_row", "rule", "reason"),
-            rows_by_rule=dict(quarantine.group_by("rule").len().iter_rows()) if quarantine.height else {},
+            gated.clean,
+            published=gated.published,
+            delivered_rows=gated.delivered,
+            quarantined_rows=gated.quarantine.height,
+            **(silver_metadata or {}),
         ),
+        check_results=gated.checks,
+    )
+    yield dg.MaterializeResult(
+        asset_key=dg.AssetKey(["quarantine", table]), metadata=quarantine_metadata(gated.quarantine)
+    )
+
+
+def quarantine_metadata(quarantine: pl.DataFrame) -> dict[str, Any]:
+    return table_metadata(
+        quarantine.select("source_file", "source_row", "rule", "reason"),
+        rows_by_rule=dict(quarantine.group_by("rule").len().iter_rows()) if quarantine.height else {},
     )
 
 

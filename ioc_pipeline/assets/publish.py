@@ -8,7 +8,7 @@ asset waits for, and the comments it writes (Vietnamese / English) come from the
 
 import dagster as dg
 
-from ioc_pipeline.assets import postal, procedures, reference, scorecard, telecom
+from ioc_pipeline.assets import postal, procedures, public_service, reference, scorecard, telecom
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.resources import LakeResource, WarehouseResource
@@ -18,6 +18,7 @@ DOCS: dict[str, TableDoc] = {
     **procedures.DOCS,
     **telecom.DOCS,
     **postal.DOCS,
+    **public_service.DOCS,
     **scorecard.DOCS,
 }
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline.assets import postal, procedures, telecom
+from ioc_pipeline.assets import postal, procedures, public_service, telecom
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
@@ -30,6 +30,7 @@ PARTS: list[tuple[list[dg.AssetKey], Indicators]] = [
         [dg.AssetKey(["silver", "postal_enterprises"]), postal.gold_postal_network_by_new_unit.key],
         postal.indicators,
     ),
+    ([public_service.gold_kpis_monthly.key], public_service.indicators),
 ]
 
 SCHEMA = {

@@ -19,7 +19,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -228,27 +228,38 @@ class IngestReport:
     load_ids: list[str] = field(default_factory=list)
 
 
-def file_resource(feed: Feed, landing: Landing, report: IngestReport) -> Any:
-    """A dlt resource yielding one Arrow table per new file; a file whose content was loaded
-    before (same SHA-256, whatever its name) is skipped."""
+Reader = Callable[[Landing, FileInfo, Feed], tuple[str, Iterable[pa.Table]]]
+
+
+def whole_file(landing: Landing, file: FileInfo, feed: Feed) -> tuple[str, Iterable[pa.Table]]:
+    """The default reader: the file as one Arrow table (registers, catalogs: small files)."""
+    table = read_delivery(landing, file, feed)
+    return table.column(FILE_HASH)[0].as_py(), [table]
+
+
+def file_resource(feed: Feed, landing: Landing, report: IngestReport, read: Reader = whole_file) -> Any:
+    """A dlt resource yielding the Arrow tables of every new file; a file whose content was loaded
+    before (same SHA-256, whatever its name) is skipped. `read` returns a file's digest and its
+    tables (one, or a stream of batches for large files): nothing is yielded before the digest is
+    known, and a reader raises `DeliveryError` before its first table when the file is unreadable."""
 
     @dlt.resource(name=feed.table, write_disposition="append")
     def delivered() -> Iterator[pa.Table]:
         seen: dict[str, str] = dlt.current.resource_state().setdefault("loaded_files", {})
         for file in landing.matching(feed.patterns):
             try:
-                table = read_delivery(landing, file, feed)
+                digest, tables = read(landing, file, feed)
             except DeliveryError as error:
                 report.errors.append(error)
                 continue
-            digest = table.column(FILE_HASH)[0].as_py()
             if digest in seen:
                 report.skipped.append(file.path)
                 continue
             seen[digest] = file.path
             report.loaded.append(file.path)
-            report.rows += table.num_rows
-            yield table
+            for table in tables:
+                report.rows += table.num_rows
+                yield table
 
     return delivered
 

@@ -1,0 +1,786 @@
+"""One-stop-shop dossiers: the national service-quality indicators, without the citizens' data.
+
+    gateway API (incremental on NgayCapNhat) or landing/public_service/dossiers_YYYYMM.ndjson
+        ▼ dlt, Arrow batches; ChuHoSo → applicant_id (HMAC) before anything is written
+    bronze/dossiers            every version as delivered, append-only, with its month of receipt
+        ▼ per month partition (month of receipt): newest version of each MaHoSo, typed, gated
+    silver/dossiers ─┬─────────► quarantine/dossiers (per month)
+        │            └ check procedure_code_in_catalog (warning: unknown codes are kept)
+        ▼ all months
+    gold/public_service_kpis_monthly, gold/public_service_kpis_by_agency_monthly ──► gold/ioc_scorecard
+
+Which months to rebuild: the bronze step records in its metadata the months its new rows belong
+to (`months_changed`); `months_to_refresh(instance)` compares those events with the latest
+materialization of each silver partition, and `python -m ioc_pipeline.cli run` (or a sensor)
+materializes exactly those partitions, so an update to an old dossier re-materializes its month.
+
+Indicators (Decision 766/QĐ-TTg's public-service scoring), per month of receipt; "as of" is the
+snapshot: the newest NgayCapNhat delivered (`as_of` column). Each formula sits in `KPI_DOCS`.
+"""
+
+import calendar
+import datetime as dt
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from ioc_pipeline import parsing
+from ioc_pipeline.assets.layers import OWNERS, gate_batch, gated_specs, quarantine_metadata
+from ioc_pipeline.checks.dossiers import RULES
+from ioc_pipeline.gate import ROW_ID
+from ioc_pipeline.lake import Lake
+from ioc_pipeline.metadata import TableDoc, table_metadata
+from ioc_pipeline.pii import PiiKeyError
+from ioc_pipeline.resources import DossierGatewayResource, LakeResource, LandingResource, PiiResource
+from ioc_pipeline.sources import dossiers as source
+from ioc_pipeline.sources.files import LOAD_ID, SOURCE_FILE, SOURCE_ROW
+from ioc_pipeline.units import REFORM_DATE, UnitResolver
+
+GROUP = "public_service"
+TABLE = source.TABLE
+BRONZE_KEY = dg.AssetKey(["bronze", TABLE])
+SILVER_KEY = dg.AssetKey(["silver", TABLE])
+QUARANTINE_KEY = dg.AssetKey(["quarantine", TABLE])
+MONTHS = dg.MonthlyPartitionsDefinition(
+    start_date=source.month_of(source.FIRST_MONTH), fmt="%Y-%m", timezone=parsing.TIMEZONE, end_offset=1
+)
+PARTITION_COLUMN = "month"  # lake partitions month=YYYY-MM
+CATALOG_CHECK = "procedure_code_in_catalog"
+CATALOG_KEY = dg.AssetKey(["silver", "procedures"])
+MONTHS_CHANGED = "months_changed"
+
+STATUS_NAMES = {
+    1: "Mới đăng ký",
+    2: "Được tiếp nhận",
+    3: "Không được tiếp nhận",
+    4: "Đang xử lý",
+    5: "Yêu cầu bổ sung",
+    6: "Yêu cầu thực hiện nghĩa vụ tài chính",
+    7: "Công dân rút hồ sơ",
+    8: "Dừng xử lý",
+    9: "Đã xử lý xong",
+    10: "Đã trả kết quả",
+}
+CHANNELS = {1: ("in_person", "Trực tiếp"), 2: ("online", "Trực tuyến"), 3: ("postal", "Bưu chính công ích")}
+FINISHED_STATUSES = [9, 10]
+CLOSED_UNFINISHED_STATUSES = [3, 7, 8]  # refused at reception, withdrawn by the applicant, processing stopped
+MAX_SUPPLEMENTS_ON_TIME = 1  # asked to supplement more than once: late (the national scoring rule)
+
+
+def _lookup(names: dict[int, str]) -> dict[str, int]:
+    """Every accepted spelling (code or folded name) -> code."""
+    table = {str(code): code for code in names}
+    table.update({parsing.fold(name): code for code, name in names.items()})
+    return table
+
+
+STATUS_LOOKUP = _lookup(STATUS_NAMES)
+CHANNEL_LOOKUP = _lookup({code: vi for code, (_, vi) in CHANNELS.items()})
+
+SILVER_COLUMNS = [
+    "dossier_code",
+    "procedure_code",
+    "agency",
+    "unit_code",
+    "unit_level",
+    "district_code",
+    "new_unit_code",
+    "channel_code",
+    "channel",
+    "status_code",
+    "status",
+    "received_at",
+    "due_at",
+    "finished_at",
+    "returned_at",
+    "updated_at",
+    "supplement_count",
+    "paid_online",
+    "digitized",
+    "e_result",
+    "is_finished",
+    "is_closed_unfinished",
+    "finished_on_time",
+    "processing_days",
+    "applicant_id",
+    "received_month",
+    "versions_delivered",
+    "source_file",
+    "source_row",
+]
+
+KPI_DOCS: dict[str, tuple[str, str]] = {
+    "month": (
+        "Tháng tiếp nhận (ngày đầu tháng)",
+        "month of receipt (first day): a dossier counts in the month it was received",
+    ),
+    "agency": ("Đơn vị xử lý (DonViXuLy)", "processing agency"),
+    "dossiers_received": ("Số hồ sơ tiếp nhận", "dossiers received in the month (current version of each MaHoSo)"),
+    "dossiers_finished": (
+        "Số hồ sơ đã giải quyết",
+        "finished: newest version has status 9 or 10, or a finish time (NgayKetThucXuLy)",
+    ),
+    "finished_on_time": (
+        "Số hồ sơ giải quyết đúng hạn",
+        "finished, no later than NgayHenTra (or no due date), and asked to supplement at most once",
+    ),
+    "finished_late": ("Số hồ sơ giải quyết quá hạn", "dossiers_finished - finished_on_time"),
+    "open_overdue": (
+        "Số hồ sơ đang giải quyết quá hạn",
+        "not finished, not refused/withdrawn/stopped (status 3, 7, 8), and NgayHenTra < as_of",
+    ),
+    "closed_unfinished": ("Số hồ sơ bị từ chối, rút, dừng", "status 3, 7 or 8 and not finished"),
+    "dossiers_online": ("Số hồ sơ trực tuyến", "channel 2 (Trực tuyến)"),
+    "dossiers_paid_online": ("Số hồ sơ thanh toán trực tuyến", "DuocThanhToanTrucTuyen true"),
+    "dossiers_digitized": ("Số hồ sơ được số hóa", "HoSoCoThanhPhanSoHoa true"),
+    "dossiers_e_result": ("Số hồ sơ có kết quả điện tử", "finished and CoKetQuaDienTu true"),
+    "distinct_applicants": ("Số người nộp (bí danh)", "distinct applicant pseudonyms"),
+    "on_time_pct": (
+        "Tỷ lệ giải quyết đúng hạn (%)",
+        "100 × finished_on_time / (dossiers_finished + open_overdue): an open dossier past its due date counts as late",
+    ),
+    "online_pct": ("Tỷ lệ hồ sơ trực tuyến (%)", "100 × dossiers_online / dossiers_received"),
+    "paid_online_pct": ("Tỷ lệ thanh toán trực tuyến (%)", "100 × dossiers_paid_online / dossiers_received"),
+    "digitized_pct": ("Tỷ lệ số hóa hồ sơ (%)", "100 × dossiers_digitized / dossiers_received"),
+    "e_result_pct": ("Tỷ lệ trả kết quả điện tử (%)", "100 × dossiers_e_result / dossiers_finished"),
+    "avg_processing_days": (
+        "Thời gian giải quyết trung bình (ngày)",
+        "mean of (NgayKetThucXuLy - NgayTiepNhan) in days over finished dossiers with both times",
+    ),
+    "catalog_online_pct": (
+        "Tỷ lệ TTHC cung cấp trực tuyến (%)",
+        "100 × catalog procedures with an online class (full or partial) / catalog procedures "
+        "(silver.procedures; by agency: the agency's procedures)",
+    ),
+    "as_of": ("Thời điểm chốt số liệu", "snapshot: the newest NgayCapNhat delivered"),
+}
+
+DOCS = {
+    "silver.dossiers": TableDoc(
+        "Hồ sơ một cửa: phiên bản mới nhất của mỗi hồ sơ, đã kiểm tra, không có dữ liệu cá nhân",
+        "One-stop-shop dossiers: the current version of each, gated, without personal data",
+        {
+            "dossier_code": ("Mã hồ sơ (MaHoSo)", "dossier code"),
+            "procedure_code": ("Mã TTHC", "procedure code (unknown codes are kept and flagged)"),
+            "agency": ("Đơn vị xử lý", "processing agency"),
+            "unit_code": ("Mã đơn vị hành chính tiếp nhận (GSO)", "GSO code of the receiving office's unit"),
+            "unit_level": ("Cấp đơn vị: commune/district", "level of that unit"),
+            "district_code": ("Mã huyện (trước 2025)", "district code before the 2025 reform"),
+            "new_unit_code": ("Mã đơn vị sau sắp xếp 2025", "post-reform unit (communes only)"),
+            "channel_code": ("Kênh thực hiện (1, 2, 3)", "channel code"),
+            "channel": ("Kênh: in_person/online/postal", "channel"),
+            "status_code": ("Trạng thái hồ sơ (1-10)", "national status code"),
+            "status": ("Tên trạng thái", "status name"),
+            "received_at": ("Ngày tiếp nhận", "received at (Asia/Ho_Chi_Minh)"),
+            "due_at": ("Ngày hẹn trả", "legal due date"),
+            "finished_at": ("Ngày kết thúc xử lý", "processing finished at"),
+            "returned_at": ("Ngày trả kết quả", "result handed back at"),
+            "updated_at": ("Ngày cập nhật", "last change (the version)"),
+            "supplement_count": ("Số lần yêu cầu bổ sung", "times asked to supplement"),
+            "paid_online": ("Thanh toán trực tuyến", "fee paid online"),
+            "digitized": ("Thành phần hồ sơ được số hóa", "documents digitised"),
+            "e_result": ("Có kết quả điện tử", "result issued electronically"),
+            "is_finished": ("Đã giải quyết", "finished: status 9/10 or a finish time"),
+            "is_closed_unfinished": ("Từ chối/rút/dừng", "refused, withdrawn or stopped (3, 7, 8)"),
+            "finished_on_time": ("Giải quyết đúng hạn", "on time by the contract's rule (null if not finished)"),
+            "processing_days": ("Số ngày giải quyết", "days from receipt to finish"),
+            "applicant_id": ("Bí danh người nộp (HMAC)", "applicant pseudonym (keyed HMAC of the citizen ID)"),
+            "received_month": ("Tháng tiếp nhận", "month of receipt (the partition)"),
+            "versions_delivered": ("Số phiên bản đã nhận", "versions of the dossier delivered so far"),
+            "source_file": ("Tệp / trang nguồn", "delivered file or gateway page"),
+            "source_row": ("Dòng nguồn", "line of the file or record of the page"),
+            "month": ("Phân vùng tháng (YYYY-MM)", "month partition of the lake"),
+        },
+    ),
+    "quarantine.dossiers": TableDoc(
+        "Hồ sơ bị loại, kèm lý do (đã ẩn danh)", "Rejected dossier versions with the rules they broke (pseudonymised)"
+    ),
+    "gold.public_service_kpis_monthly": TableDoc(
+        "Chỉ số phục vụ hành chính công theo tháng tiếp nhận (toàn tỉnh)",
+        "Public-service indicators by month of receipt, whole province",
+        KPI_DOCS,
+    ),
+    "gold.public_service_kpis_by_agency_monthly": TableDoc(
+        "Chỉ số phục vụ hành chính công theo tháng và đơn vị xử lý",
+        "Public-service indicators by month of receipt and processing agency",
+        KPI_DOCS,
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# bronze
+# --------------------------------------------------------------------------------------------------
+
+
+def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.AssetsDefinition:
+    """The bronze asset; `retry_policy` is the hook for retrying a failed gateway load as a whole (a
+    refused token is never retried: it raises a Failure with allow_retries=False)."""
+
+    @dg.asset(
+        key=BRONZE_KEY,
+        group_name=GROUP,
+        kinds={"dlt", "parquet"},
+        owners=OWNERS,
+        retry_policy=retry_policy,
+        description=(
+            "Every dossier version as delivered (gateway API, incremental on NgayCapNhat; or the ndjson "
+            "export), pseudonymised: ChuHoSo is replaced by applicant_id before the lake. Append-only."
+        ),
+    )
+    def _bronze(
+        context: dg.AssetExecutionContext,
+        lake: LakeResource,
+        landing: LandingResource,
+        gateway: DossierGatewayResource,
+        pii: PiiResource,
+    ) -> dg.MaterializeResult:
+        store = lake.lake()
+        try:
+            key = pii.hmac_key()
+        except PiiKeyError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        try:
+            loaded = source.ingest(store, lake.dlt_dir, landing.landing(), key, gateway.gateway())
+        except Exception as error:  # dlt wraps the source's errors: report the cause, clearly
+            cause = _root_cause(error)
+            if isinstance(cause, source.GatewayAuthError):
+                raise dg.Failure(description=str(cause), allow_retries=False) from None
+            if isinstance(cause, source.GatewayError):
+                raise dg.Failure(description=str(cause)) from None
+            raise
+        report = loaded.report
+        for error in report.errors:
+            context.log.error(f"delivery refused: {error}")
+        if report.errors:
+            raise dg.Failure(
+                description="; ".join(str(e) for e in report.errors),
+                metadata={"refused_files": [e.path for e in report.errors], "loaded_files": report.loaded},
+            )
+        gateway_stats = loaded.gateway
+        context.log.info(f"dossiers: {report.rows} versions loaded ({loaded.mode}); months changed: {loaded.months}")
+        metadata: dict[str, Any] = {
+            "dagster/row_count": store.row_count("bronze", TABLE),
+            "source": loaded.mode,
+            "rows_loaded": report.rows,
+            MONTHS_CHANGED: loaded.months,
+            "dlt_load_ids": report.load_ids,
+        }
+        if gateway_stats:
+            metadata.update(
+                updated_from=gateway_stats.updated_from or "",
+                pages=gateway_stats.pages,
+                versions_answered=gateway_stats.rows,
+                requests=gateway_stats.requests,
+                retries=gateway_stats.retries,
+                retried_statuses=gateway_stats.retried_statuses,
+            )
+        else:
+            metadata.update(files_loaded=report.loaded, files_skipped_already_loaded=report.skipped)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _bronze
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    seen = error
+    while seen.__cause__ is not None or (seen.__context__ is not None and not seen.__suppress_context__):
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+        if isinstance(seen, source.GatewayError):
+            return seen
+    return seen
+
+
+bronze_dossiers = bronze_dossiers_asset()
+
+
+# --------------------------------------------------------------------------------------------------
+# silver, per month of receipt
+# --------------------------------------------------------------------------------------------------
+
+
+ORDER = [source.UPDATED_AT, LOAD_ID, SOURCE_FILE, SOURCE_ROW]
+
+
+def current_versions(bronze: pl.LazyFrame) -> pl.DataFrame:
+    """The newest version of each dossier (by NgayCapNhat, then load, file and row); a version with no
+    key stays a row of its own (the gate quarantines it). The choice is made on the ordering columns
+    alone, then only the chosen rows are read whole: a month's history is never in memory at once."""
+    numbered = bronze.with_row_index("_n")
+    keys = (
+        numbered.select("_n", parsing.text("dossier_code").alias("_key"), *ORDER)
+        .collect()
+        .sort(ORDER, nulls_last=False)
+    )
+    newest = (
+        keys.filter(pl.col("_key").is_not_null())
+        .group_by("_key")
+        .agg(pl.col("_n").last(), pl.len().alias("versions_delivered"))
+    )
+    loose = keys.filter(pl.col("_key").is_null()).select("_n", pl.lit(1, pl.UInt32).alias("versions_delivered"))
+    chosen = pl.concat([newest.select("_n", "versions_delivered"), loose])
+    rows = numbered.filter(pl.col("_n").is_in(chosen.get_column("_n").implode())).collect()
+    return rows.join(chosen, on="_n").drop("_n").sort(SOURCE_FILE, SOURCE_ROW)
+
+
+def _coded(text: pl.Expr, lookup: dict[str, int]) -> pl.Expr:
+    return parsing.folded(text).replace_strict(lookup, default=None, return_dtype=pl.Int8)
+
+
+@functools.cache
+def _resolver() -> UnitResolver:
+    return UnitResolver()  # its cache of resolved spellings lives as long as the process
+
+
+def _resolve_units(frame: pl.DataFrame) -> pl.DataFrame:
+    """Unit text -> code, once per distinct (text, era): names of the receiving office's commune or district."""
+    pairs = frame.select(
+        pl.col("unit_text"), (pl.col("received_at").dt.date() >= REFORM_DATE).fill_null(False).alias("_post")
+    ).unique()
+    resolver = _resolver()
+    rows = []
+    for text, post in pairs.iter_rows():
+        found = resolver.resolve(text, as_of=REFORM_DATE if post else None, allow_district=True)
+        rows.append(
+            {
+                "unit_text": text,
+                "_post": post,
+                "unit_code": found.unit_code,
+                "unit_level": found.level,
+                "district_code": found.district_code,
+                "new_unit_code": found.new_unit_code,
+                "unit_problem": None if found.error is None else f"{found.error}: {found.detail}",
+            }
+        )
+    schema = {"unit_text": pl.String, "_post": pl.Boolean} | {
+        c: pl.String for c in ("unit_code", "unit_level", "district_code", "new_unit_code", "unit_problem")
+    }
+    resolved = pl.DataFrame(rows, schema=schema, orient="row")
+    frame = frame.with_columns((pl.col("received_at").dt.date() >= REFORM_DATE).fill_null(False).alias("_post"))
+    return frame.join(resolved, on=["unit_text", "_post"], how="left", nulls_equal=True).drop("_post")
+
+
+def typed_dossiers(delivered: pl.DataFrame) -> pl.DataFrame:
+    """Current versions (bronze text) -> typed columns, plus the problem columns the rules read."""
+    times = ("received_at", "due_at", "finished_at", "returned_at")
+    flags = ("paid_online", "digitized", "e_result")
+    texts = ("channel", "status", "supplement_count", *times, *flags)
+    # every expression once: polars recomputes an expression each time it is used in a select
+    frame = delivered.select(
+        ROW_ID,
+        parsing.text("dossier_code").alias("dossier_code"),
+        parsing.text("procedure_code").alias("procedure_code"),
+        parsing.text("agency").alias("agency"),
+        parsing.text("unit").alias("unit_text"),
+        *[parsing.text(c).alias(f"{c}_text") for c in texts],
+        pl.col(source.UPDATED_AT).dt.convert_time_zone(parsing.TIMEZONE).alias("updated_at"),
+        pl.col("applicant_id"),
+        pl.col(source.PARSE_ERROR).alias("parse_error"),
+        pl.col(SOURCE_FILE).alias("source_file"),
+        pl.col(SOURCE_ROW).alias("source_row"),
+        pl.col("versions_delivered").cast(pl.Int32),
+    ).with_columns(
+        _coded(pl.col("channel_text"), CHANNEL_LOOKUP).alias("channel_code"),
+        _coded(pl.col("status_text"), STATUS_LOOKUP).alias("status_code"),
+        *[parsing.datetime_local(f"{c}_text").alias(c) for c in times],
+        parsing.integer("supplement_count_text").alias("supplement_count"),
+        *[parsing.boolean(f"{c}_text").alias(c) for c in flags],
+    )
+
+    def unparsed(column: str) -> pl.Expr:
+        return pl.when(pl.col(f"{column}_text").is_not_null() & pl.col(column).is_null()).then(pl.col(f"{column}_text"))
+
+    frame = frame.with_columns(
+        unparsed("received_at").alias("received_at_unparsed"),
+        pl.coalesce(*[unparsed(c) for c in times[1:]]).alias("datetime_unparsed"),
+        pl.when(pl.col("supplement_count_text").is_not_null() & ~(pl.col("supplement_count") >= 0).fill_null(False))
+        .then(pl.col("supplement_count_text"))
+        .alias("supplement_count_unparsed"),
+        pl.coalesce(*[unparsed(c) for c in flags]).alias("flag_unparsed"),
+    )
+    first = dt.datetime.combine(source.FIRST_MONTH, dt.time(), tzinfo=source.TZ)
+    finish = pl.coalesce("finished_at", "returned_at")
+    frame = frame.with_columns(
+        pl.when(pl.col("channel_text").is_not_null() & pl.col("channel_code").is_null())
+        .then(pl.col("channel_text"))
+        .alias("channel_unknown"),
+        pl.when(pl.col("status_text").is_not_null() & pl.col("status_code").is_null())
+        .then(pl.col("status_text"))
+        .alias("status_unknown"),
+        pl.when(pl.col("received_at") < first).then(pl.col("received_at_text")).alias("received_out_of_range"),
+        pl.when(pl.col("finished_at") < pl.col("received_at"))
+        .then(pl.lit("NgayKetThucXuLy before NgayTiepNhan"))
+        .when(pl.col("returned_at") < pl.col("finished_at"))
+        .then(pl.lit("NgayTra before NgayKetThucXuLy"))
+        .when(pl.col("returned_at") < pl.col("received_at"))
+        .then(pl.lit("NgayTra before NgayTiepNhan"))
+        .when(pl.col("due_at") < pl.col("received_at"))
+        .then(pl.lit("NgayHenTra before NgayTiepNhan"))
+        .alias("dates_problem"),
+        pl.col("supplement_count").fill_null(0).clip(lower_bound=0).cast(pl.Int16),
+        pl.col("channel_code").replace_strict({k: v[0] for k, v in CHANNELS.items()}, default=None).alias("channel"),
+        pl.col("status_code").replace_strict(STATUS_NAMES, default=None, return_dtype=pl.String).alias("status"),
+        (pl.col("status_code").is_in(FINISHED_STATUSES) | pl.col("finished_at").is_not_null()).alias("is_finished"),
+        pl.col("received_at").dt.date().dt.truncate("1mo").alias("received_month"),
+    )
+    frame = frame.with_columns(
+        (~pl.col("is_finished") & pl.col("status_code").is_in(CLOSED_UNFINISHED_STATUSES)).alias(
+            "is_closed_unfinished"
+        ),
+        pl.when(pl.col("is_finished"))
+        .then(
+            (pl.col("supplement_count") <= MAX_SUPPLEMENTS_ON_TIME)
+            & (pl.col("due_at").is_null() | (finish.is_not_null() & (finish <= pl.col("due_at"))).fill_null(False))
+        )
+        .alias("finished_on_time"),
+        ((pl.col("finished_at") - pl.col("received_at")).dt.total_seconds() / 86400.0).alias("processing_days"),
+        *[pl.col(c).fill_null(False) for c in flags],
+    )
+    return _resolve_units(frame)
+
+
+def _catalog_codes(store: Lake) -> pl.Series | None:
+    if not store.exists("silver", "procedures"):
+        return None
+    return store.scan("silver", "procedures").select("procedure_code").collect().get_column("procedure_code")
+
+
+def _month_partition(month: str) -> str:
+    return f"{PARTITION_COLUMN}={month}"
+
+
+def _combine(checks: dict[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheckResult]:
+    """One result per batch check over the months of the run: passed when every month passed."""
+    combined: dict[str, dict[str, Any]] = {}
+    for month, results in checks.items():
+        for result in results:
+            entry = combined.setdefault(result.check_name, {"passed": True, "by_month": {}})
+            entry["passed"] = entry["passed"] and result.passed
+            entry["by_month"][month] = {"passed": result.passed, **{k: v.value for k, v in result.metadata.items()}}
+    return [
+        dg.AssetCheckResult(
+            asset_key=SILVER_KEY,
+            check_name=name,
+            passed=entry["passed"],
+            metadata={
+                "months": dg.MetadataValue.json(entry["by_month"]),
+                "failed_months": [m for m, r in entry["by_month"].items() if not r["passed"]],
+            },
+        )
+        for name, entry in combined.items()
+    ]
+
+
+_silver_specs = gated_specs(
+    TABLE,
+    GROUP,
+    "The current version of every dossier received in the month: typed (Asia/Ho_Chi_Minh), unit resolved, "
+    "channel and status normalised, on-time flag by the contract's rule, applicant pseudonym only.",
+    [BRONZE_KEY],
+)
+_silver_specs["check_specs"] = [
+    *_silver_specs["check_specs"],
+    dg.AssetCheckSpec(
+        CATALOG_CHECK,
+        asset=SILVER_KEY,
+        blocking=False,
+        additional_deps=[CATALOG_KEY],
+        description="Procedure codes the catalog (silver.procedures) does not know: flagged, not dropped (warning).",
+    ),
+]
+
+
+@dg.multi_asset(**_silver_specs, partitions_def=MONTHS, backfill_policy=dg.BackfillPolicy.single_run())
+def silver_dossiers(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult]:
+    store = lake.lake()
+    catalog = _catalog_codes(store)
+    months = context.partition_keys
+    has_bronze = store.exists("bronze", TABLE)
+    unknown: dict[str, dict[str, int]] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    previews: list[pl.DataFrame] = []
+    rejected: list[pl.DataFrame] = []
+    checks_by_month: dict[str, list[dg.AssetCheckResult]] = {}
+    for month in months:
+        bronze = store.scan("bronze", TABLE).filter(pl.col(source.MONTH) == month) if has_bronze else None
+        delivered = current_versions(bronze).with_row_index(ROW_ID) if bronze is not None else pl.DataFrame()
+        if delivered.is_empty():
+            context.log.info(f"dossiers {month}: no versions delivered, nothing to rebuild")
+            continue
+        gated = gate_batch(
+            context, store, TABLE, delivered, typed_dossiers(delivered), RULES, SILVER_COLUMNS, _month_partition(month)
+        )
+        del delivered
+        summaries[month] = {"published": gated.published, "rows": gated.clean.height, "delivered": gated.delivered}
+        checks_by_month[month] = gated.checks
+        previews.append(gated.clean.head(5))
+        rejected.append(gated.quarantine.select("source_file", "source_row", "rule", "reason"))
+        if catalog is not None:
+            codes = gated.clean.filter(~pl.col("procedure_code").is_in(catalog) | pl.col("procedure_code").is_null())
+            unknown[month] = dict(codes.group_by(pl.col("procedure_code").fill_null("(missing)")).len().iter_rows())
+        del gated  # keep one month in memory at a time
+    if not summaries:
+        raise dg.Failure(description=f"no dossier versions delivered for {', '.join(months)}")
+    clean = pl.concat(previews, how="vertical_relaxed")
+    quarantine = pl.concat(rejected, how="vertical_relaxed")
+    checks = _combine(checks_by_month)
+    unknown_total = sum(n for counts in unknown.values() for n in counts.values())
+    checks.append(
+        dg.AssetCheckResult(
+            asset_key=SILVER_KEY,
+            check_name=CATALOG_CHECK,
+            passed=unknown_total == 0 and catalog is not None,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "dossiers_with_unknown_code": unknown_total,
+                "unknown_codes_by_month": dg.MetadataValue.json(unknown),
+                "catalog_available": catalog is not None,
+            },
+        )
+    )
+    yield dg.MaterializeResult(
+        asset_key=SILVER_KEY,
+        metadata=table_metadata(
+            clean,
+            **{
+                "dagster/row_count": sum(m["rows"] for m in summaries.values()),
+                "published_months": [m for m, v in summaries.items() if v["published"]],
+                "blocked_months": [m for m, v in summaries.items() if not v["published"]],
+                "delivered_rows": sum(m["delivered"] for m in summaries.values()),
+                "quarantined_rows": quarantine.height,
+                "rows_by_month": {m: v["rows"] for m, v in summaries.items()},
+            },
+        ),
+        check_results=checks,
+    )
+    yield dg.MaterializeResult(asset_key=QUARANTINE_KEY, metadata=quarantine_metadata(quarantine))
+
+
+# --------------------------------------------------------------------------------------------------
+# gold
+# --------------------------------------------------------------------------------------------------
+
+KPI_INPUTS = [
+    "received_month",
+    "agency",
+    "channel_code",
+    "status_code",
+    "due_at",
+    "updated_at",
+    "paid_online",
+    "digitized",
+    "e_result",
+    "is_finished",
+    "is_closed_unfinished",
+    "finished_on_time",
+    "processing_days",
+    "applicant_id",
+]
+
+
+def kpis(silver: pl.LazyFrame, catalog: pl.DataFrame | None, by: list[str]) -> pl.DataFrame:
+    """The indicators of `KPI_DOCS` per month of receipt (and per `by`), as of the newest change."""
+    as_of = silver.select(pl.col("updated_at").max()).collect(engine="streaming").item()
+    finished = pl.col("is_finished")
+    open_overdue = ~finished & ~pl.col("is_closed_unfinished") & (pl.col("due_at") < pl.lit(as_of))
+    counts = (
+        silver.group_by(["received_month", *by])
+        .agg(
+            pl.len().alias("dossiers_received"),
+            finished.sum().alias("dossiers_finished"),
+            pl.col("finished_on_time").fill_null(False).sum().alias("finished_on_time"),
+            open_overdue.fill_null(False).sum().alias("open_overdue"),
+            pl.col("is_closed_unfinished").sum().alias("closed_unfinished"),
+            (pl.col("channel_code") == 2).sum().alias("dossiers_online"),
+            pl.col("paid_online").sum().alias("dossiers_paid_online"),
+            pl.col("digitized").sum().alias("dossiers_digitized"),
+            (finished & pl.col("e_result")).sum().alias("dossiers_e_result"),
+            pl.col("applicant_id").n_unique().alias("distinct_applicants"),
+            pl.col("processing_days").filter(finished).mean().alias("avg_processing_days"),
+        )
+        .collect(engine="streaming")
+    )
+
+    def pct(numerator: str | pl.Expr, denominator: str | pl.Expr) -> pl.Expr:
+        num = pl.col(numerator) if isinstance(numerator, str) else numerator
+        den = pl.col(denominator) if isinstance(denominator, str) else denominator
+        return pl.when(den > 0).then(num.cast(pl.Float64) * 100.0 / den)
+
+    table = counts.rename({"received_month": "month"}).with_columns(
+        (pl.col("dossiers_finished") - pl.col("finished_on_time")).alias("finished_late"),
+        pct("finished_on_time", pl.col("dossiers_finished") + pl.col("open_overdue")).alias("on_time_pct"),
+        pct("dossiers_online", "dossiers_received").alias("online_pct"),
+        pct("dossiers_paid_online", "dossiers_received").alias("paid_online_pct"),
+        pct("dossiers_digitized", "dossiers_received").alias("digitized_pct"),
+        pct("dossiers_e_result", "dossiers_finished").alias("e_result_pct"),
+        pl.lit(as_of).alias("as_of"),
+    )
+    if by:
+        table = table.join(_catalog_online(catalog, by), on=by, how="left")
+    else:
+        share = _catalog_online(catalog, by).get_column("catalog_online_pct")[0]
+        table = table.with_columns(pl.lit(share, pl.Float64).alias("catalog_online_pct"))
+    columns = ["month", *by, *[c for c in KPI_DOCS if c not in ("month", "agency")]]
+    int_columns = [c for c in columns if c.startswith(("dossiers_", "finished_", "open_", "closed_", "distinct_"))]
+    return table.with_columns(pl.col(int_columns).cast(pl.Int64)).select(columns).sort(["month", *by])
+
+
+def _catalog_online(catalog: pl.DataFrame | None, by: list[str]) -> pl.DataFrame:
+    schema = {**{b: pl.String for b in by}, "catalog_online_pct": pl.Float64}
+    if catalog is None or catalog.is_empty():
+        return pl.DataFrame(schema=schema) if by else pl.DataFrame({"catalog_online_pct": [None]}, schema=schema)
+    online = pl.col("online_class").is_in(["full", "partial"])
+    if not by:
+        return catalog.select((online.sum() * 100.0 / pl.len()).alias("catalog_online_pct"))
+    share = catalog.group_by(parsing.folded(pl.col("agency")).alias("_agency")).agg(
+        (online.sum() * 100.0 / pl.len()).alias("catalog_online_pct")
+    )
+    return share.rename({"_agency": by[0]})
+
+
+KPI_INPUT_SCHEMA = {
+    "received_month": pl.Date,
+    "agency": pl.String,
+    "channel_code": pl.Int8,
+    "status_code": pl.Int8,
+    "due_at": pl.Datetime("us", parsing.TIMEZONE),
+    "updated_at": pl.Datetime("us", parsing.TIMEZONE),
+    "paid_online": pl.Boolean,
+    "digitized": pl.Boolean,
+    "e_result": pl.Boolean,
+    "is_finished": pl.Boolean,
+    "is_closed_unfinished": pl.Boolean,
+    "finished_on_time": pl.Boolean,
+    "processing_days": pl.Float64,
+    "applicant_id": pl.String,
+}
+
+
+def _kpi_table(store: Lake, by: list[str]) -> pl.DataFrame:
+    if store.exists("silver", TABLE):
+        silver = store.scan("silver", TABLE).select(KPI_INPUTS)
+    else:
+        silver = pl.LazyFrame(schema=KPI_INPUT_SCHEMA)
+    catalog = store.read("silver", "procedures") if store.exists("silver", "procedures") else None
+    if by:
+        agency_key = parsing.folded(pl.col("agency")).alias("_agency_key")
+        names = silver.group_by(agency_key).agg(pl.col("agency").first()).collect()
+        silver = silver.with_columns(agency_key).drop("agency").rename({"_agency_key": "agency"})
+        table = kpis(silver, catalog, ["agency"])
+        display = dict(names.iter_rows())
+        return table.with_columns(pl.col("agency").replace_strict(display, default=pl.col("agency")))
+    return kpis(silver, catalog, [])
+
+
+def _gold_asset(name: str, by: list[str], description: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["gold", name],
+        deps=[SILVER_KEY, CATALOG_KEY],
+        group_name=GROUP,
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        description=description,
+    )
+    def _gold(lake: LakeResource) -> dg.MaterializeResult:
+        store = lake.lake()
+        table = _kpi_table(store, by)
+        store.write(table, "gold", name)
+        return dg.MaterializeResult(metadata=table_metadata(table, preview_rows=12, doc=DOCS[f"gold.{name}"]))
+
+    return _gold
+
+
+gold_kpis_monthly = _gold_asset(
+    "public_service_kpis_monthly",
+    [],
+    "Public-service indicators per month of receipt for the province (Decision 766/QĐ-TTg); formulas in the "
+    "column descriptions.",
+)
+gold_kpis_by_agency_monthly = _gold_asset(
+    "public_service_kpis_by_agency_monthly",
+    ["agency"],
+    "Public-service indicators per month of receipt and processing agency; formulas in the column descriptions.",
+)
+
+
+def latest_complete_month(table: pl.DataFrame) -> pl.DataFrame:
+    """The row of the newest month that ended on or before the snapshot day."""
+    if table.is_empty():
+        return table
+    as_of = table.get_column("as_of").max().date()
+    done = table.filter(
+        pl.col("month").map_elements(
+            lambda m: m.replace(day=calendar.monthrange(m.year, m.month)[1]) <= as_of, pl.Boolean
+        )
+    )
+    return done.filter(pl.col("month") == done.get_column("month").max()) if not done.is_empty() else done
+
+
+def indicators(store: Lake) -> list[dict]:
+    """Scorecard rows of the latest complete month, dated its last day."""
+    if not store.exists("gold", "public_service_kpis_monthly"):
+        return []
+    row = latest_complete_month(store.read("gold", "public_service_kpis_monthly"))
+    if row.is_empty():
+        return []
+    values = row.row(0, named=True)
+    month: dt.date = values["month"]
+    as_of = month.replace(day=calendar.monthrange(month.year, month.month)[1])
+
+    def item(code: str, name: str, column: str, unit: str) -> dict:
+        value = values[column]
+        return {
+            "indicator_code": code,
+            "indicator_name_vi": name,
+            "value": float(value) if value is not None else None,
+            "unit": unit,
+            "as_of_date": as_of,
+            "source_asset": "gold/public_service_kpis_monthly",
+        }
+
+    return [
+        item("dossiers_received", "Số hồ sơ tiếp nhận trong tháng", "dossiers_received", "count"),
+        item("dossiers_on_time_pct", "Tỷ lệ hồ sơ giải quyết đúng hạn", "on_time_pct", "percent"),
+        item("dossiers_online_pct", "Tỷ lệ hồ sơ tiếp nhận trực tuyến", "online_pct", "percent"),
+        item("dossiers_paid_online_pct", "Tỷ lệ hồ sơ thanh toán trực tuyến", "paid_online_pct", "percent"),
+        item("dossiers_digitized_pct", "Tỷ lệ hồ sơ được số hóa", "digitized_pct", "percent"),
+        item("dossiers_e_result_pct", "Tỷ lệ hồ sơ có kết quả điện tử", "e_result_pct", "percent"),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# which months to rebuild
+# --------------------------------------------------------------------------------------------------
+
+
+def months_to_refresh(instance: dg.DagsterInstance, limit: int = 1000) -> list[str]:
+    """Months whose bronze rows changed after their silver partition was last materialized (or that
+    were never materialized): what a run command or a sensor should request."""
+    built = instance.get_latest_storage_id_by_partition(SILVER_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION)
+    records = instance.fetch_materializations(BRONZE_KEY, limit=limit).records
+    valid = set(MONTHS.get_partition_keys())
+    pending: set[str] = set()
+    for record in records:
+        materialization = record.asset_materialization
+        entry = materialization.metadata.get(MONTHS_CHANGED) if materialization else None
+        for month in (entry.value if entry is not None else None) or []:
+            if month in valid and record.storage_id > built.get(month, -1):
+                pending.add(month)
+    return sorted(pending)
+
+
+def month_ranges(months: list[str]) -> list[tuple[str, str]]:
+    """Contiguous runs of months, for single-run backfills: ["2022-01", "2022-02", "2022-04"] ->
+    [("2022-01", "2022-02"), ("2022-04", "2022-04")]."""
+    keys = MONTHS.get_partition_keys()
+    index = {k: i for i, k in enumerate(keys)}
+    ranges: list[tuple[str, str]] = []
+    for month in sorted(months, key=index.__getitem__):
+        if ranges and index[ranges[-1][1]] + 1 == index[month]:
+            ranges[-1] = (ranges[-1][0], month)
+        else:
+            ranges.append((month, month))
+    return ranges
