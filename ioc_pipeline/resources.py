@@ -52,6 +52,12 @@ class WarehouseResource(dg.ConfigurableResource):
         return build(store, self.path, docs)
 
 
+class AlertsResource(dg.ConfigurableResource):
+    """Where alerts go besides the lake and the log: a webhook (chat, paging) when one is set."""
+
+    webhook_url: str = ""
+
+
 def resources() -> dict[str, dg.ConfigurableResource]:
     base = data_dir()
     return {
@@ -63,4 +69,5 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(
             path=setting("IOC_WAREHOUSE_PATH", os.path.join(base, "warehouse", "ioc.duckdb"))
         ),
+        "alerts": AlertsResource(webhook_url=setting("IOC_ALERT_WEBHOOK_URL", "")),
     }

@@ -11,6 +11,7 @@ import dagster as dg
 from ioc_pipeline.assets import procedures, reference, scorecard
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.metadata import TableDoc
+from ioc_pipeline.policies import WAREHOUSE_POOL
 from ioc_pipeline.resources import LakeResource, WarehouseResource
 
 DOCS: dict[str, TableDoc] = {**reference.DOCS, **procedures.DOCS, **scorecard.DOCS}
@@ -22,7 +23,7 @@ DOCS: dict[str, TableDoc] = {**reference.DOCS, **procedures.DOCS, **scorecard.DO
     group_name="publish",
     kinds={"duckdb"},
     owners=OWNERS,
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     description="Builds the analysts' DuckDB warehouse from the lake as a new file and swaps it in atomically.",
 )
 def publish_warehouse(
