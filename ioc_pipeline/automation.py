@@ -267,7 +267,7 @@ def build(assets: Sequence[dg.AssetsDefinition], deliveries: Sequence[Delivery] 
     )
     refresh_all = dg.define_asset_job(
         "refresh_all",
-        selection=dg.AssetSelection.all(include_sources=False),
+        selection=dg.AssetSelection.all(),
         description="Every asset, with its checks (the nightly refresh).",
     )
     domain_jobs = {
@@ -293,9 +293,20 @@ def build(assets: Sequence[dg.AssetsDefinition], deliveries: Sequence[Delivery] 
                 default_status=dg.DefaultSensorStatus.RUNNING,
             )
         )
+    freshness_jobs = (
+        [
+            dg.define_asset_job(
+                "check_gold_freshness",
+                selection=dg.AssetSelection.checks(*checks),
+                description=f"Only the freshness checks of the gold assets (stale after {FRESHNESS_WINDOW}).",
+            )
+        ]
+        if checks
+        else []
+    )
     return Automation(
         assets=freshness_policy(assets),
-        jobs=[refresh_all, *domain_jobs.values()],
+        jobs=[refresh_all, *domain_jobs.values(), *freshness_jobs],
         schedules=[nightly_schedule(refresh_all, time_partitions(assets))],
         sensors=sensors,
         asset_checks=checks,
