@@ -129,6 +129,8 @@ def test_the_ui_materializes_everything_and_shows_the_checks_passed(dev_server: 
             # a gold asset's page shows its freshness policy (26 h), evaluated by the daemon
             page.goto(f"{dev_server.url}/assets/gold/ioc_scorecard", wait_until="networkidle")
             expect(page.get_by_text("Freshness policy", exact=True).first).to_be_visible()
+            expect(page.get_by_text("Fails if more than 26 hours since last materialization")).to_be_visible()
+            expect(page.get_by_text("Passing", exact=True).first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "ui-freshness-gold-ioc_scorecard.png"))
 
             # the asset graph after the run: every asset materialized
