@@ -99,6 +99,15 @@ def range_tags(keys: Sequence[str]) -> dict[str, str]:
     return {RANGE_START: keys[0], RANGE_END: keys[-1]} if keys else {}
 
 
+def recent_range_tags(job: dg.JobDefinition, when: datetime) -> dict[str, str]:
+    """Tags for a manual run of `job` now: the nightly's two months when the job is partitioned
+    (a partitioned job refuses to run without them), nothing otherwise."""
+    partitions = job.partitions_def
+    if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+        return {}
+    return range_tags(recent_partitions(partitions, when))
+
+
 # --- schedule ---------------------------------------------------------------------------------
 
 

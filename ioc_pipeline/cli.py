@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import UTC, datetime
 
 import dagster as dg
 
+from ioc_pipeline.automation import recent_range_tags
 from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.resources import resources
 from ioc_pipeline.warehouse import connect
@@ -20,8 +22,10 @@ from ioc_pipeline.warehouse import connect
 def run(job_name: str = "refresh_all") -> bool:
     defs = build_defs()
     started = time.monotonic()
+    job = defs.resolve_job_def(job_name)
+    tags = recent_range_tags(job, datetime.now(UTC))  # monthly-partitioned assets: this and last month
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False)
+        result = job.execute_in_process(instance=instance, raise_on_error=False, tags=tags)
     elapsed = time.monotonic() - started
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":

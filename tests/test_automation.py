@@ -138,6 +138,14 @@ def test_monthly_partitions_are_refreshed_for_this_and_last_month_in_one_run(
     assert {"upstream", "monthly", "gold/monthly_kpis"} <= materialized
 
 
+def test_a_manual_run_of_a_partitioned_job_gets_the_same_two_months() -> None:
+    definitions, _ = _monthly_defs()
+    when = datetime(2026, 11, 28, 9, 30, tzinfo=ICT)
+    tags = automation.recent_range_tags(definitions.resolve_job_def("refresh_all"), when)
+    assert (tags[automation.RANGE_START], tags[automation.RANGE_END]) == ("2026-10-01", "2026-11-01")
+    assert automation.recent_range_tags(defs.resolve_job_def("refresh_all"), when) == {}  # nothing partitioned
+
+
 def test_a_monthly_delivery_requests_its_own_month(tmp_path: Path) -> None:
     definitions, _ = _monthly_defs()
     sensor = definitions.resolve_sensor_def("monthly_events_delivery")
