@@ -72,6 +72,14 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
 
 
+def _name(pid: int) -> str:
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    return " ".join(w.decode(errors="replace") for w in words[:4] if w)[:80]
+
+
 def _kill(pids: list[int], sig: signal.Signals) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -106,9 +114,12 @@ def serve(host: str, port: int, workspace: Path, grace: float = 30.0) -> int:
     _reap()
     left = [pid for pid in descendants(os.getpid()) if _alive(pid)]
     if left:
-        print(f"devserver: ending {len(left)} process(es) left behind", flush=True)
+        names = ", ".join(sorted({_name(pid) for pid in left}))
+        print(f"devserver: ending {len(left)} process(es) left behind: {names}", flush=True)
         _kill(left, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        # the code server's multiprocessing helpers ignore SIGTERM (they wait for their parent):
+        # a short grace, then SIGKILL; nothing here holds state worth waiting for
+        deadline = time.monotonic() + 3
         while any(_alive(pid) for pid in left) and time.monotonic() < deadline:
             _reap()
             time.sleep(0.2)
