@@ -12,7 +12,10 @@ export RUNTIME__DLTHUB_TELEMETRY := false
 # Production leaves IOC_MODE unset (or `production`) and sets IOC_PII_KEY: without it, runs refuse to start.
 export IOC_MODE ?= sample
 
-.PHONY: run test dev lint sample gateway clean
+DEV_HOST ?= 127.0.0.1
+DEV_PORT ?= 3000
+
+.PHONY: run test dev lint sample gateway clean system-packages
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,13 +31,17 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m ioc_pipeline.cli run
 
-## test: set up, then run the whole test suite
-test: $(STAMP)
+## test: set up (Python packages, then Chromium and PostgreSQL when missing), then run the whole test suite
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
 
-## dev: the Dagster UI and daemon on http://127.0.0.1:3000
+## system-packages: the Debian packages the tests need (apt-get, only when missing)
+system-packages:
+	@bash tools/system-packages.sh
+
+## dev: the Dagster UI and daemon on http://127.0.0.1:3000; Ctrl-C or SIGTERM stops everything
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	set -m; exec $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	exec $(BIN)/python -m ioc_pipeline.devserver --host $(DEV_HOST) --port $(DEV_PORT)
 
 ## lint: ruff
 lint: $(STAMP)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from ioc_pipeline.assets.public_service import month_ranges, months_to_refresh
+from ioc_pipeline.automation import recent_range_tags
 from ioc_pipeline.definitions import PARTITIONED, build_defs
 from ioc_pipeline.pii import PiiKeyError, resolve_key
 from ioc_pipeline.resources import resources
@@ -67,7 +69,9 @@ def run(job_name: str | None = None) -> bool:
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
         if job_name:
-            results = [defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False)]
+            job = defs.resolve_job_def(job_name)
+            tags = recent_range_tags(job, datetime.now(UTC))  # a partitioned job: this and last month
+            results = [job.execute_in_process(instance=instance, raise_on_error=False, tags=tags)]
         else:
             results = refresh(defs, instance)
     elapsed = time.monotonic() - started

@@ -2,6 +2,7 @@
 
     landing zone (delivered files) ──► bronze ──► silver ──► gold
                                               └─► quarantine
+    the pipeline's own operation (alerts) ──► ops
 
 A table is a folder `<root>/<layer>/<table>/`, holding either one `data.parquet` or one
 `<partition>/data.parquet` per partition (hive style, `month=2022-01`). Writes are atomic:
@@ -25,7 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-LAYERS = ("bronze", "silver", "gold", "quarantine")
+LAYERS = ("bronze", "silver", "gold", "quarantine", "ops")
 DATA_FILE = "data.parquet"
 
 

@@ -58,6 +58,12 @@ class WarehouseResource(dg.ConfigurableResource):
         return build(store, self.path, docs)
 
 
+class AlertsResource(dg.ConfigurableResource):
+    """Where alerts go besides the lake and the log: a webhook (chat, paging) when one is set."""
+
+    webhook_url: str = ""
+
+
 def resources() -> dict[str, dg.ConfigurableResource]:
     base = data_dir()
     return {
@@ -76,6 +82,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
             backoff_seconds=float(os.environ.get("IOC_DOSSIER_API_BACKOFF_SECONDS") or 1.0),
         ),
         "pii": PiiResource(key=setting("IOC_PII_KEY", ""), mode=setting("IOC_MODE", "production")),
+        "alerts": AlertsResource(webhook_url=setting("IOC_ALERT_WEBHOOK_URL", "")),
     }
 
 

@@ -15,7 +15,7 @@ import duckdb
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc
 
-SCHEMAS = ("silver", "gold", "quarantine")
+SCHEMAS = ("silver", "gold", "quarantine", "ops")
 OFFLINE = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 # Analysts' tools lag behind the engine (the DuckDB CLI on PyPI is 1.5, DBeaver ships older
 # drivers): write a storage format they can all open.

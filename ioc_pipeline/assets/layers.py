@@ -18,6 +18,7 @@ import polars as pl
 from ioc_pipeline import gate
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import table_metadata
+from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import LakeResource, LandingResource
 from ioc_pipeline.sources.files import LOAD_ID, SNAPSHOT, SOURCE_FILE, Feed, ingest
 
@@ -33,6 +34,7 @@ def bronze_asset(feed: Feed, group: str, description: str) -> dg.AssetsDefinitio
         kinds={"dlt", "parquet"},
         owners=OWNERS,
         description=description,
+        pool=pool_for("bronze", feed.table),  # the feed's bronze files and its dlt state
     )
     def _bronze(
         context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource
@@ -197,6 +199,7 @@ def gated_specs(
             ),
         ],
         "check_specs": gate.batch_check_specs(silver_key, max_reject_share),
+        "pool": pool_for("silver", table),  # silver and quarantine of the table, written together
     }
 
 

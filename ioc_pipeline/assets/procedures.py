@@ -21,6 +21,7 @@ from ioc_pipeline.checks.procedures import RULES
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
+from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import LakeResource
 from ioc_pipeline.sources.files import SNAPSHOT, SOURCE_FILE, SOURCE_ROW
 from ioc_pipeline.sources.procedures import FEED
@@ -196,6 +197,7 @@ def service_levels(silver: pl.DataFrame) -> pl.DataFrame:
     group_name=GROUP,
     kinds={"polars", "parquet"},
     owners=OWNERS,
+    pool=pool_for("gold", "procedure_service_levels"),
     description="Counts and shares of the catalog's procedures by service level, online class and tier.",
 )
 def gold_procedure_service_levels(lake: LakeResource) -> dg.MaterializeResult:

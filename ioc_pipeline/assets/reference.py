@@ -13,6 +13,7 @@ import polars as pl
 from ioc_pipeline import units
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.metadata import TableDoc, table_metadata
+from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import LakeResource
 
 GROUP = "reference"
@@ -51,6 +52,7 @@ DOCS = {
     group_name=GROUP,
     kinds={"polars", "parquet"},
     owners=OWNERS,
+    pool=pool_for("silver", "admin_units"),
     description="Units of Sóc Trăng (94) before the 2025 reform and of Cần Thơ city (92) after it, with validity.",
 )
 def admin_units(lake: LakeResource) -> dg.MaterializeResult:
@@ -64,6 +66,7 @@ def admin_units(lake: LakeResource) -> dg.MaterializeResult:
     group_name=GROUP,
     kinds={"polars", "parquet"},
     owners=OWNERS,
+    pool=pool_for("silver", "admin_unit_crosswalk"),
     description="Every pre-2025 commune of Sóc Trăng and the post-reform unit(s) it became.",
 )
 def admin_unit_crosswalk(lake: LakeResource) -> dg.MaterializeResult:

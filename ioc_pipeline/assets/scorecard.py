@@ -16,6 +16,7 @@ from ioc_pipeline.assets import postal, procedures, public_service, telecom
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
+from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import LakeResource
 
 Indicators = Callable[[Lake], list[dict]]
@@ -72,6 +73,7 @@ def merge_history(previous: pl.DataFrame | None, current: pl.DataFrame) -> pl.Da
     group_name="scorecard",
     kinds={"polars", "parquet"},
     owners=OWNERS,
+    pool=pool_for("gold", "ioc_scorecard"),
     description="The IOC's headline indicators: one row per indicator and snapshot, percent on 0–100.",
 )
 def ioc_scorecard(lake: LakeResource) -> dg.MaterializeResult:

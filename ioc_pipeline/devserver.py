@@ -1,0 +1,143 @@
+"""`python -m ioc_pipeline.devserver` (what `make dev` runs): the Dagster UI and daemon on loopback.
+
+    make dev ──► devserver ──► dagster dev (own process group) ──► webserver, daemon, code server
+
+Stops cleanly on Ctrl-C, SIGTERM or SIGHUP, leaving no process behind. `dagster dev` alone does
+not: started in the background by a script it inherits an ignored SIGINT and then ignores SIGTERM
+too. So this wrapper handles the signals itself, asks `dagster dev` to shut down (SIGTERM), waits,
+and then ends whatever of its descendants is still there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _become_subreaper() -> None:
+    """Orphaned descendants (a server that forked and left) re-parent to us, not to init: we find them."""
+    # not Linux: the process tree below dagster dev is all we can see
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def _name(pid: int) -> str:
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    return " ".join(w.decode(errors="replace") for w in words[:4] if w)[:80]
+
+
+def _kill(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def serve(host: str, port: int, workspace: Path, grace: float = 30.0) -> int:
+    home = os.environ.setdefault("DAGSTER_HOME", str(REPO / "data" / "dagster_home"))
+    Path(home).mkdir(parents=True, exist_ok=True)
+    if not (Path(home) / "dagster.yaml").exists():
+        shutil.copy(REPO / "dagster.yaml", Path(home) / "dagster.yaml")
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+    _become_subreaper()
+    stopping: list[int] = []
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda number, _frame: stopping.append(number))
+    child = subprocess.Popen(
+        command,
+        cwd=REPO,
+        start_new_session=True,  # Ctrl-C reaches this wrapper only; it stops the tree in order
+        preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in STOP_SIGNALS],
+    )
+    print(f"devserver: Dagster UI on http://{host}:{port} (DAGSTER_HOME={home}); Ctrl-C stops it", flush=True)
+    while child.poll() is None and not stopping:
+        time.sleep(0.2)
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)  # dagster dev stops its webserver, daemon and code server
+        deadline = time.monotonic() + grace
+        while child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    _reap()
+    left = [pid for pid in descendants(os.getpid()) if _alive(pid)]
+    if left:
+        names = ", ".join(sorted({_name(pid) for pid in left}))
+        print(f"devserver: ending {len(left)} process(es) left behind: {names}", flush=True)
+        _kill(left, signal.SIGTERM)
+        # the code server's multiprocessing helpers ignore SIGTERM (they wait for their parent):
+        # a short grace, then SIGKILL; nothing here holds state worth waiting for
+        deadline = time.monotonic() + 3
+        while any(_alive(pid) for pid in left) and time.monotonic() < deadline:
+            _reap()
+            time.sleep(0.2)
+        _kill([pid for pid in left if _alive(pid)], signal.SIGKILL)
+    child.wait()
+    _reap()
+    print("devserver: stopped", flush=True)
+    return 0 if stopping else child.returncode
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ioc_pipeline.devserver", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--workspace", type=Path, default=REPO / "workspace.yaml")
+    args = parser.parse_args(argv)
+    sys.exit(serve(args.host, args.port, args.workspace))
+
+
+if __name__ == "__main__":
+    main()

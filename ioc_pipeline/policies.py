@@ -1,0 +1,27 @@
+"""Run-time policies every asset module shares: retries on network sources, concurrency pools.
+
+    asset that calls the network ──retry_policy=NETWORK_RETRY──► retried with exponential back-off
+    asset that writes lake/<layer>/<table> ──pool=pool_for(layer, table)──► one writer at a time
+    publish/warehouse ──pool=WAREHOUSE_POOL──► one publish at a time
+
+Pools are op-level (dagster.yaml `concurrency.pools`, granularity `op`, default limit 1): a step
+claims its pool's only slot before it runs, whichever run, schedule, sensor or `make run` started
+it, so two runs never write one table (nor publish the warehouse) at the same time; the second
+step waits in its run until the first is done. This module imports no asset module, so any asset
+module may import it.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+# The dossier gateway answers 429 or 5xx under load: 5 retries, 2 s growing to about 1 min,
+# jittered so that parallel runs do not retry in step.
+NETWORK_RETRY = dg.RetryPolicy(max_retries=5, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+WAREHOUSE_POOL = "warehouse"
+
+
+def pool_for(layer: str, table: str) -> str:
+    """The pool of the step that writes `lake/<layer>/<table>` (named like its asset key)."""
+    return f"{layer}/{table}"

@@ -1,0 +1,383 @@
+"""The pipeline running by itself: the nightly schedule, delivery sensors, freshness, pools.
+
+Sensors read a real temp landing zone; schedules are evaluated the way the daemon evaluates them
+(a tick time); freshness is checked against a real instance whose clock is moved forward.
+"""
+
+import json
+import os
+import threading
+import urllib.request
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import freeze_time
+from dagster._utils.schedules import cron_string_iterator
+
+from ioc_pipeline import automation
+from ioc_pipeline.automation import Delivery
+from ioc_pipeline.definitions import all_assets, defs
+from ioc_pipeline.policies import NETWORK_RETRY, pool_for
+from ioc_pipeline.resources import LandingResource
+from ioc_pipeline.sources.files import Feed
+from tests.conftest import Pipeline, failure_messages
+
+ICT = ZoneInfo(automation.TIMEZONE)
+GOLD = [dg.AssetKey(["gold", "procedure_service_levels"]), dg.AssetKey(["gold", "ioc_scorecard"])]
+
+
+# --- schedule ---------------------------------------------------------------------------------
+
+
+def _tick(schedule: dg.ScheduleDefinition, when: datetime):
+    with dg.build_schedule_context(scheduled_execution_time=when) as context:
+        return schedule.evaluate_tick(context)
+
+
+def test_the_nightly_refresh_runs_every_asset_at_one_in_the_morning_vietnam_time() -> None:
+    schedule = defs.resolve_schedule_def("nightly_refresh")
+    assert schedule.job_name == "refresh_all"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    result = _tick(schedule, datetime(2026, 11, 28, 1, 0, tzinfo=ICT))
+    assert [(r.run_key, r.tags.get("ioc/trigger")) for r in result.run_requests] == [("nightly-2026-11-28", "nightly")]
+    assert not any(k.startswith("dagster/asset_partition") for k in result.run_requests[0].tags)  # nothing partitioned
+    # the daemon's ticks: 01:00 in Vietnam, which is 18:00 UTC the day before
+    start = datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp()
+    ticks = cron_string_iterator(start, schedule.cron_schedule, schedule.execution_timezone)
+    assert [next(ticks).astimezone(UTC) for _ in range(2)] == [
+        datetime(2026, 11, 27, 18, 0, tzinfo=UTC),
+        datetime(2026, 11, 28, 18, 0, tzinfo=UTC),
+    ]
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 11, 28, 13, 0, tzinfo=ICT),
+        datetime(2026, 11, 28, 0, 59, tzinfo=ICT),
+        datetime(2026, 11, 28, 1, 30, tzinfo=ICT),
+        datetime(2026, 11, 28, 1, 0, tzinfo=UTC),  # 08:00 in Vietnam
+    ],
+)
+def test_the_nightly_refresh_requests_nothing_at_other_times(when: datetime) -> None:
+    result = _tick(defs.resolve_schedule_def("nightly_refresh"), when)
+    assert result.run_requests == [] and "not a nightly tick" in result.skip_message
+
+
+def test_every_asset_group_has_a_job_with_everything_downstream() -> None:
+    jobs = {j.name: j for j in defs.resolve_all_job_defs()}
+    procedures = jobs["refresh_procedures"].asset_layer.executable_asset_keys
+    assert {dg.AssetKey(["bronze", "procedures"]), *GOLD, dg.AssetKey(["publish", "warehouse"])} <= procedures
+    assert dg.AssetKey(["silver", "admin_units"]) not in procedures
+    assert {"refresh_all", "refresh_reference", "refresh_scorecard", "refresh_publish"} <= set(jobs)
+
+
+# --- the monthly-partition hook (the dossier feed's, tested here on small stand-in assets) ------
+
+MONTHS = dg.MonthlyPartitionsDefinition(start_date="2026-01-01", timezone=automation.TIMEZONE, end_offset=1)
+SEEN_PARTITIONS: list[list[str]] = []
+
+
+@dg.asset(group_name="monthly")
+def upstream() -> None:
+    pass
+
+
+@dg.asset(group_name="monthly", deps=[upstream], partitions_def=MONTHS, backfill_policy=dg.BackfillPolicy.single_run())
+def monthly(context: dg.AssetExecutionContext) -> None:
+    SEEN_PARTITIONS.append(list(context.partition_keys))
+
+
+@dg.asset(key=["gold", "monthly_kpis"], group_name="monthly", deps=[monthly])
+def monthly_kpis() -> None:
+    pass
+
+
+MONTHLY_FEED = Feed(table="monthly_events", patterns=("monthly/events_*.ndjson",), columns={})
+
+
+def _monthly_defs() -> tuple[dg.Definitions, automation.Automation]:
+    built = automation.build([upstream, monthly, monthly_kpis], [Delivery(MONTHLY_FEED, "monthly")])
+    definitions = dg.Definitions(
+        assets=built.assets,
+        asset_checks=built.asset_checks,
+        jobs=built.jobs,
+        schedules=built.schedules,
+        sensors=built.sensors,
+        resources={"landing": LandingResource(root="unused")},
+    )
+    return definitions, built
+
+
+@pytest.mark.parametrize(
+    "when, months",
+    [
+        (datetime(2026, 11, 28, 1, 0, tzinfo=ICT), ("2026-10-01", "2026-11-01")),
+        (datetime(2026, 12, 1, 1, 0, tzinfo=ICT), ("2026-11-01", "2026-12-01")),  # still November in UTC
+        (datetime(2026, 1, 15, 1, 0, tzinfo=ICT), ("2026-01-01", "2026-01-01")),  # no month before the first
+    ],
+)
+def test_monthly_partitions_are_refreshed_for_this_and_last_month_in_one_run(
+    when: datetime, months: tuple[str, str]
+) -> None:
+    definitions, _ = _monthly_defs()
+    (request,) = _tick(definitions.resolve_schedule_def("nightly_refresh"), when).run_requests
+    assert (request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]) == months
+    SEEN_PARTITIONS.clear()
+    result = definitions.resolve_job_def("refresh_all").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), tags=request.tags
+    )
+    assert result.success
+    expected = MONTHS.get_partition_keys_in_range(dg.PartitionKeyRange(*months))
+    assert SEEN_PARTITIONS == [expected]  # both months in one run, with the unpartitioned assets once
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"upstream", "monthly", "gold/monthly_kpis"} <= materialized
+
+
+def test_a_manual_run_of_a_partitioned_job_gets_the_same_two_months() -> None:
+    definitions, _ = _monthly_defs()
+    when = datetime(2026, 11, 28, 9, 30, tzinfo=ICT)
+    tags = automation.recent_range_tags(definitions.resolve_job_def("refresh_all"), when)
+    assert (tags[automation.RANGE_START], tags[automation.RANGE_END]) == ("2026-10-01", "2026-11-01")
+    assert automation.recent_range_tags(defs.resolve_job_def("refresh_all"), when) == {}  # nothing partitioned
+
+
+def test_a_monthly_delivery_requests_its_own_month(tmp_path: Path) -> None:
+    definitions, _ = _monthly_defs()
+    sensor = definitions.resolve_sensor_def("monthly_events_delivery")
+    _write(tmp_path / "monthly" / "events_202609.ndjson", b'{"a": 1}\n')
+    _write(tmp_path / "monthly" / "events_202611.ndjson", b'{"a": 2}\n')
+    _, cursor = _sense(sensor, tmp_path, None, definitions)
+    requests, _ = _sense(sensor, tmp_path, cursor, definitions)
+    assert sorted(r.partition_key for r in requests) == ["2026-09-01", "2026-11-01"]
+
+
+# --- delivery sensors ---------------------------------------------------------------------------
+
+
+def _write(path: Path, content: bytes, mtime: float | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+def _sense(
+    sensor: dg.SensorDefinition, landing: Path, cursor: str | None, definitions: dg.Definitions = defs
+) -> tuple[list[dg.RunRequest], str | None]:
+    """One evaluation of a delivery sensor, as the daemon makes it: the cursor in, the cursor out."""
+    resources = {"landing": LandingResource(root=str(landing))}
+    with dg.build_sensor_context(cursor=cursor, resources=resources, definitions=definitions) as context:
+        data = sensor.evaluate_tick(context)
+    return list(data.run_requests or []), data.cursor
+
+
+def test_a_new_file_is_requested_once_when_complete(tmp_path: Path) -> None:
+    sensor = defs.resolve_sensor_def("procedures_delivery")
+    assert sensor.job_name == "refresh_procedures" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    requests, cursor = _sense(sensor, tmp_path, None)
+    assert requests == []  # no landing zone yet
+    _write(tmp_path / "procedures" / "tthc_20220531.json", b"[]")
+    requests, cursor = _sense(sensor, tmp_path, cursor)
+    assert requests == []  # seen once: it may still be being written
+    requests, cursor = _sense(sensor, tmp_path, cursor)
+    assert len(requests) == 1
+    assert requests[0].tags["ioc/files"] == "procedures/tthc_20220531.json"
+    assert requests[0].tags["ioc/trigger"] == "delivery"
+    for _ in range(2):
+        again, cursor = _sense(sensor, tmp_path, cursor)
+        assert again == []  # the same file is picked once
+    # a changed file (the department re-delivers under the same name) is a new delivery
+    _write(tmp_path / "procedures" / "tthc_20220531.json", b'[{"MaTTHC": "1.000001"}]')
+    first, cursor = _sense(sensor, tmp_path, cursor)
+    second, cursor = _sense(sensor, tmp_path, cursor)
+    assert first == [] and len(second) == 1 and second[0].run_key != requests[0].run_key
+
+
+def test_a_growing_file_is_not_requested_until_it_stops_changing(tmp_path: Path) -> None:
+    sensor = defs.resolve_sensor_def("procedures_delivery")
+    target = tmp_path / "procedures" / "tthc_20220531.json"
+    cursor = None
+    content = b"["
+    for chunk in range(4):
+        content += b'{"MaTTHC": "1.00000%d"},' % chunk
+        _write(target, content)
+        requests, cursor = _sense(sensor, tmp_path, cursor)
+        assert requests == [], f"picked while still growing (chunk {chunk})"
+    # the same size but a new modification time is still a change
+    _write(target, content, mtime=target.stat().st_mtime + 5)
+    requests, cursor = _sense(sensor, tmp_path, cursor)
+    assert requests == []
+    requests, cursor = _sense(sensor, tmp_path, cursor)
+    assert [r.tags["ioc/files"] for r in requests] == ["procedures/tthc_20220531.json"]
+
+
+def test_files_with_temporary_names_are_never_picked(tmp_path: Path) -> None:
+    feed = Feed(table="bts", patterns=("telecom/bts/*.csv", "telecom/bts/*.xlsx"), columns={})
+    jobs = automation.build(all_assets, []).jobs
+    sensor = automation.delivery_sensor(Delivery(feed, "procedures"), jobs[1], None)
+    names = ["~$viettel_20220601.xlsx", ".viettel_20220601.csv", "viettel_20220601.csv.part", "x.csv.tmp"]
+    for name in names:
+        _write(tmp_path / "telecom" / "bts" / name, b"Ma tram\n1\n")
+    cursor = None
+    for _ in range(3):
+        requests, cursor = _sense(sensor, tmp_path, cursor)
+        assert requests == []
+    # the copy tool renames the finished file: now it is picked
+    (tmp_path / "telecom" / "bts" / "viettel_20220601.csv.part").rename(tmp_path / "telecom/bts/viettel_20220601.csv")
+    _, cursor = _sense(sensor, tmp_path, cursor)
+    requests, cursor = _sense(sensor, tmp_path, cursor)
+    assert [r.tags["ioc/files"] for r in requests] == ["telecom/bts/viettel_20220601.csv"]
+    assert all(automation.is_temporary(n) for n in names) and not automation.is_temporary("viettel_20220601.csv")
+
+
+def test_several_complete_files_make_one_run(tmp_path: Path) -> None:
+    sensor = defs.resolve_sensor_def("procedures_delivery")
+    _write(tmp_path / "procedures" / "tthc_20220531.json", b"[]")
+    _write(tmp_path / "procedures" / "tthc_20220630.xlsx", b"PK")
+    _, cursor = _sense(sensor, tmp_path, None)
+    requests, _ = _sense(sensor, tmp_path, cursor)
+    assert [r.tags["ioc/files"] for r in requests] == ["procedures/tthc_20220531.json, procedures/tthc_20220630.xlsx"]
+
+
+def test_a_delivery_run_loads_the_new_file(published: Pipeline) -> None:
+    """The sensor's run request, run as the daemon would: the new snapshot reaches the warehouse."""
+    rows = json.loads((published.landing / "procedures" / "tthc_20220430.json").read_text(encoding="utf-8"))
+    _write(
+        published.landing / "procedures" / "tthc_20220531.json",
+        json.dumps(rows[:-100], ensure_ascii=False).encode("utf-8"),
+    )
+    sensor = defs.resolve_sensor_def("procedures_delivery")
+    _, cursor = _sense(sensor, published.landing, None)
+    (request,) = _sense(sensor, published.landing, cursor)[0]
+    result = published.run(sensor.job_name, tags=request.tags)
+    assert result.success, failure_messages(result)
+    assert published.query("select max(as_of_date)::varchar from gold.ioc_scorecard") == [("2022-05-31",)]
+
+
+# --- freshness -----------------------------------------------------------------------------------
+
+
+def _last_materialized(pipeline: Pipeline, key: dg.AssetKey) -> float:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(pipeline.home))
+        with dg.DagsterInstance.get() as instance:
+            return instance.get_latest_materialization_event(key).timestamp
+
+
+def _freshness(pipeline: Pipeline, at: float) -> dict[str, bool]:
+    with freeze_time(at):
+        result = pipeline.run("check_gold_freshness")
+    assert result.success, failure_messages(result)
+    return {e.asset_key.to_user_string(): e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_gold_goes_stale_after_26_hours_and_a_refresh_makes_it_fresh(published: Pipeline) -> None:
+    refreshed = max(_last_materialized(published, key) for key in GOLD)
+    hour = 3600.0
+    assert _freshness(published, refreshed + 25 * hour) == {k.to_user_string(): True for k in GOLD}
+    assert _freshness(published, refreshed + 27 * hour) == {k.to_user_string(): False for k in GOLD}
+    with freeze_time(refreshed + 27 * hour):  # the next night's refresh
+        result = published.run()
+    assert result.success, failure_messages(result)
+    in_run = {e.asset_key: e.passed for e in result.get_asset_check_evaluations() if e.check_name == "freshness_check"}
+    assert in_run == {key: True for key in GOLD}  # checked after gold is rebuilt, in the same run
+    assert _freshness(published, refreshed + 28 * hour) == {k.to_user_string(): True for k in GOLD}
+
+
+def test_gold_assets_carry_the_freshness_policy_and_a_sensor_checks_them() -> None:
+    graph = defs.resolve_asset_graph()
+    policy = dg.FreshnessPolicy.time_window(fail_window=automation.FRESHNESS_WINDOW)
+    for key in graph.get_all_asset_keys():
+        assert (graph.get(key).freshness_policy == policy) == (key.path[0] == "gold"), key
+    checks = {(c.asset_key, c.name) for c in graph.asset_check_keys if c.name == "freshness_check"}
+    assert checks == {(key, "freshness_check") for key in GOLD}
+    sensor = defs.resolve_sensor_def("gold_freshness")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+def test_every_asset_writes_under_its_own_pool() -> None:
+    graph = defs.resolve_asset_graph()
+    pools: dict[str, set[str]] = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.pools, f"{key.to_user_string()} has no concurrency pool"
+        for pool in node.pools:
+            pools.setdefault(pool, set()).add(key.to_user_string())
+    assert pools["warehouse"] == {"publish/warehouse"}
+    assert pools[pool_for("silver", "procedures")] == {"silver/procedures", "quarantine/procedures"}
+    assert all(len(keys) == 1 for pool, keys in pools.items() if not pool.startswith("silver/")), pools
+
+
+def test_a_publish_waits_while_another_run_holds_the_warehouse(published: Pipeline) -> None:
+    """Another run holds the `warehouse` slot: this run's publish waits for it, then publishes."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(published.home))
+        with dg.DagsterInstance.get() as instance:
+            storage = instance.event_log_storage
+            storage.initialize_concurrency_limit_to_default("warehouse")
+            assert storage.get_concurrency_info("warehouse").slot_count == 1
+            assert storage.claim_concurrency_slot("warehouse", "another-run", "publish__warehouse").is_claimed
+            before = published.warehouse.stat().st_mtime_ns
+            outcome: list[dg.ExecuteInProcessResult] = []
+            runner = threading.Thread(target=lambda: outcome.append(published.run("refresh_publish")))
+            runner.start()
+            try:
+                waiting = False
+                for _ in range(600):  # until the step is queued behind the other run (bounded)
+                    info = storage.get_concurrency_info("warehouse")
+                    if any(step.run_id != "another-run" for step in info.pending_steps):
+                        waiting = True
+                        break
+                    runner.join(0.1)
+                assert waiting, "the publish step did not wait for the warehouse pool"
+                assert published.warehouse.stat().st_mtime_ns == before  # not published while held
+            finally:
+                storage.free_concurrency_slot_for_step("another-run", "publish__warehouse")
+                runner.join(300)
+    assert outcome and outcome[0].success, failure_messages(outcome[0]) if outcome else "no result"
+    assert published.warehouse.stat().st_mtime_ns != before
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """A gateway under load: 503 twice, then an answer."""
+
+    answers = [503, 503, 200]
+    seen: list[int] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        status = self.answers[min(len(self.seen), len(self.answers) - 1)]
+        self.seen.append(status)
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_network_asset_retries_with_back_off_until_the_gateway_answers() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/dossiers"
+
+    @dg.asset(retry_policy=NETWORK_RETRY)
+    def gateway_page() -> dg.MaterializeResult:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return dg.MaterializeResult(metadata={"status": answer.status})
+
+    try:
+        result = dg.materialize([gateway_page], instance=dg.DagsterInstance.ephemeral())
+    finally:
+        server.shutdown()
+    assert result.success
+    assert _Flaky.seen == [503, 503, 200]
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 2
