@@ -9,7 +9,7 @@ export IOC_DATA_DIR ?= data
 export DAGSTER_HOME ?= $(abspath $(IOC_DATA_DIR))/dagster_home
 export RUNTIME__DLTHUB_TELEMETRY := false
 
-.PHONY: run test dev lint sample clean
+.PHONY: run test dev lint sample clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,12 +35,23 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 ## lint: ruff
 lint: $(STAMP)
-	$(BIN)/ruff check ioc_pipeline tests
-	$(BIN)/ruff format --check ioc_pipeline tests
+	$(BIN)/ruff check ioc_pipeline tests bench
+	$(BIN)/ruff format --check ioc_pipeline tests bench
 
 ## sample: regenerate the committed sample delivery under data/landing
 sample: $(STAMP)
 	$(BIN)/python -m ioc_pipeline.sample --out data/landing
+
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
+## bench: the benchmark against a bare DuckDB script (S=1 by default: `make bench SCALE=10`); results in bench/results/
+SCALE ?= 1
+BENCH_ARGS ?=
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --scale $(SCALE) $(BENCH_ARGS)
 
 ## clean: remove everything the pipeline produced (the landing zone stays)
 clean:
