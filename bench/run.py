@@ -111,8 +111,16 @@ def available_feeds() -> tuple[list[str], set[str]]:
     return list(sample.FEEDS), set(getattr(sample, "SCALED", {}))
 
 
-def generate(landing: Path, nightly: Path, feeds: list[str], scale: float, regenerate: bool) -> dict:
-    """Write the delivery (once per parameters), then hold back the newest 1 % of dossier versions."""
+def generate(
+    landing: Path,
+    nightly: Path,
+    feeds: list[str],
+    scale: float,
+    regenerate: bool,
+    replicate_from: tuple[Path, int] | None = None,
+) -> dict:
+    """Write the delivery (once per parameters), then hold back the newest 1 % of dossier versions.
+    With `replicate_from` (the S=1 work dir, a factor), the dossier export is S=1's replicated."""
     marker = landing / ".bench.json"
     params = {"feeds": feeds, "scale": scale}
     if marker.exists() and not regenerate and json.loads(marker.read_text())["params"] == params:
@@ -122,6 +130,19 @@ def generate(landing: Path, nightly: Path, feeds: list[str], scale: float, regen
         shutil.rmtree(folder, ignore_errors=True)
     _, scaled = available_feeds()
     report: dict = {"params": params, "generation_seconds": {}}
+    if replicate_from and "dossiers" in feeds and "dossiers" in scaled:
+        from bench.scale_up import replicate
+
+        base_work, factor = replicate_from
+        base = generate(base_work / "landing", base_work / "nightly", feeds, 1.0, False)
+        log(f"replicating the S=1 dossier export {factor}x into {landing}")
+        started = time.monotonic()
+        report["replicated"] = replicate(base_work / "landing", base_work / "nightly", landing, factor)
+        report["generation_seconds"] = {
+            **base["generation_seconds"],
+            "replication": round(time.monotonic() - started, 1),
+        }
+        feeds = []  # every file is in place
     for feed in feeds:
         command = [PYTHON, "-m", "ioc_pipeline.sample", "--out", str(landing), "--feeds", feed]
         if feed in scaled:
@@ -563,6 +584,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-api", action="store_true", help="skip the dossier API path")
     parser.add_argument("--skip-nightly", action="store_true", help="skip the nightly incremental run")
     parser.add_argument("--regenerate", action="store_true", help="write the delivery again even if present")
+    parser.add_argument(
+        "--generate-large",
+        action="store_true",
+        help="for S > 1, run the generator at S (slow: ~4k versions/s) instead of replicating S=1's export",
+    )
     parser.add_argument("--api-max-versions", type=int, default=2_000_000, help="versions the gateway serves")
     parser.add_argument("--api-page-size", type=int, default=5000, help="page size asked of the gateway")
     parser.add_argument("--label", default="", help="a note stored with the result")
@@ -585,7 +611,10 @@ def main(argv: list[str] | None = None) -> dict:
         "versions": versions(),
         "targets_set": TARGETS,
     }
-    result["delivery"] = generate(landing, nightly_landing, feeds, args.scale, args.regenerate)
+    replicate_from = None
+    if args.scale > 1 and args.scale == int(args.scale) and not args.generate_large:
+        replicate_from = ((args.work / "S1").resolve(), int(args.scale))
+    result["delivery"] = generate(landing, nightly_landing, feeds, args.scale, args.regenerate, replicate_from)
     if not args.skip_baseline:
         units_csv = work / "units_reference.csv"
         units_reference(units_csv)
