@@ -105,28 +105,33 @@ create or replace macro unit_key(x) as (
         '^p\.\s*', 'phuong '), '^tt\.?\s+', 'thi tran '), '^x\.\s*', 'xa ')
 );
 
--- the current version of each dossier first (one scan of the files), raw text; then the Vietnamese-text
+-- the current version of each dossier first (one scan of the files, arg_max by NgayCapNhat), raw text; then the Vietnamese-text
 -- fields (agency, unit, channel, status, yes/no) are normalised once per distinct value, as a dictionary
 create or replace temp table current_versions as
-select * exclude (rn) from (
-    select
-        vn_code(MaHoSo) as dossier_code, vn_code(MaTTHC) as procedure_code,
-        DonViXuLy as agency_raw, DonViHanhChinh as unit_raw, KenhThucHien as channel_raw, TrangThaiHoSo as status_raw,
-        vn_code(NgayTiepNhan) as received_text, vn_code(NgayHenTra) as due_text,
-        vn_code(NgayKetThucXuLy) as finished_text, vn_code(NgayTra) as returned_text,
-        vn_ts(vn_code(NgayCapNhat)) as updated_at,
-        vn_code(SoLanBoSung) as supplement_text, DuocThanhToanTrucTuyen as paid_raw,
-        HoSoCoThanhPhanSoHoa as digitized_raw, CoKetQuaDienTu as e_result_raw,
-        json_extract_string(ChuHoSo, '$.SoGiayTo') as citizen_id,
-        row_number() over (partition by vn_code(MaHoSo) order by vn_ts(vn_code(NgayCapNhat)) desc nulls last, filename desc) as rn
-    from read_ndjson('{landing}/public_service/dossiers_*.ndjson', filename = true, ignore_errors = true,
-        columns = {MaHoSo: 'VARCHAR', MaTTHC: 'VARCHAR', DonViXuLy: 'VARCHAR', DonViHanhChinh: 'VARCHAR',
-                   KenhThucHien: 'VARCHAR', NgayTiepNhan: 'VARCHAR', NgayHenTra: 'VARCHAR', NgayKetThucXuLy: 'VARCHAR',
-                   NgayTra: 'VARCHAR', TrangThaiHoSo: 'VARCHAR', SoLanBoSung: 'VARCHAR',
-                   DuocThanhToanTrucTuyen: 'VARCHAR', HoSoCoThanhPhanSoHoa: 'VARCHAR', CoKetQuaDienTu: 'VARCHAR',
-                   ChuHoSo: 'JSON', NgayCapNhat: 'VARCHAR'})
-)
-where rn = 1 and dossier_code is not null;
+select dossier_code, unnest(version)
+from (
+    select dossier_code, arg_max(version, coalesce(updated_at, timestamptz '1900-01-01 00:00:00+00')) as version
+    from (
+        select
+            vn_code(MaHoSo) as dossier_code,
+            vn_ts(vn_code(NgayCapNhat)) as updated_at,
+            {procedure_code: vn_code(MaTTHC), agency_raw: DonViXuLy, unit_raw: DonViHanhChinh,
+             channel_raw: KenhThucHien, status_raw: TrangThaiHoSo,
+             received_text: vn_code(NgayTiepNhan), due_text: vn_code(NgayHenTra),
+             finished_text: vn_code(NgayKetThucXuLy), returned_text: vn_code(NgayTra),
+             updated_at: vn_ts(vn_code(NgayCapNhat)), supplement_text: vn_code(SoLanBoSung),
+             paid_raw: DuocThanhToanTrucTuyen, digitized_raw: HoSoCoThanhPhanSoHoa, e_result_raw: CoKetQuaDienTu,
+             citizen_id: json_extract_string(ChuHoSo, '$.SoGiayTo')} as version
+        from read_ndjson('{landing}/public_service/dossiers_*.ndjson', ignore_errors = true,
+            columns = {MaHoSo: 'VARCHAR', MaTTHC: 'VARCHAR', DonViXuLy: 'VARCHAR', DonViHanhChinh: 'VARCHAR',
+                       KenhThucHien: 'VARCHAR', NgayTiepNhan: 'VARCHAR', NgayHenTra: 'VARCHAR', NgayKetThucXuLy: 'VARCHAR',
+                       NgayTra: 'VARCHAR', TrangThaiHoSo: 'VARCHAR', SoLanBoSung: 'VARCHAR',
+                       DuocThanhToanTrucTuyen: 'VARCHAR', HoSoCoThanhPhanSoHoa: 'VARCHAR', CoKetQuaDienTu: 'VARCHAR',
+                       ChuHoSo: 'JSON', NgayCapNhat: 'VARCHAR'})
+    )
+    where dossier_code is not null
+    group by dossier_code
+);
 
 create or replace temp table words as
 select raw, vn_text(raw) as text, vn_fold(vn_text(raw)) as folded
