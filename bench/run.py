@@ -614,11 +614,18 @@ def main(argv: list[str] | None = None) -> dict:
     replicate_from = None
     if args.scale > 1 and args.scale == int(args.scale) and not args.generate_large:
         replicate_from = ((args.work / "S1").resolve(), int(args.scale))
+    progress = work / "result-in-progress.json"
+
+    def checkpoint() -> None:
+        """What is measured so far, in the work dir: a long run that is stopped keeps its figures."""
+        progress.write_text(json.dumps(result, indent=1, default=str) + "\n")
+
     result["delivery"] = generate(landing, nightly_landing, feeds, args.scale, args.regenerate, replicate_from)
     if not args.skip_baseline:
         units_csv = work / "units_reference.csv"
         units_reference(units_csv)
         result["baseline"] = run_baseline(landing, work / "baseline", units_csv, feeds)
+        checkpoint()
     data = work / "pipeline"
     pipeline_landing = fresh_data_dir(data, landing)
     full, run_ids = run_pipeline(data, pipeline_landing, "full")
@@ -640,6 +647,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["ratio_pipeline_to_baseline"] = round(full.seconds / result["baseline"]["wall_seconds"], 2)
         result["gold_comparison"] = compare_gold(data / "lake", work / "baseline")
     result["feeds_measured"] = per_feed(steps, groups, rows, feeds, result.get("baseline", {}))
+    checkpoint()
     held_back = result["delivery"].get("nightly")
     if held_back and not args.skip_nightly:
         target = pipeline_landing / held_back["file"]
@@ -656,6 +664,7 @@ def main(argv: list[str] | None = None) -> dict:
             "outside_steps_seconds": round(measured.seconds - sum(s["seconds"] for s in nightly_steps), 2),
             "share_of_full": round(measured.seconds / full.seconds, 3),
         }
+        checkpoint()
     if "dossiers" in feeds and not args.skip_api:
         result["api"] = run_api_path(landing, work / "api", args.api_max_versions, args.api_page_size)
     result["targets"] = targets(result)
