@@ -142,8 +142,8 @@ def generate(
             **base["generation_seconds"],
             "replication": round(time.monotonic() - started, 1),
         }
-        feeds = []  # every file is in place
-    for feed in feeds:
+    to_generate = [] if "replicated" in report else feeds  # replicated: every file is in place
+    for feed in to_generate:
         command = [PYTHON, "-m", "ioc_pipeline.sample", "--out", str(landing), "--feeds", feed]
         if feed in scaled:
             command += ["--scale", str(scale)]
