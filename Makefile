@@ -15,7 +15,7 @@ export IOC_MODE ?= sample
 DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
 
-.PHONY: run test dev lint sample gateway clean system-packages
+.PHONY: run test dev lint sample gateway clean system-packages bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,8 +45,8 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 ## lint: ruff
 lint: $(STAMP)
-	$(BIN)/ruff check ioc_pipeline tests
-	$(BIN)/ruff format --check ioc_pipeline tests
+	$(BIN)/ruff check ioc_pipeline tests bench
+	$(BIN)/ruff format --check ioc_pipeline tests bench
 
 ## sample: regenerate the committed sample delivery under data/landing
 sample: $(STAMP)
@@ -55,6 +55,17 @@ sample: $(STAMP)
 ## gateway: a local stand-in for the dossier gateway API on http://127.0.0.1:8765 (token demo-token)
 gateway: $(STAMP)
 	$(BIN)/python -m ioc_pipeline.sample.gateway --landing data/landing --port 8765 --token demo-token
+
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
+## bench: the benchmark against a bare DuckDB script (S=1 by default: `make bench SCALE=10`); results in bench/results/
+SCALE ?= 1
+BENCH_ARGS ?=
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --scale $(SCALE) $(BENCH_ARGS)
 
 ## clean: remove everything the pipeline produced (the landing zone stays)
 clean:

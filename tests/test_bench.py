@@ -1,0 +1,88 @@
+"""The benchmark harness works end to end on a tiny delivery (never a timing assertion).
+
+`bench.run` generates a delivery, runs the bare DuckDB baseline and the pipeline exactly as
+production does (`python -m ioc_pipeline.cli run` in a subprocess, its own DAGSTER_HOME), then a
+nightly run, and writes JSON and markdown. What is checked: the result has the figures it promises,
+the Dagster steps were read from the event log, and the baseline's gold equals the pipeline's gold.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import run as bench
+from bench.measure import run as measured_run
+
+SCALE = 0.002  # about 2,000 dossier versions when the dossier feed is there
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    root = tmp_path_factory.mktemp("bench")
+    feeds, _ = bench.available_feeds()
+    bench.main(
+        ["--scale", str(SCALE), "--feeds", ",".join(feeds), "--skip-api", "--work", str(root / "work")]
+        + ["--out", str(root / "results")]
+    )
+    files = sorted((root / "results").glob("*.json"))
+    assert len(files) == 1, files
+    return json.loads(files[0].read_text()), root
+
+
+def test_result_has_the_promised_figures(result: tuple[dict, Path]) -> None:
+    found, root = result
+    for key in ("machine", "versions", "delivery", "pipeline", "baseline", "ratio_pipeline_to_baseline", "targets"):
+        assert key in found, key
+    assert {"cores", "memory_gb", "cpu_model"} <= set(found["machine"])
+    assert {"python", "dagster", "dlt", "duckdb", "polars", "pyarrow", "great_expectations"} <= set(found["versions"])
+    full = found["pipeline"]["full"]
+    assert full["returncode"] == 0
+    assert full["peak_rss_mb"] > 50  # a Python process with Dagster loaded: the sampler saw the tree
+    assert full["wall_seconds"] > 0 and found["baseline"]["wall_seconds"] > 0
+    steps = {s["step"]: s for s in full["steps"]}
+    assert "publish__warehouse" in steps and all(s["seconds"] >= 0 for s in steps.values())
+    assert "bronze/procedures" in {a for s in full["steps"] for a in s["assets"]}
+    assert found["feeds_measured"]["procedures"]["rows_delivered"] == found["bronze_rows"]["procedures"] > 1800
+    markdown = (root / "results").glob("*.md")
+    assert "Pipeline / baseline wall time" in next(markdown).read_text()
+
+
+def test_baseline_gold_equals_pipeline_gold(result: tuple[dict, Path]) -> None:
+    found, _ = result
+    comparison = found["gold_comparison"]
+    assert "procedure_service_levels" in comparison
+    if "dossiers" in found["feeds"]:
+        assert {"public_service_kpis_monthly", "public_service_kpis_by_agency_monthly"} <= set(comparison)
+    for table, entry in comparison.items():
+        assert entry["equal"], (table, entry["mismatches"])
+        assert entry["rows_pipeline"] == entry["rows_baseline"] > 0
+
+
+def test_nightly_run_is_measured_when_dossiers_are_there(result: tuple[dict, Path]) -> None:
+    found, _ = result
+    if "dossiers" not in found["feeds"]:
+        pytest.skip("the dossier feed is not in this checkout")
+    held = found["delivery"]["nightly"]
+    assert 0 < held["versions"] < held["versions_in_full_delivery"]
+    nightly = found["pipeline"]["nightly"]
+    assert nightly["returncode"] == 0 and nightly["steps"]
+
+
+def test_memory_sampler_sums_the_whole_process_tree(tmp_path: Path) -> None:
+    """A parent that starts two children, each holding ~100 MB: the peak counts all three."""
+    script = tmp_path / "tree.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        "if sys.argv[1:] == ['child']:\n"
+        "    block = bytearray(100 * 2**20); block[::4096] = b'x' * len(block[::4096]); time.sleep(1.5)\n"
+        "else:\n"
+        "    kids = [subprocess.Popen([sys.executable, __file__, 'child']) for _ in range(2)]\n"
+        "    [k.wait() for k in kids]\n"
+    )
+    measured = measured_run([bench.PYTHON, str(script)])
+    assert measured.returncode == 0
+    assert measured.max_processes >= 3
+    assert measured.peak_rss_mb > 200
