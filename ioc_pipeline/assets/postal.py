@@ -30,6 +30,7 @@ from ioc_pipeline.checks.units import unit_rule_columns
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
+from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import LakeResource
 from ioc_pipeline.sources.files import SNAPSHOT, SOURCE_FILE, SOURCE_ROW
 from ioc_pipeline.sources.postal import ENTERPRISES, SERVICE_POINTS
@@ -381,6 +382,7 @@ def _gold(store: Lake, name: str, table: pl.DataFrame) -> dg.MaterializeResult:
 
 @dg.asset(
     key=["gold", "postal_network_by_commune"],
+    pool=pool_for("gold", "postal_network_by_commune"),
     deps=[dg.AssetKey(["silver", "postal_service_points"])],
     group_name=GROUP,
     kinds={"polars", "parquet"},
@@ -395,6 +397,7 @@ def gold_postal_network_by_commune(lake: LakeResource) -> dg.MaterializeResult:
 
 @dg.asset(
     key=["gold", "postal_network_by_new_unit"],
+    pool=pool_for("gold", "postal_network_by_new_unit"),
     deps=[dg.AssetKey(["silver", "postal_service_points"])],
     group_name=GROUP,
     kinds={"polars", "parquet"},

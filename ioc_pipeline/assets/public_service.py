@@ -34,6 +34,7 @@ from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.pii import PiiKeyError
+from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import DossierGatewayResource, LakeResource, LandingResource, PiiResource
 from ioc_pipeline.sources import dossiers as source
 from ioc_pipeline.sources.files import LOAD_ID, SOURCE_FILE, SOURCE_ROW
@@ -222,6 +223,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
 
     @dg.asset(
         key=BRONZE_KEY,
+        pool=pool_for("bronze", "dossiers"),
         group_name=GROUP,
         kinds={"dlt", "parquet"},
         owners=OWNERS,
@@ -678,6 +680,7 @@ def _kpi_table(store: Lake, by: list[str]) -> pl.DataFrame:
 def _gold_asset(name: str, by: list[str], description: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=["gold", name],
+        pool=pool_for("gold", name),
         deps=[SILVER_KEY, CATALOG_KEY],
         group_name=GROUP,
         kinds={"polars", "parquet"},

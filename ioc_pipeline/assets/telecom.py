@@ -26,6 +26,7 @@ from ioc_pipeline.checks.units import unit_rule_columns
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
+from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import LakeResource
 from ioc_pipeline.sites import SITE_RADIUS_M, assign_sites
 from ioc_pipeline.sources.files import SNAPSHOT, SOURCE_FILE, SOURCE_ROW
@@ -321,6 +322,7 @@ def sites_of(stations: pl.DataFrame) -> pl.DataFrame:
 
 @dg.asset(
     key=["silver", "bts_sites"],
+    pool=pool_for("silver", "bts_sites"),
     deps=[dg.AssetKey(["silver", "bts_stations"])],
     group_name=GROUP,
     kinds={"polars", "parquet"},
@@ -421,6 +423,7 @@ def _gold(store: Lake, name: str, table: pl.DataFrame, **extra: object) -> dg.Ma
 
 @dg.asset(
     key=["gold", "telecom_coverage_by_commune"],
+    pool=pool_for("gold", "telecom_coverage_by_commune"),
     deps=[silver_bts_sites.key],
     group_name=GROUP,
     kinds={"polars", "parquet"},
@@ -435,6 +438,7 @@ def gold_telecom_coverage_by_commune(lake: LakeResource) -> dg.MaterializeResult
 
 @dg.asset(
     key=["gold", "telecom_coverage_by_new_unit"],
+    pool=pool_for("gold", "telecom_coverage_by_new_unit"),
     deps=[silver_bts_sites.key],
     group_name=GROUP,
     kinds={"polars", "parquet"},
@@ -449,6 +453,7 @@ def gold_telecom_coverage_by_new_unit(lake: LakeResource) -> dg.MaterializeResul
 
 @dg.asset(
     key=["gold", "telecom_coverage_gaps"],
+    pool=pool_for("gold", "telecom_coverage_gaps"),
     deps=[gold_telecom_coverage_by_commune.key, gold_telecom_coverage_by_new_unit.key],
     group_name=GROUP,
     kinds={"polars", "parquet"},
