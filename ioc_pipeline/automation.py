@@ -2,6 +2,7 @@
 
     01:00 Asia/Ho_Chi_Minh ──nightly_refresh──► refresh_all (every asset; monthly partitions: this and last month)
     landing/<feed files>, complete ──<table>_delivery sensor──► refresh_<group> (the feed's group and downstream)
+    bronze rows of older months changed ──<name> sensor──► a partitioned job over those months (one run per range)
     gold/* older than 26 h ──freshness checks + gold_freshness sensor──► stale shown in the UI
     a run fails ──run_failure_alert──► alerts.py (lake ops/alerts, log, webhook)
 
@@ -10,7 +11,8 @@ place in the nightly refresh and the freshness checks of its gold assets follow 
 graph. A group with monthly-partitioned assets gets partitioned runs: the nightly one covers the
 current and previous month in one run (a partition range: its partitioned assets need
 `backfill_policy=dg.BackfillPolicy.single_run()` and read `context.partition_keys`), a delivered
-`…_YYYYMM` file requests its own month.
+`…_YYYYMM` file requests its own month. Months that a delivery or the nightly touched beyond those
+(a late update of a dossier received months ago) are caught up by a `changed_partitions_sensor`.
 """
 
 import hashlib
@@ -24,9 +26,11 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from ioc_pipeline.alerts import Alert, raise_alert
 from ioc_pipeline.resources import AlertsResource, LakeResource, LandingResource
+from ioc_pipeline.sources import dossiers as dossiers_source
 from ioc_pipeline.sources import postal as postal_source
 from ioc_pipeline.sources import procedures as procedures_source
 from ioc_pipeline.sources import telecom as telecom_source
@@ -37,6 +41,7 @@ NIGHTLY_HOUR = 1
 NIGHTLY_CRON = f"0 {NIGHTLY_HOUR} * * *"
 FRESHNESS_WINDOW = timedelta(hours=26)  # a nightly refresh plus two hours of slack
 DELIVERY_INTERVAL_SECONDS = 60  # a file must look the same on two evaluations this far apart
+CHANGED_INTERVAL_SECONDS = 120
 FRESHNESS_INTERVAL_SECONDS = 600
 # Names that editors, copy tools and browsers give a file while it is still being written.
 TEMPORARY_NAMES = ("*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload", "*.filepart", "*.swp", "~$*", ".*")
@@ -62,6 +67,7 @@ DELIVERIES: list[Delivery] = [
     Delivery(telecom_source.FEED, "telecom"),
     Delivery(postal_source.ENTERPRISES, "postal"),
     Delivery(postal_source.SERVICE_POINTS, "postal"),
+    Delivery(dossiers_source.FEED, "public_service"),  # the export, when the gateway API is not configured
 ]
 
 
@@ -156,7 +162,9 @@ def delivery_sensor(
     """One run request per batch of complete new or changed files; each file version picked once.
 
     Cursor: `picked` (path → size:mtime already requested) and `pending` (path → size:mtime seen
-    on the previous evaluation). A file is complete when it looks the same on two evaluations.
+    on the previous evaluation). A file is complete when it looks the same on two evaluations. On
+    its very first evaluation (no cursor: a new instance, e.g. `make dev` after `make run`) a file
+    not changed since the feed's last bronze run started counts as picked: that run loaded it.
     """
     feed = delivery.feed
 
@@ -172,6 +180,7 @@ def delivery_sensor(
     ) -> Iterator[dg.RunRequest | dg.SkipReason]:
         state = json.loads(context.cursor) if context.cursor else {}
         picked: dict[str, str] = state.get("picked", {})
+        loaded_before = None if context.cursor else _last_load_started(context.instance, feed)
         previous: dict[str, str] = state.get("pending", {})
         pending: dict[str, str] = {}
         ready: list[str] = []
@@ -180,6 +189,9 @@ def delivery_sensor(
                 continue
             signature = f"{file.size}:{file.modified}"
             if picked.get(file.path) == signature:
+                continue
+            if loaded_before is not None and file.modified < loaded_before:
+                picked[file.path] = signature
                 continue
             if previous.get(file.path) == signature:
                 ready.append(file.path)
@@ -191,37 +203,104 @@ def delivery_sensor(
             waiting = f"; waiting for {len(pending)} file(s) to stop changing" if pending else ""
             yield dg.SkipReason(f"no new complete file{waiting}")
             return
-        for partition, files in _by_partition(ready, partitions).items():
-            signatures = "\n".join(f"{path}={picked[path]}" for path in files)
-            yield dg.RunRequest(
-                run_key=f"{feed.table}:{hashlib.sha256(signatures.encode()).hexdigest()[:16]}",
-                partition_key=partition,
-                tags={"ioc/trigger": "delivery", "ioc/feed": feed.table, "ioc/files": _files_tag(files)},
-            )
+        signatures = "\n".join(f"{path}={picked[path]}" for path in ready)
+        yield dg.RunRequest(
+            run_key=f"{feed.table}:{hashlib.sha256(signatures.encode()).hexdigest()[:16]}",
+            tags={
+                "ioc/trigger": "delivery",
+                "ioc/feed": feed.table,
+                "ioc/files": _files_tag(ready),
+                **_partition_range(ready, partitions),
+            },
+        )
 
     return _sensor
 
 
-def _by_partition(
-    files: list[str], partitions: dg.TimeWindowPartitionsDefinition | None
-) -> dict[str | None, list[str]]:
-    """Files grouped by the partition their snapshot date falls in (None: the job is not partitioned)."""
-    grouped: dict[str | None, list[str]] = {}
+def _last_load_started(instance: dg.DagsterInstance, feed: Feed) -> float | None:
+    """When the run that last materialized the feed's bronze started (None: never loaded)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(["bronze", feed.table]))
+    record = instance.get_run_record_by_id(event.run_id) if event else None
+    return record.start_time if record and record.start_time else None
+
+
+def _partition_range(files: list[str], partitions: dg.TimeWindowPartitionsDefinition | None) -> dict[str, str]:
+    """The range of partitions from the earliest to the latest snapshot date of `files` (one run:
+    the partitioned assets take it as a single-run backfill); none when the job is not partitioned."""
+    if partitions is None:
+        return {}
+    keys = set()
     for path in files:
-        key = None
-        if partitions is not None:
-            try:
-                snapshot = datetime.fromisoformat(snapshot_of(path)).replace(tzinfo=ZoneInfo(partitions.timezone))
-                key = partitions.get_partition_key_for_timestamp(snapshot.timestamp())
-            except DeliveryError:
-                key = None  # no date in the name: the run's bronze step refuses it and says why
-        grouped.setdefault(key, []).append(path)
-    return grouped
+        try:
+            snapshot = datetime.fromisoformat(snapshot_of(path)).replace(tzinfo=ZoneInfo(partitions.timezone))
+        except DeliveryError:
+            continue  # no date in the name: the run's bronze step refuses it and says why
+        keys.add(partitions.get_partition_key_for_timestamp(snapshot.timestamp()))
+    if not keys:  # no dated file at all: the latest month, so that the run can start and say why
+        keys.add(partitions.get_last_partition_key())
+    ordered = sorted(keys, key=partitions.get_partition_keys().index)
+    return range_tags([ordered[0], ordered[-1]])
 
 
 def _files_tag(files: list[str], limit: int = 200) -> str:
     text = ", ".join(files)
     return text if len(text) <= limit else f"{text[: limit - 20]}… ({len(files)} files)"
+
+
+# --- changed partitions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangedPartitions:
+    """Partitions of `job` that an append-only upstream (`watched`) changed after they were last built.
+
+    `changed(instance)` names them (e.g. from the months each bronze load reports), `ranges` groups
+    them into contiguous (first, last) ranges: one single-run backfill each."""
+
+    name: str
+    job: UnresolvedAssetJobDefinition
+    watched: dg.AssetKey
+    changed: Callable[[dg.DagsterInstance], list[str]]
+    ranges: Callable[[list[str]], list[tuple[str, str]]]
+
+
+def changed_partitions_sensor(spec: ChangedPartitions, writers: dict[str, set[dg.AssetKey]]) -> dg.SensorDefinition:
+    """Requests a run per range of changed partitions, once per state of `watched`; waits while a
+    run that could build them (`writers`: job name → its assets) is still queued or running, so a
+    delivery's own run is not duplicated."""
+    partitioned = writers[spec.job.name]
+
+    @dg.sensor(
+        name=spec.name,
+        job=spec.job,
+        minimum_interval_seconds=CHANGED_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Partitions whose {spec.watched.to_user_string()} rows changed since they were built "
+        f"run {spec.job.name}, one run per range of them.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest | dg.SkipReason]:
+        instance = context.instance
+        busy = [
+            record.dagster_run.run_id
+            for record in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES))
+            if (record.dagster_run.asset_selection or writers.get(record.dagster_run.job_name, set())) & partitioned
+        ]
+        if busy:
+            yield dg.SkipReason(f"waiting for run(s) {', '.join(b[:8] for b in busy)} to finish")
+            return
+        changed = spec.changed(instance)
+        if not changed:
+            yield dg.SkipReason("every partition is up to date")
+            return
+        latest = instance.fetch_materializations(spec.watched, limit=1).records
+        version = latest[0].storage_id if latest else 0
+        for first, last in spec.ranges(changed):
+            yield dg.RunRequest(
+                run_key=f"{spec.name}:{first}..{last}@{version}",
+                tags={**range_tags([first, last]), "ioc/trigger": "changed_partitions"},
+            )
+
+    return _sensor
 
 
 # --- failure alerts ---------------------------------------------------------------------------
@@ -276,22 +355,25 @@ def freshness_policy(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDef
 def build(
     assets: Sequence[dg.AssetsDefinition],
     deliveries: Sequence[Delivery] = DELIVERIES,
-    refresh_all: UnresolvedAssetJobDefinition | None = None,
     extra_jobs: Sequence[UnresolvedAssetJobDefinition] = (),
+    changed: Sequence[ChangedPartitions] = (),
 ) -> Automation:
     """Jobs, schedule, sensors and freshness checks for these assets.
 
-    `refresh_all` replaces the default every-asset job (the dossier feed's is every unpartitioned
-    asset; its months run through `extra_jobs`), and the nightly schedule then runs it unpartitioned."""
-    nightly_partitions = time_partitions(assets) if refresh_all is None else None
+    `refresh_all` is every asset (partitioned like the partitioned ones, if any: a run then takes a
+    range of them and the other assets once); `extra_jobs` are added as they are, and each of
+    `changed` becomes a sensor that catches up partitions changed outside the nightly's range."""
+    partitions = time_partitions(assets)
     gold = gold_keys(assets)
     checks = (
         list(dg.build_last_update_freshness_checks(assets=gold, lower_bound_delta=FRESHNESS_WINDOW)) if gold else []
     )
-    refresh_all = refresh_all or dg.define_asset_job(
+    refresh_all = dg.define_asset_job(
         "refresh_all",
         selection=dg.AssetSelection.all(),
-        description="Every asset, with its checks (the nightly refresh).",
+        partitions_def=partitions,
+        description="Every asset, with its checks (the nightly refresh)"
+        + (": for a range of months of the partitioned ones, the others once." if partitions else "."),
     )
     domain_jobs = {
         group: dg.define_asset_job(
@@ -301,12 +383,16 @@ def build(
         )
         for group in groups(assets)
     }
+    jobs = [refresh_all, *extra_jobs, *domain_jobs.values()]
     sensors = [run_failure_alert]
     for delivery in deliveries:
         if delivery.group not in domain_jobs:
             raise dg.DagsterInvalidDefinitionError(f"{delivery.sensor_name}: no asset group {delivery.group!r}")
         members = [a for a in assets if delivery.group in a.group_names_by_key.values()]
         sensors.append(delivery_sensor(delivery, domain_jobs[delivery.group], time_partitions(members)))
+    if changed:
+        writers = {job.name: set(job.selection.resolve(assets)) for job in jobs}
+        sensors.extend(changed_partitions_sensor(spec, writers) for spec in changed)
     if checks:
         sensors.append(
             dg.build_sensor_for_freshness_checks(
@@ -329,8 +415,8 @@ def build(
     )
     return Automation(
         assets=freshness_policy(assets),
-        jobs=[refresh_all, *extra_jobs, *domain_jobs.values(), *freshness_jobs],
-        schedules=[nightly_schedule(refresh_all, nightly_partitions)],
+        jobs=[*jobs, *freshness_jobs],
+        schedules=[nightly_schedule(refresh_all, partitions)],
         sensors=sensors,
         asset_checks=checks,
     )

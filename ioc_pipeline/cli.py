@@ -3,9 +3,9 @@
 One command, three kinds of run, all recorded in the Dagster instance of `DAGSTER_HOME` (they show in
 the UI like any other): the part of `refresh_all` upstream of the dossier months (every feed's
 ingestion, the catalog, the reference units), then `dossier_months` over the months whose dossiers
-changed (one single-run backfill per contiguous range), then the rest of `refresh_all` (gold, the
-scorecard, the warehouse). It stops at the first failed run, so a blocked batch never reaches the
-warehouse, and exits non-zero.
+changed (one single-run backfill per contiguous range: every month of a first load, not only the
+nightly's two), then the rest of `refresh_all` (gold, the scorecard, the warehouse). It stops at
+the first failed run, so a blocked batch never reaches the warehouse, and exits non-zero.
 """
 
 from __future__ import annotations
@@ -18,14 +18,11 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ioc_pipeline.assets.public_service import month_ranges, months_to_refresh
-from ioc_pipeline.automation import recent_range_tags
+from ioc_pipeline.automation import RANGE_END, RANGE_START, range_tags, recent_range_tags
 from ioc_pipeline.definitions import PARTITIONED, build_defs
 from ioc_pipeline.pii import PiiKeyError, resolve_key
 from ioc_pipeline.resources import resources
 from ioc_pipeline.warehouse import connect
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 
 
 def _value(setting: object) -> str:
@@ -43,16 +40,18 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.Execu
     graph = defs.resolve_asset_graph()
     partitioned = PARTITIONED.resolve(graph)
     job = defs.resolve_job_def("refresh_all")
-    selectable = set(job.asset_layer.executable_asset_keys)
-    downstream = (PARTITIONED.downstream() - PARTITIONED).resolve(graph) & selectable
-    upstream = selectable - downstream - partitioned
+    selectable = set(job.asset_layer.executable_asset_keys) - partitioned
+    downstream = PARTITIONED.downstream().resolve(graph) & selectable
+    upstream = selectable - downstream
     results = [job.execute_in_process(instance=instance, asset_selection=sorted(upstream), raise_on_error=False)]
     if not results[-1].success:
         return results
     months = defs.resolve_job_def("dossier_months")
     for start, end in month_ranges(months_to_refresh(instance)):
-        tags = {RANGE_START: start, RANGE_END: end}
-        results.append(months.execute_in_process(instance=instance, tags=tags, raise_on_error=False))
+        tags, selection = range_tags([start, end]), sorted(partitioned)
+        results.append(
+            months.execute_in_process(instance=instance, tags=tags, asset_selection=selection, raise_on_error=False)
+        )
         if not results[-1].success:
             return results
     results.append(job.execute_in_process(instance=instance, asset_selection=sorted(downstream), raise_on_error=False))

@@ -3,11 +3,12 @@
 Runs execute in one process by default: on a 2-core machine a process per step costs seconds of
 imports each, and only the publish step writes DuckDB, so nothing is gained by forking.
 
-Jobs: `refresh_all` materializes every unpartitioned asset (every feed's ingestion, gold, the
-scorecard, the warehouse); `dossier_months` materializes month partitions of the dossiers (silver
-and quarantine), as one run per range of months (a single-run backfill). A run cannot mix
-partitioned and unpartitioned assets without a partition key, so `python -m ioc_pipeline.cli run`
-chains them: the upstream part of `refresh_all`, the months that changed, then the rest.
+Jobs: `refresh_all` materializes every asset: the dossier months of a range (the nightly: this and
+last month; a manual launch asks which), everything else once. `dossier_months` rebuilds a range
+of dossier months and what is downstream of them (gold KPIs, the scorecard, the warehouse): the
+`dossier_months_changed` sensor launches it for months a load changed outside the nightly's range
+(a late update of an old dossier). `python -m ioc_pipeline.cli run` chains the same steps for a
+first load: everything upstream, the months that changed, everything downstream.
 Schedules, sensors, freshness checks, alerts and per-domain jobs come from automation.py.
 """
 
@@ -25,20 +26,27 @@ all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 
 PARTITIONED = dg.AssetSelection.assets(public_service.silver_dossiers)
 
-refresh_all = dg.define_asset_job(
-    "refresh_all",
-    selection=dg.AssetSelection.all() - PARTITIONED,
-    description="Every unpartitioned asset: ingest every feed, rebuild gold, the scorecard and the warehouse. "
-    "Dossier months are rebuilt by `dossier_months`; `python -m ioc_pipeline.cli run` chains both.",
-)
 dossier_months = dg.define_asset_job(
     "dossier_months",
-    selection=PARTITIONED,
+    selection=PARTITIONED.downstream(),
     partitions_def=public_service.MONTHS,
-    description="Dossier month partitions (silver and quarantine): launch with a range for a single-run backfill.",
+    description="A range of dossier months (silver and quarantine, one single run) and everything downstream "
+    "of them: gold KPIs, the scorecard, the warehouse.",
 )
 
-operations = automation.build(all_assets, refresh_all=refresh_all, extra_jobs=[dossier_months])
+operations = automation.build(
+    all_assets,
+    extra_jobs=[dossier_months],
+    changed=[
+        automation.ChangedPartitions(
+            name="dossier_months_changed",
+            job=dossier_months,
+            watched=public_service.BRONZE_KEY,
+            changed=public_service.months_to_refresh,
+            ranges=public_service.month_ranges,
+        )
+    ],
+)
 
 
 def build_defs() -> dg.Definitions:

@@ -13,11 +13,13 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from ioc_pipeline.automation import recent_range_tags
 from ioc_pipeline.cli import refresh
 from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.lake import Lake
@@ -110,10 +112,13 @@ class Pipeline:
             yield
 
     def run(self, job: str = "refresh_all", **kwargs) -> dg.ExecuteInProcessResult:
+        """One run of `job`; a partitioned one gets this and last month unless `tags` name a range."""
         with self.environment():
-            defs = build_defs()
+            definition = build_defs().resolve_job_def(job)
+            if "tags" not in kwargs and "partition_key" not in kwargs:
+                kwargs["tags"] = recent_range_tags(definition, datetime.now(UTC))
             with dg.DagsterInstance.get() as instance:
-                return defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+                return definition.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
 
     def refresh(self) -> list[dg.ExecuteInProcessResult]:
         """Everything, as `python -m ioc_pipeline.cli run` does: refresh_all around the changed dossier months."""

@@ -4,6 +4,7 @@ Sensors read a real temp landing zone; schedules are evaluated the way the daemo
 (a tick time); freshness is checked against a real instance whose clock is moved forward.
 """
 
+import contextlib
 import json
 import os
 import threading
@@ -15,10 +16,12 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
-from dagster._core.test_utils import freeze_time
+from dagster._core.definitions.sensor_definition import SensorExecutionData
+from dagster._core.test_utils import create_run_for_test, freeze_time
 from dagster._utils.schedules import cron_string_iterator
 
 from ioc_pipeline import automation
+from ioc_pipeline.assets import public_service
 from ioc_pipeline.automation import Delivery
 from ioc_pipeline.definitions import all_assets, defs
 from ioc_pipeline.policies import NETWORK_RETRY, pool_for
@@ -44,7 +47,8 @@ def test_the_nightly_refresh_runs_every_asset_at_one_in_the_morning_vietnam_time
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     result = _tick(schedule, datetime(2026, 11, 28, 1, 0, tzinfo=ICT))
     assert [(r.run_key, r.tags.get("ioc/trigger")) for r in result.run_requests] == [("nightly-2026-11-28", "nightly")]
-    assert not any(k.startswith("dagster/asset_partition") for k in result.run_requests[0].tags)  # nothing partitioned
+    tags = result.run_requests[0].tags
+    assert (tags[automation.RANGE_START], tags[automation.RANGE_END]) == ("2026-10", "2026-11")  # dossier months
     # the daemon's ticks: 01:00 in Vietnam, which is 18:00 UTC the day before
     start = datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp()
     ticks = cron_string_iterator(start, schedule.cron_schedule, schedule.execution_timezone)
@@ -144,17 +148,21 @@ def test_a_manual_run_of_a_partitioned_job_gets_the_same_two_months() -> None:
     when = datetime(2026, 11, 28, 9, 30, tzinfo=ICT)
     tags = automation.recent_range_tags(definitions.resolve_job_def("refresh_all"), when)
     assert (tags[automation.RANGE_START], tags[automation.RANGE_END]) == ("2026-10-01", "2026-11-01")
-    assert automation.recent_range_tags(defs.resolve_job_def("refresh_all"), when) == {}  # nothing partitioned
+    assert automation.recent_range_tags(defs.resolve_job_def("refresh_procedures"), when) == {}  # not partitioned
 
 
-def test_a_monthly_delivery_requests_its_own_month(tmp_path: Path) -> None:
+def test_monthly_deliveries_request_one_run_over_their_months(tmp_path: Path) -> None:
     definitions, _ = _monthly_defs()
     sensor = definitions.resolve_sensor_def("monthly_events_delivery")
     _write(tmp_path / "monthly" / "events_202609.ndjson", b'{"a": 1}\n')
     _write(tmp_path / "monthly" / "events_202611.ndjson", b'{"a": 2}\n')
     _, cursor = _sense(sensor, tmp_path, None, definitions)
-    requests, _ = _sense(sensor, tmp_path, cursor, definitions)
-    assert sorted(r.partition_key for r in requests) == ["2026-09-01", "2026-11-01"]
+    (request,) = _sense(sensor, tmp_path, cursor, definitions)[0]
+    assert (request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]) == ("2026-09-01", "2026-11-01")
+    SEEN_PARTITIONS.clear()
+    job = definitions.resolve_job_def(sensor.job_name)
+    assert job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=request.tags).success
+    assert SEEN_PARTITIONS == [["2026-09-01", "2026-10-01", "2026-11-01"]]  # one run from first to last
 
 
 # --- delivery sensors ---------------------------------------------------------------------------
@@ -168,11 +176,22 @@ def _write(path: Path, content: bytes, mtime: float | None = None) -> None:
 
 
 def _sense(
-    sensor: dg.SensorDefinition, landing: Path, cursor: str | None, definitions: dg.Definitions = defs
+    sensor: dg.SensorDefinition,
+    landing: Path,
+    cursor: str | None,
+    definitions: dg.Definitions = defs,
+    pipeline: Pipeline | None = None,
 ) -> tuple[list[dg.RunRequest], str | None]:
-    """One evaluation of a delivery sensor, as the daemon makes it: the cursor in, the cursor out."""
+    """One evaluation of a delivery sensor, as the daemon makes it: the cursor in, the cursor out
+    (on the pipeline's instance when given, else on an empty one)."""
     resources = {"landing": LandingResource(root=str(landing))}
-    with dg.build_sensor_context(cursor=cursor, resources=resources, definitions=definitions) as context:
+    with (
+        pipeline.environment() if pipeline else contextlib.nullcontext(),
+        dg.DagsterInstance.get() if pipeline else dg.DagsterInstance.ephemeral() as instance,
+        dg.build_sensor_context(
+            cursor=cursor, resources=resources, definitions=definitions, instance=instance
+        ) as context,
+    ):
         data = sensor.evaluate_tick(context)
     return list(data.run_requests or []), data.cursor
 
@@ -258,6 +277,89 @@ def test_a_delivery_run_loads_the_new_file(published: Pipeline) -> None:
     result = published.run(sensor.job_name, tags=request.tags)
     assert result.success, failure_messages(result)
     assert published.query("select max(as_of_date)::varchar from gold.ioc_scorecard") == [("2022-05-31",)]
+
+
+def test_the_nightly_run_rebuilds_everything_and_its_months_without_dossiers_succeed(published: Pipeline) -> None:
+    """The nightly's own run request, run as the daemon would, on the published sample (dossiers of 2022)."""
+    nightly = defs.resolve_schedule_def("nightly_refresh")
+    (request,) = _tick(nightly, datetime(2026, 11, 28, 1, 0, tzinfo=ICT)).run_requests
+    result = published.run("refresh_all", tags=request.tags)
+    assert result.success, failure_messages(result)
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"bronze/dossiers", "silver/dossiers", "gold/public_service_kpis_monthly", "publish/warehouse"} <= (
+        materialized
+    )
+    silver = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["silver", "dossiers"]]
+    assert sorted(e.partition for e in silver) == ["2026-10", "2026-11"]
+    assert {e.materialization.metadata["dagster/row_count"].value for e in silver} == {0}  # no dossier then
+    # the months published before are still there: an empty month leaves silver as it was
+    assert published.query("select count(*) > 0 from silver.dossiers") == [(True,)]
+
+
+def _export(landing: Path, name: str, updated_at: str, lines: int) -> Path:
+    """A dossier export whose versions update dossiers of earlier months (a late status change)."""
+    source = (landing / "public_service" / "dossiers_202204.ndjson").read_text(encoding="utf-8").splitlines()
+    versions = [json.loads(line) for line in source if line.startswith('{"MaHoSo"')][:lines]
+    for version in versions:
+        version["NgayCapNhat"] = updated_at
+    target = landing / "public_service" / name
+    _write(target, "\n".join(json.dumps(v, ensure_ascii=False) for v in versions).encode("utf-8"))
+    return target
+
+
+def _changed_months(pipeline: Pipeline) -> SensorExecutionData:
+    sensor = defs.resolve_sensor_def("dossier_months_changed")
+    assert sensor.job_name == "dossier_months" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    with (
+        pipeline.environment(),
+        dg.DagsterInstance.get() as instance,
+        dg.build_sensor_context(instance=instance, definitions=defs) as context,
+    ):
+        return sensor.evaluate_tick(context)
+
+
+def test_a_dossier_export_runs_its_month_and_a_sensor_catches_up_the_older_months(published: Pipeline) -> None:
+    assert _changed_months(published).run_requests == []  # the published sample is up to date
+    sensor = defs.resolve_sensor_def("dossiers_delivery")
+    # a new instance that never loaded them requests the sample's exports, as one run over their months
+    _, cursor = _sense(sensor, published.landing, None)
+    (first,) = _sense(sensor, published.landing, cursor)[0]
+    assert (first.tags[automation.RANGE_START], first.tags[automation.RANGE_END]) == ("2022-01", "2022-04")
+    # the published instance's last bronze run loaded them: its sensor takes them as picked
+    _, cursor = _sense(sensor, published.landing, None, pipeline=published)
+    assert _sense(sensor, published.landing, cursor, pipeline=published)[0] == []
+    _export(published.landing, "dossiers_202205.ndjson", "2022-05-20T09:00:00+07:00", lines=40)
+    _, cursor = _sense(sensor, published.landing, cursor, pipeline=published)
+    (request,) = _sense(sensor, published.landing, cursor, pipeline=published)[0]
+    assert sensor.job_name == "refresh_public_service"
+    assert (request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]) == ("2022-05", "2022-05")
+    result = published.run(sensor.job_name, tags=request.tags)
+    assert result.success, failure_messages(result)
+
+    # the export updated dossiers received in earlier months: the sensor asks for them, once
+    requests = _changed_months(published).run_requests
+    assert requests, "no run requested for the months the export changed"
+    ranges = [(r.tags[automation.RANGE_START], r.tags[automation.RANGE_END]) for r in requests]
+    assert all(first <= last < "2022-05" for first, last in ranges), ranges
+    with published.environment(), dg.DagsterInstance.get() as instance:
+        assert public_service.month_ranges(public_service.months_to_refresh(instance)) == ranges
+        # while a run that builds dossier months is in flight, the sensor waits for it
+        running = create_run_for_test(instance, job_name="refresh_all", status=dg.DagsterRunStatus.STARTED)
+    waiting = _changed_months(published)
+    assert waiting.run_requests == [] and running.run_id[:8] in waiting.skip_message
+    with published.environment(), dg.DagsterInstance.get() as instance:
+        instance.report_run_canceled(running)
+    assert [r.run_key for r in _changed_months(published).run_requests] == [r.run_key for r in requests]
+
+    for request in requests:
+        result = published.run("dossier_months", tags=request.tags)
+        assert result.success, failure_messages(result)
+        assert "publish/warehouse" in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert _changed_months(published).run_requests == []
+    finished = published.query(
+        "select count(*) from silver.dossiers where updated_at = timestamptz '2022-05-20 09:00:00+07:00'"
+    )
+    assert finished[0][0] > 0  # the late versions reached the warehouse
 
 
 # --- freshness -----------------------------------------------------------------------------------

@@ -93,11 +93,15 @@ def test_the_workspace_loads_in_dagster(tmp_path) -> None:
     assert "Validation successful for code location ioc_pipeline" in done.stderr + done.stdout
 
 
-def test_dossier_months_are_partitioned_and_refresh_all_runs_without_a_partition() -> None:
+def test_refresh_all_takes_a_range_of_dossier_months_and_dossier_months_rebuilds_what_follows() -> None:
     graph = defs.resolve_asset_graph()
-    assert graph.get(dg.AssetKey(["silver", "dossiers"])).partitions_def is not None
-    months = defs.resolve_job_def("dossier_months")
-    assert dg.AssetKey(["silver", "dossiers"]) in months.asset_layer.executable_asset_keys
+    silver = dg.AssetKey(["silver", "dossiers"])
+    assert graph.get(silver).partitions_def is not None
     refresh = defs.resolve_job_def("refresh_all")
-    assert dg.AssetKey(["silver", "dossiers"]) not in refresh.asset_layer.executable_asset_keys
-    assert dg.AssetKey(["bronze", "dossiers"]) in refresh.asset_layer.executable_asset_keys
+    assert refresh.partitions_def == graph.get(silver).partitions_def
+    assert {silver, dg.AssetKey(["bronze", "dossiers"])} <= refresh.asset_layer.executable_asset_keys
+    months = defs.resolve_job_def("dossier_months").asset_layer.executable_asset_keys
+    assert {silver, dg.AssetKey(["gold", "public_service_kpis_monthly"]), dg.AssetKey(["publish", "warehouse"])} <= (
+        months
+    )
+    assert dg.AssetKey(["bronze", "dossiers"]) not in months

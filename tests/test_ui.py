@@ -1,6 +1,6 @@
 """The Dagster UI as the data engineer uses it: `make dev`, a real headless Chromium, and stopping.
 
-One `make dev` (webserver + daemon on 127.0.0.1, temp DAGSTER_HOME, the sample delivery) serves
+`make run` then one `make dev` (webserver + daemon on 127.0.0.1, temp DAGSTER_HOME, the sample delivery) serve
 the browser test; then SIGTERM must stop it with no process left. A second one is stopped as a
 terminal's Ctrl-C does (SIGINT to the whole process group). Screenshots go to test-artifacts/.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import new_pipeline
+from tests.conftest import new_pipeline, succeeded
 from tests.support import ARTIFACTS, DevServer, ensure_system_packages, start_dev_server, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,11 +32,14 @@ CHROMIUM_FLAGS = [
     "--disable-dev-shm-usage",
 ]
 GATED_CHECKS = ("row_count_not_collapsed", "rejected_share_within_threshold")
+SAMPLE_MONTHS = ("2022-01", "2022-04")  # the committed sample's dossier exports
 
 
 @pytest.fixture(scope="module")
 def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """`make run`, then `make dev`: the engineer's first morning with the sample delivery."""
     pipeline = new_pipeline(tmp_path_factory.mktemp("ui") / "data")
+    assert succeeded(pipeline.refresh())
     server = start_dev_server(pipeline.root)
     yield server
     if server.process.poll() is None:
@@ -53,10 +56,25 @@ def _graphql(server: DevServer, query: str) -> dict:
         return json.load(answer)["data"]
 
 
-def _run_status(server: DevServer, prefix: str) -> tuple[str, str] | None:
-    runs = _graphql(server, "{ runsOrError(limit: 20) { ... on Runs { results { runId status } } } }")
-    found = [r for r in runs["runsOrError"]["results"] if r["runId"].startswith(prefix)]
-    return (found[0]["runId"], found[0]["status"]) if found else None
+def _backfill(server: DevServer, backfill_id: str) -> dict:
+    found = _graphql(
+        server,
+        "{ partitionBackfillsOrError(limit: 10) { ... on PartitionBackfills { results { id status "
+        "runs(limit: 50) { runId status } } } } }",
+    )["partitionBackfillsOrError"]["results"]
+    return next(b for b in found if b["id"] == backfill_id)
+
+
+def _latest_check_runs(server: DevServer, asset: str) -> dict[str, str]:
+    """Check name -> run id of its latest execution on `asset`."""
+    path = json.dumps(asset.split("/"))
+    nodes = _graphql(
+        server,
+        f"{{ assetNodes(assetKeys: [{{path: {path}}}]) {{ assetChecksOrError {{ ... on AssetChecks {{ checks {{ "
+        "name executionForLatestMaterialization { runId status } } } } } }",
+    )["assetNodes"]
+    checks = nodes[0]["assetChecksOrError"]["checks"]
+    return {c["name"]: (c["executionForLatestMaterialization"] or {}).get("runId", "") for c in checks}
 
 
 def _active_runs(server: DevServer) -> list[str]:
@@ -65,10 +83,6 @@ def _active_runs(server: DevServer) -> list[str]:
     return [r["runId"] for r in runs["runsOrError"]["results"] if r["status"] in active]
 
 
-@pytest.mark.skip(
-    reason="since the dossier months are partitioned, Materialize all opens the backfill dialog; the test must "
-    "pick the partitions (open on issue 5)"
-)
 def test_the_ui_materializes_everything_and_shows_the_checks_passed(dev_server: DevServer) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -85,34 +99,43 @@ def test_the_ui_materializes_everything_and_shows_the_checks_passed(dev_server: 
             local = ("data:", dev_server.url, f"blob:{dev_server.url}")  # blob: the UI's web workers
             page.on("request", lambda r: None if r.url.startswith(local) else outside.append(r.url))
 
-            # the asset graph, then "Materialize all", as the engineer clicks them
+            # the asset graph, then "Materialize all", as the engineer clicks them: the dossier months are
+            # partitioned, so the UI asks which months; the sample's four, as one backfill
             _graphql(dev_server, "mutation { setNuxSeen }")  # what the newsletter prompt's Skip does
             page.goto(f"{dev_server.url}/asset-groups", wait_until="networkidle")
             expect(page.get_by_text("Global asset lineage")).to_be_visible()
             page.get_by_role("button", name="Materialize all").click()
-            toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+            dialog = page.get_by_role("dialog")
+            expect(dialog.get_by_text("Partition selection")).to_be_visible()
+            months = dialog.get_by_placeholder(re.compile(r"^ex: "))
+            months.fill(f"[{SAMPLE_MONTHS[0]}...{SAMPLE_MONTHS[1]}]")
+            months.press("Enter")
+            expect(dialog.get_by_text("4 partitions")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "ui-materialize-all.png"))
+            dialog.get_by_role("button", name="Launch backfill").click()
+            toast = page.get_by_text(re.compile(r"Created backfill \w+"))
             expect(toast).to_be_visible()
-            prefix = re.search(r"Launched run ([0-9a-f]{8})", toast.inner_text()).group(1)
+            backfill_id = re.search(r"Created backfill (\w+)", toast.inner_text()).group(1)
 
-            # the daemon dequeues it and it runs; wait until it has finished, then read the verdict
-            run_id, status = wait_for(
-                lambda: (
-                    (found := _run_status(dev_server, prefix))
-                    and found[1] not in ("QUEUED", "STARTING", "STARTED")
-                    and found
-                ),
-                f"run {prefix} to finish",
-                attempts=900,
+            # the daemon runs the backfill (the unpartitioned assets once, the four months in one run)
+            backfill = wait_for(
+                lambda: (found := _backfill(dev_server, backfill_id))["status"] != "REQUESTED" and found,
+                f"backfill {backfill_id} to finish",
+                attempts=600,
                 pause=1.0,
             )
-            page.goto(f"{dev_server.url}/runs/{run_id}", wait_until="networkidle")
-            page.screenshot(path=str(ARTIFACTS / "ui-run.png"))
-            assert status == "SUCCESS", f"run {run_id} ended {status}"
-            expect(page.get_by_text("Success").first).to_be_visible()
+            assert backfill["status"] == "COMPLETED_SUCCESS", backfill
+            assert backfill["runs"] and {r["status"] for r in backfill["runs"]} == {"SUCCESS"}, backfill
+            page.goto(f"{dev_server.url}/runs/b/{backfill_id}", wait_until="networkidle")
+            expect(page.get_by_text("Succeeded", exact=True).first).to_be_visible()  # the backfill's status tag
+            page.screenshot(path=str(ARTIFACTS / "ui-backfill.png"))
+            backfill_runs = {r["runId"] for r in backfill["runs"]}
 
-            # the delivery sensor has meanwhile requested its own run of the new sample files (the
-            # pools queue its steps behind ours): the checks show the latest execution, so let it end
+            # the checks show their latest execution: let any other run (freshness checks) end first
             wait_for(lambda: not _active_runs(dev_server), "the other runs to finish", attempts=600, pause=1.0)
+            for table in ("procedures", "dossiers"):
+                latest = _latest_check_runs(dev_server, f"silver/{table}")
+                assert {latest[check] in backfill_runs for check in GATED_CHECKS} == {True}, (table, latest)
 
             # the gate's blocking checks and the freshness checks show as passed on their assets
             for asset, checks in {
@@ -147,7 +170,14 @@ def test_the_ui_materializes_everything_and_shows_the_checks_passed(dev_server: 
 
             # the schedule and the sensors are there and running
             page.goto(f"{dev_server.url}/automation", wait_until="networkidle")
-            for name in ("nightly_refresh", "procedures_delivery", "run_failure_alert", "gold_freshness"):
+            for name in (
+                "nightly_refresh",
+                "procedures_delivery",
+                "dossiers_delivery",
+                "dossier_months_changed",
+                "run_failure_alert",
+                "gold_freshness",
+            ):
                 expect(page.get_by_text(name, exact=True).first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "ui-automation.png"))
         finally:

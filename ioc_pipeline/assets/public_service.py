@@ -27,7 +27,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import parsing
+from ioc_pipeline import gate, parsing
 from ioc_pipeline.assets.layers import OWNERS, gate_batch, gated_specs, quarantine_metadata
 from ioc_pipeline.checks.dossiers import RULES
 from ioc_pipeline.gate import ROW_ID
@@ -454,6 +454,17 @@ def _month_partition(month: str) -> str:
     return f"{PARTITION_COLUMN}={month}"
 
 
+QUARANTINE_SCHEMA = {"source_file": pl.String, "source_row": pl.Int64, "rule": pl.String, "reason": pl.String}
+
+
+def _nothing_delivered() -> list[dg.AssetCheckResult]:
+    """The gate's batch checks of a month with no delivered version: nothing rejected, nothing collapsed."""
+    return [
+        dg.AssetCheckResult(asset_key=SILVER_KEY, check_name=name, passed=True, metadata={"delivered_rows": 0})
+        for name in (gate.REJECT_SHARE_CHECK, gate.ROW_COUNT_CHECK)
+    ]
+
+
 def _combine(checks: dict[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheckResult]:
     """One result per batch check over the months of the run: passed when every month passed."""
     combined: dict[str, dict[str, Any]] = {}
@@ -525,7 +536,12 @@ def silver_dossiers(context: dg.AssetExecutionContext, lake: LakeResource) -> It
             unknown[month] = dict(codes.group_by(pl.col("procedure_code").fill_null("(missing)")).len().iter_rows())
         del gated  # keep one month in memory at a time
     if not summaries:
-        raise dg.Failure(description=f"no dossier versions delivered for {', '.join(months)}")
+        # the nightly's months before their first dossier: nothing to rebuild is a success, not a failure
+        context.log.info(f"dossiers: no versions delivered for {', '.join(months)}; silver left as it was")
+        empty = current_versions(store.scan("bronze", TABLE).head(0)).with_row_index(ROW_ID) if has_bronze else None
+        previews = [typed_dossiers(empty).select(SILVER_COLUMNS) if empty is not None else pl.DataFrame()]
+        rejected = [pl.DataFrame(schema=QUARANTINE_SCHEMA)]
+        checks_by_month = {month: _nothing_delivered() for month in months}
     clean = pl.concat(previews, how="vertical_relaxed")
     quarantine = pl.concat(rejected, how="vertical_relaxed")
     checks = _combine(checks_by_month)
