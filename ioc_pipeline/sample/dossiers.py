@@ -25,6 +25,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from ioc_pipeline.assets.public_service import CHANNELS as CHANNEL_CODES
+from ioc_pipeline.assets.public_service import STATUS_NAMES
 from ioc_pipeline.sample import procedures
 from ioc_pipeline.sample.variations import maybe_nfd
 
@@ -34,19 +36,9 @@ SAMPLE_DOSSIERS = 1000
 VERSIONS_PER_DOSSIER = 4.6  # the scaled generator's average (every status change delivered), measured
 FOLDER = "public_service"
 
-STATUSES = {
-    1: "Mới đăng ký",
-    2: "Được tiếp nhận",
-    3: "Không được tiếp nhận",
-    4: "Đang xử lý",
-    5: "Yêu cầu bổ sung",
-    6: "Yêu cầu thực hiện nghĩa vụ tài chính",
-    7: "Công dân rút hồ sơ",
-    8: "Dừng xử lý",
-    9: "Đã xử lý xong",
-    10: "Đã trả kết quả",
-}
-CHANNELS = {1: "Trực tiếp", 2: "Trực tuyến", 3: "Bưu chính công ích"}
+# The gateway's codes as the pipeline reads them: the sample spells them from the same maps.
+STATUSES = STATUS_NAMES
+CHANNELS = {code: name for code, (_, name) in CHANNEL_CODES.items()}
 TRUE_FORMS: list[Any] = [True, "true", 1, "1", "Có", "có", "CÓ", "Co", "TRUE"]
 FALSE_FORMS: list[Any] = [False, "false", 0, "0", "Không", "không", "KHONG", "False"]
 DEADLINE_DAYS = [1, 3, 5, 5, 7, 10, 10, 15, 20]
