@@ -17,22 +17,19 @@ silver with their status, and their service points stay in silver but are not co
 the scorecard.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import parsing, units
-from ioc_pipeline.assets import reference
-from ioc_pipeline.assets.layers import OWNERS, bronze_asset, feed_columns, gate_and_write, gated_specs, latest_snapshot
+from ioc_pipeline import parsing
+from ioc_pipeline.assets import layers, reference
 from ioc_pipeline.checks.postal import ENTERPRISE_RULES, SERVICE_POINT_RULES
-from ioc_pipeline.checks.units import unit_rule_columns
+from ioc_pipeline.checks.units import place_columns, resolved
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
-from ioc_pipeline.metadata import TableDoc, table_metadata
-from ioc_pipeline.policies import pool_for
-from ioc_pipeline.resources import LakeResource
-from ioc_pipeline.sources.files import SNAPSHOT, SOURCE_FILE, SOURCE_ROW
+from ioc_pipeline.metadata import TableDoc
+from ioc_pipeline.sources.files import SOURCE_FILE
 from ioc_pipeline.sources.postal import ENTERPRISES, SERVICE_POINTS
 
 GROUP = "postal"
@@ -53,10 +50,10 @@ POINT_TYPES = {
 }
 TYPE_COLUMNS = dict.fromkeys(POINT_TYPES.values())  # ordered, unique
 
-bronze_postal_enterprises = bronze_asset(
+bronze_postal_enterprises = layers.bronze_asset(
     ENTERPRISES, GROUP, "The postal enterprise register as delivered (every snapshot, every column as text)."
 )
-bronze_postal_service_points = bronze_asset(
+bronze_postal_service_points = layers.bronze_asset(
     SERVICE_POINTS, GROUP, "The postal service point register as delivered (every snapshot, every column as text)."
 )
 
@@ -68,9 +65,7 @@ ENTERPRISE_COLUMNS = [
     "scopes",
     "status",
     "is_active",
-    "snapshot_date",
-    "source_file",
-    "source_row",
+    *layers.LINEAGE_DOCS,
 ]
 POINT_COLUMNS = [
     "point_code",
@@ -81,27 +76,13 @@ POINT_COLUMNS = [
     "enterprise_status",
     "enterprise_active",
     "address",
-    "commune_code",
-    "commune_name",
-    "district_code",
-    "district_name",
-    "new_unit_code",
-    "new_unit_name",
+    *reference.UNIT_DOCS,
     "longitude",
     "latitude",
-    "snapshot_date",
-    "source_file",
-    "source_row",
+    *layers.LINEAGE_DOCS,
 ]
 
-_UNIT_DOCS = {
-    "commune_code": ("Mã xã/phường/thị trấn (trước 2025)", "pre-2025 commune code (GSO)"),
-    "commune_name": ("Tên xã/phường/thị trấn (trước 2025)", "pre-2025 commune name"),
-    "district_code": ("Mã huyện/thị xã/thành phố (trước 2025)", "pre-2025 district code"),
-    "district_name": ("Tên huyện/thị xã/thành phố (trước 2025)", "pre-2025 district name"),
-    "new_unit_code": ("Mã đơn vị hành chính cấp xã sau sắp xếp 2025", "post-2025 commune-level unit code"),
-    "new_unit_name": ("Tên đơn vị hành chính sau sắp xếp 2025", "post-2025 unit name"),
-}
+_UNIT_DOCS = reference.UNIT_DOCS
 _COUNT_DOCS = {
     "as_of_date": ("Ngày chốt số liệu", "snapshot date of the service point register"),
     "service_points": ("Số điểm phục vụ bưu chính (của doanh nghiệp đang hoạt động)", "service points"),
@@ -127,9 +108,7 @@ DOCS = {
             "scopes": ("Phạm vi: provincial (nội tỉnh), interprovincial (liên tỉnh), international", "scopes"),
             "status": ("Trạng thái: active (đang hoạt động), suspended (tạm ngừng), revoked (đã thu hồi)", "status"),
             "is_active": ("Đang hoạt động (chỉ số này mới được tính)", "active: only these count as operating"),
-            "snapshot_date": ("Ngày chốt dữ liệu", "snapshot date"),
-            "source_file": ("Tệp nguồn", "delivered file"),
-            "source_row": ("Dòng trong tệp nguồn", "row in the delivered file"),
+            **layers.LINEAGE_DOCS,
         },
     ),
     "quarantine.postal_enterprises": TableDoc(
@@ -150,9 +129,7 @@ DOCS = {
             **_UNIT_DOCS,
             "longitude": ("Kinh độ", "longitude"),
             "latitude": ("Vĩ độ", "latitude"),
-            "snapshot_date": ("Ngày chốt dữ liệu", "snapshot date"),
-            "source_file": ("Tệp nguồn", "delivered file"),
-            "source_row": ("Dòng trong tệp nguồn", "row in the delivered file"),
+            **layers.LINEAGE_DOCS,
         },
     ),
     "quarantine.postal_service_points": TableDoc(
@@ -194,7 +171,7 @@ def _words(expr: pl.Expr) -> pl.Expr:
 
 
 def typed_enterprises(delivered: pl.DataFrame) -> pl.DataFrame:
-    frame = feed_columns(delivered, ENTERPRISES)
+    frame = layers.feed_columns(delivered, ENTERPRISES)
     scope_words = (
         parsing.text("scope")
         .str.replace_all(",", ";", literal=True)
@@ -214,9 +191,7 @@ def typed_enterprises(delivered: pl.DataFrame) -> pl.DataFrame:
         scope_words.alias("scope_words"),
         status_text.alias("status_text"),
         _vocabulary(_words(status_text), STATUSES, prefix=True).alias("status"),
-        pl.col(SNAPSHOT).str.to_date().alias("snapshot_date"),
-        pl.col(SOURCE_FILE).alias("source_file"),
-        pl.col(SOURCE_ROW).alias("source_row"),
+        *layers.lineage_columns(),
     ).with_columns(
         pl.col("scope_words")
         .list.eval(pl.element().filter(~pl.element().is_in(list(SCOPES))))
@@ -240,19 +215,16 @@ def typed_enterprises(delivered: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@dg.multi_asset(
-    **gated_specs(
-        "postal_enterprises",
-        GROUP,
-        "The enterprise register in force: the newest snapshot, typed and gated (tax code, licence, scope, status).",
-        [bronze_postal_enterprises.key],
-        max_reject_share=ENTERPRISES_MAX_REJECT_SHARE,
-    )
+@layers.gated_silver(
+    ENTERPRISES,
+    "postal_enterprises",
+    GROUP,
+    "The enterprise register in force: the newest snapshot, typed and gated (tax code, licence, scope, status).",
+    max_reject_share=ENTERPRISES_MAX_REJECT_SHARE,
 )
-def silver_postal_enterprises(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult]:
-    store = lake.lake()
-    delivered = latest_snapshot(store.read("bronze", ENTERPRISES.table)).with_row_index(ROW_ID)
-    yield from gate_and_write(
+def silver_postal_enterprises(context: dg.AssetExecutionContext, store: Lake) -> Iterator[dg.MaterializeResult]:
+    delivered = layers.latest_snapshot(store.read("bronze", ENTERPRISES.table)).with_row_index(ROW_ID)
+    yield from layers.gate_and_write(
         context,
         store,
         "postal_enterprises",
@@ -267,7 +239,7 @@ def silver_postal_enterprises(context: dg.AssetExecutionContext, lake: LakeResou
 
 def typed_service_points(delivered: pl.DataFrame, enterprises: pl.DataFrame) -> pl.DataFrame:
     """Bronze text → typed columns, communes resolved, each point joined to its enterprise."""
-    frame = feed_columns(delivered, SERVICE_POINTS)
+    frame = layers.feed_columns(delivered, SERVICE_POINTS)
     type_text = parsing.text("point_type")
     typed = frame.select(
         ROW_ID,
@@ -277,13 +249,10 @@ def typed_service_points(delivered: pl.DataFrame, enterprises: pl.DataFrame) -> 
         _vocabulary(_words(type_text), POINT_TYPES).alias("point_type"),
         tax_code("enterprise_tax_code").alias("enterprise_tax_code"),
         parsing.text("address").alias("address"),
-        parsing.text("commune").alias("commune_text"),
-        parsing.text("district").alias("district_text"),
+        *place_columns(),
         *parsing.decimal_checked("longitude"),
         *parsing.decimal_checked("latitude"),
-        pl.col(SNAPSHOT).str.to_date().alias("snapshot_date"),
-        pl.col(SOURCE_FILE).alias("source_file"),
-        pl.col(SOURCE_ROW).alias("source_row"),
+        *layers.lineage_columns(),
     )
     known = enterprises.select(
         pl.col("tax_code").alias("enterprise_tax_code"),
@@ -303,24 +272,19 @@ def typed_service_points(delivered: pl.DataFrame, enterprises: pl.DataFrame) -> 
         .then(pl.coalesce("longitude_text", "latitude_text"))
         .alias("coordinate_alone"),
     )
-    resolved = units.resolve_columns(typed, "commune_text", "district_text", "snapshot_date")
-    return resolved.with_columns(unit_rule_columns())
+    return resolved(typed)
 
 
-@dg.multi_asset(
-    **gated_specs(
-        "postal_service_points",
-        GROUP,
-        "The service point register in force: the newest snapshot, typed, communes resolved (old and new units), "
-        "each point's enterprise checked against silver/postal_enterprises.",
-        [bronze_postal_service_points.key, dg.AssetKey(["silver", "postal_enterprises"])],
-    )
+@layers.gated_silver(
+    SERVICE_POINTS,
+    "postal_service_points",
+    GROUP,
+    "The service point register in force: the newest snapshot, typed, communes resolved (old and new units), "
+    "each point's enterprise checked against silver/postal_enterprises.",
+    deps=[bronze_postal_service_points.key, dg.AssetKey(["silver", "postal_enterprises"])],
 )
-def silver_postal_service_points(
-    context: dg.AssetExecutionContext, lake: LakeResource
-) -> Iterator[dg.MaterializeResult]:
-    store = lake.lake()
-    delivered = latest_snapshot(store.read("bronze", SERVICE_POINTS.table)).with_row_index(ROW_ID)
+def silver_postal_service_points(context: dg.AssetExecutionContext, store: Lake) -> Iterator[dg.MaterializeResult]:
+    delivered = layers.latest_snapshot(store.read("bronze", SERVICE_POINTS.table)).with_row_index(ROW_ID)
     enterprises = (
         store.read("silver", "postal_enterprises")
         if store.exists("silver", "postal_enterprises")
@@ -328,7 +292,7 @@ def silver_postal_service_points(
             schema={c: pl.String for c in ("tax_code", "enterprise_name", "status", "source_file")}
         ).with_columns(pl.lit(None, pl.Boolean).alias("is_active"))
     )
-    yield from gate_and_write(
+    yield from layers.gate_and_write(
         context,
         store,
         "postal_service_points",
@@ -362,73 +326,41 @@ def _fill(frame: pl.DataFrame, as_of: object) -> pl.DataFrame:
 
 
 def network_by_commune(points: pl.DataFrame) -> pl.DataFrame:
-    counts = _counts(points.filter(pl.col("commune_code").is_not_null()), "commune_code")
-    table = reference.old_communes().join(counts, on="commune_code", how="left")
-    return _fill(table, points["snapshot_date"].max()).select("as_of_date", *list(_UNIT_DOCS), *COUNT_COLUMNS)
+    table = _fill(reference.roll_up(points, "commune_code", _counts), points["snapshot_date"].max())
+    return table.select("as_of_date", *_UNIT_DOCS, *COUNT_COLUMNS)
 
 
 def network_by_new_unit(points: pl.DataFrame) -> pl.DataFrame:
-    counts = _counts(points.filter(pl.col("new_unit_code").is_not_null()), "new_unit_code")
-    table = reference.new_units(points).join(counts, on="new_unit_code", how="left")
-    return _fill(table, points["snapshot_date"].max()).select(
-        "as_of_date", "new_unit_code", "new_unit_name", "old_commune_codes", *COUNT_COLUMNS
-    )
+    table = _fill(reference.roll_up(points, "new_unit_code", _counts), points["snapshot_date"].max())
+    return table.select("as_of_date", *reference.NEW_UNIT_COLUMNS, *COUNT_COLUMNS)
 
 
-def _gold(store: Lake, name: str, table: pl.DataFrame) -> dg.MaterializeResult:
-    store.write(table, "gold", name)
-    return dg.MaterializeResult(metadata=table_metadata(table, preview_rows=10, doc=DOCS[f"gold.{name}"]))
+def _gold(name: str, build: Callable[[pl.DataFrame], pl.DataFrame], description: str) -> dg.AssetsDefinition:
+    points = [("silver", "postal_service_points")]
+    return layers.derived_asset(("gold", name), points, build, GROUP, description, DOCS[f"gold.{name}"])
 
 
-@dg.asset(
-    key=["gold", "postal_network_by_commune"],
-    pool=pool_for("gold", "postal_network_by_commune"),
-    deps=[dg.AssetKey(["silver", "postal_service_points"])],
-    group_name=GROUP,
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
-    description="Per pre-2025 commune (all 108, with its post-2025 unit): service points of active enterprises "
+gold_postal_network_by_commune = _gold(
+    "postal_network_by_commune",
+    network_by_commune,
+    "Per pre-2025 commune (all 108, with its post-2025 unit): service points of active enterprises "
     "by type, and the enterprises present.",
 )
-def gold_postal_network_by_commune(lake: LakeResource) -> dg.MaterializeResult:
-    store = lake.lake()
-    return _gold(store, "postal_network_by_commune", network_by_commune(store.read("silver", "postal_service_points")))
-
-
-@dg.asset(
-    key=["gold", "postal_network_by_new_unit"],
-    pool=pool_for("gold", "postal_network_by_new_unit"),
-    deps=[dg.AssetKey(["silver", "postal_service_points"])],
-    group_name=GROUP,
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
-    description="The same postal figures per post-2025 commune-level unit, with the old communes each took in.",
+gold_postal_network_by_new_unit = _gold(
+    "postal_network_by_new_unit",
+    network_by_new_unit,
+    "The same postal figures per post-2025 commune-level unit, with the old communes each took in.",
 )
-def gold_postal_network_by_new_unit(lake: LakeResource) -> dg.MaterializeResult:
-    store = lake.lake()
-    return _gold(
-        store, "postal_network_by_new_unit", network_by_new_unit(store.read("silver", "postal_service_points"))
-    )
 
 
 def indicators(store: Lake) -> list[dict]:
     """Scorecard rows: active postal enterprises, and service points of active enterprises."""
     rows: list[dict] = []
 
-    def row(code: str, name: str, value: float, as_of: object, source: str) -> dict:
-        return {
-            "indicator_code": code,
-            "indicator_name_vi": name,
-            "value": float(value),
-            "unit": "count",
-            "as_of_date": as_of,
-            "source_asset": source,
-        }
-
     if store.exists("silver", "postal_enterprises"):
         enterprises = store.read("silver", "postal_enterprises")
         rows.append(
-            row(
+            layers.indicator(
                 "postal_enterprises",
                 "Số doanh nghiệp đang hoạt động bưu chính, chuyển phát",
                 enterprises["is_active"].sum(),
@@ -439,7 +371,7 @@ def indicators(store: Lake) -> list[dict]:
     if store.exists("gold", "postal_network_by_new_unit"):
         network = store.read("gold", "postal_network_by_new_unit")
         rows.append(
-            row(
+            layers.indicator(
                 "postal_service_points",
                 "Số điểm phục vụ bưu chính",
                 network["service_points"].sum(),

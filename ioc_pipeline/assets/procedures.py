@@ -16,21 +16,19 @@ import dagster as dg
 import polars as pl
 
 from ioc_pipeline import parsing
-from ioc_pipeline.assets.layers import OWNERS, bronze_asset, gate_and_write, gated_specs, latest_snapshot
+from ioc_pipeline.assets import layers
 from ioc_pipeline.checks.procedures import RULES
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
-from ioc_pipeline.metadata import TableDoc, table_metadata
-from ioc_pipeline.policies import pool_for
-from ioc_pipeline.resources import LakeResource
-from ioc_pipeline.sources.files import SNAPSHOT, SOURCE_FILE, SOURCE_ROW
+from ioc_pipeline.metadata import TableDoc
+from ioc_pipeline.sources.files import SOURCE_FILE
 from ioc_pipeline.sources.procedures import FEED
 
 GROUP = "procedures"
 TIERS = {"cap tinh": "Cấp tỉnh", "cap huyen": "Cấp huyện", "cap xa": "Cấp xã"}
 ONLINE_CLASSES = {"toan trinh": "full", "mot phan": "partial"}
 
-bronze_procedures = bronze_asset(
+bronze_procedures = layers.bronze_asset(
     FEED, GROUP, "The procedure catalog as delivered (every snapshot, every column as text), with file, row and load."
 )
 
@@ -44,9 +42,7 @@ SILVER_COLUMNS = [
     "online_class",
     "online_class_source",
     "updated_at",
-    "snapshot_date",
-    "source_file",
-    "source_row",
+    *layers.LINEAGE_DOCS,
 ]
 
 DOCS = {
@@ -66,9 +62,7 @@ DOCS = {
             ),
             "online_class_source": ("Nguồn phân loại (delivered/derived)", "class delivered or derived from level"),
             "updated_at": ("Ngày cập nhật", "last update"),
-            "snapshot_date": ("Ngày chốt dữ liệu", "snapshot date"),
-            "source_file": ("Tệp nguồn", "delivered file"),
-            "source_row": ("Dòng trong tệp nguồn", "row in the delivered file"),
+            **layers.LINEAGE_DOCS,
         },
     ),
     "quarantine.procedures": TableDoc(
@@ -114,9 +108,7 @@ def typed_procedures(delivered: pl.DataFrame) -> pl.DataFrame:
         .alias("online_class_unparsed"),
         parsing.date("updated_at").alias("updated_at"),
         parsing.text("updated_at").alias("updated_at_text"),
-        pl.col(SNAPSHOT).str.to_date().alias("snapshot_date"),
-        pl.col(SOURCE_FILE).alias("source_file"),
-        pl.col(SOURCE_ROW).alias("source_row"),
+        *layers.lineage_columns(),
     ).with_columns(
         pl.when(pl.col("updated_at_text").is_not_null() & pl.col("updated_at").is_null())
         .then(pl.col("updated_at_text"))
@@ -141,18 +133,12 @@ def typed_procedures(delivered: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@dg.multi_asset(
-    **gated_specs(
-        "procedures",
-        GROUP,
-        "The catalog in force: the newest snapshot, typed and gated by the procedure suite.",
-        [bronze_procedures.key],
-    )
+@layers.gated_silver(
+    FEED, "procedures", GROUP, "The catalog in force: the newest snapshot, typed and gated by the procedure suite."
 )
-def silver_procedures(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult]:
-    store = lake.lake()
-    delivered = latest_snapshot(store.read("bronze", FEED.table)).with_row_index(ROW_ID)
-    yield from gate_and_write(
+def silver_procedures(context: dg.AssetExecutionContext, store: Lake) -> Iterator[dg.MaterializeResult]:
+    delivered = layers.latest_snapshot(store.read("bronze", FEED.table)).with_row_index(ROW_ID)
+    yield from layers.gate_and_write(
         context,
         store,
         "procedures",
@@ -191,22 +177,15 @@ def service_levels(silver: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@dg.asset(
-    key=["gold", "procedure_service_levels"],
-    deps=[dg.AssetKey(["silver", "procedures"])],
-    group_name=GROUP,
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
-    pool=pool_for("gold", "procedure_service_levels"),
-    description="Counts and shares of the catalog's procedures by service level, online class and tier.",
+gold_procedure_service_levels = layers.derived_asset(
+    ("gold", "procedure_service_levels"),
+    [("silver", "procedures")],
+    service_levels,
+    GROUP,
+    "Counts and shares of the catalog's procedures by service level, online class and tier.",
+    DOCS["gold.procedure_service_levels"],
+    preview_rows=20,
 )
-def gold_procedure_service_levels(lake: LakeResource) -> dg.MaterializeResult:
-    store = lake.lake()
-    table = service_levels(store.read("silver", "procedures"))
-    store.write(table, "gold", "procedure_service_levels")
-    return dg.MaterializeResult(
-        metadata=table_metadata(table, preview_rows=20, doc=DOCS["gold.procedure_service_levels"])
-    )
 
 
 def indicators(store: Lake) -> list[dict]:
@@ -220,14 +199,7 @@ def indicators(store: Lake) -> list[dict]:
     source = "gold/procedure_service_levels"
 
     def row(code: str, name: str, value: float, unit: str = "count") -> dict:
-        return {
-            "indicator_code": code,
-            "indicator_name_vi": name,
-            "value": float(value),
-            "unit": unit,
-            "as_of_date": as_of,
-            "source_asset": source,
-        }
+        return layers.indicator(code, name, value, as_of, source, unit)
 
     def pct(n: int) -> float:
         return n * 100.0 / total if total else 0.0  # unrounded: rounding is the dashboard's choice

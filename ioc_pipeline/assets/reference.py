@@ -7,6 +7,8 @@ Every feed resolves unit names with `ioc_pipeline.units`; these tables let analy
 same codes, and read any figure by the old units (history) or the new ones (today's IOC).
 """
 
+from collections.abc import Callable
+
 import dagster as dg
 import polars as pl
 
@@ -17,6 +19,16 @@ from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import LakeResource
 
 GROUP = "reference"
+
+# The unit columns every feed that names communes carries (silver and gold), documented once.
+UNIT_DOCS = {
+    "commune_code": ("Mã xã/phường/thị trấn (trước 2025)", "pre-2025 commune code (GSO)"),
+    "commune_name": ("Tên xã/phường/thị trấn (trước 2025)", "pre-2025 commune name"),
+    "district_code": ("Mã huyện/thị xã/thành phố (trước 2025)", "pre-2025 district code"),
+    "district_name": ("Tên huyện/thị xã/thành phố (trước 2025)", "pre-2025 district name"),
+    "new_unit_code": ("Mã đơn vị hành chính cấp xã sau sắp xếp 2025", "post-2025 commune-level unit code"),
+    "new_unit_name": ("Tên đơn vị hành chính sau sắp xếp 2025", "post-2025 unit name"),
+}
 
 DOCS = {
     "silver.admin_units": TableDoc(
@@ -106,3 +118,14 @@ def new_units(extra: pl.DataFrame | None = None) -> pl.DataFrame:
             how="diagonal_relaxed",
         )
     return mapped.sort("new_unit_code")
+
+
+NEW_UNIT_COLUMNS = ["new_unit_code", "new_unit_name", "old_commune_codes"]
+
+
+def roll_up(rows: pl.DataFrame, key: str, counts: Callable[[pl.DataFrame, str], pl.DataFrame]) -> pl.DataFrame:
+    """`counts(rows, key)` on every unit of `key`'s era: `commune_code` (all pre-2025 communes, with
+    their district and new unit) or `new_unit_code` (the post-2025 units). A unit with no row is kept,
+    its counts null for the caller to fill; rows naming no unit of that era are left out."""
+    units_of_era = old_communes() if key == "commune_code" else new_units(rows)
+    return units_of_era.join(counts(rows.filter(pl.col(key).is_not_null()), key), on=key, how="left")

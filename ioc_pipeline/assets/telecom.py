@@ -13,30 +13,28 @@ within 20 m of each other (transitively). Province figures count sites; a site h
 of its stations broadcasts 4G. Each site belongs to the commune most of its stations name.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from ioc_pipeline import parsing, units
-from ioc_pipeline.assets import reference
-from ioc_pipeline.assets.layers import OWNERS, bronze_asset, feed_columns, gate_and_write, gated_specs, latest_snapshot
+from ioc_pipeline.assets import layers, reference
 from ioc_pipeline.checks.telecom import RULES, TECHNOLOGIES
-from ioc_pipeline.checks.units import unit_rule_columns
+from ioc_pipeline.checks.units import place_columns, resolved
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
-from ioc_pipeline.metadata import TableDoc, table_metadata
-from ioc_pipeline.policies import pool_for
-from ioc_pipeline.resources import LakeResource
+from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.sites import SITE_RADIUS_M, assign_sites
-from ioc_pipeline.sources.files import SNAPSHOT, SOURCE_FILE, SOURCE_ROW
+from ioc_pipeline.sources.files import SOURCE_FILE
 from ioc_pipeline.sources.telecom import FEED
 
 GROUP = "telecom"
 FILE_CARRIER = "_file_carrier"
 TECH_COLUMNS = {tech: f"sites_{tech.lower()}" for tech in TECHNOLOGIES}
 
-bronze_bts_stations = bronze_asset(
+bronze_bts_stations = layers.bronze_asset(
     FEED,
     GROUP,
     "The carriers' BTS registers as delivered (every snapshot of every carrier, every column as text), "
@@ -52,27 +50,13 @@ SILVER_COLUMNS = [
     "technologies",
     "on_air_date",
     "address",
-    "commune_code",
-    "commune_name",
-    "district_code",
-    "district_name",
-    "new_unit_code",
-    "new_unit_name",
+    *reference.UNIT_DOCS,
     "shared_site_code",
     "site_id",
-    "snapshot_date",
-    "source_file",
-    "source_row",
+    *layers.LINEAGE_DOCS,
 ]
 
-_UNIT_DOCS = {
-    "commune_code": ("Mã xã/phường/thị trấn (trước 2025)", "pre-2025 commune code (GSO)"),
-    "commune_name": ("Tên xã/phường/thị trấn (trước 2025)", "pre-2025 commune name"),
-    "district_code": ("Mã huyện/thị xã/thành phố (trước 2025)", "pre-2025 district code"),
-    "district_name": ("Tên huyện/thị xã/thành phố (trước 2025)", "pre-2025 district name"),
-    "new_unit_code": ("Mã đơn vị hành chính cấp xã sau sắp xếp 2025", "post-2025 commune-level unit code"),
-    "new_unit_name": ("Tên đơn vị hành chính sau sắp xếp 2025", "post-2025 unit name"),
-}
+_UNIT_DOCS = reference.UNIT_DOCS
 _COUNT_DOCS = {
     "as_of_date": ("Ngày chốt số liệu", "snapshot date of the registers"),
     "sites": ("Số vị trí trạm BTS", "BTS sites (physical locations)"),
@@ -101,9 +85,7 @@ DOCS = {
             **_UNIT_DOCS,
             "shared_site_code": ("Mã vị trí dùng chung", "shared-site code (infrastructure sharing)"),
             "site_id": ("Mã vị trí trạm (sau gộp trùng)", "physical site after de-duplication"),
-            "snapshot_date": ("Ngày chốt dữ liệu", "snapshot date"),
-            "source_file": ("Tệp nguồn", "delivered file"),
-            "source_row": ("Dòng trong tệp nguồn", "row in the delivered file"),
+            **layers.LINEAGE_DOCS,
         },
     ),
     "quarantine.bts_stations": TableDoc(
@@ -180,7 +162,7 @@ def carrier_code(text: pl.Expr) -> pl.Expr:
 
 def typed_stations(delivered: pl.DataFrame) -> pl.DataFrame:
     """Bronze text → typed columns, communes resolved, plus the columns the rules read."""
-    frame = feed_columns(delivered, FEED)
+    frame = layers.feed_columns(delivered, FEED)
     tokens = (
         parsing.text("technologies")
         .str.to_uppercase()
@@ -205,12 +187,9 @@ def typed_stations(delivered: pl.DataFrame) -> pl.DataFrame:
         parsing.date("on_air_date").alias("on_air_date"),
         parsing.text("on_air_date").alias("on_air_date_text"),
         parsing.text("address").alias("address"),
-        parsing.text("commune").alias("commune_text"),
-        parsing.text("district").alias("district_text"),
+        *place_columns(),
         parsing.text("shared_site_code").str.to_uppercase().alias("shared_site_code"),
-        pl.col(SNAPSHOT).str.to_date().alias("snapshot_date"),
-        pl.col(SOURCE_FILE).alias("source_file"),
-        pl.col(SOURCE_ROW).alias("source_row"),
+        *layers.lineage_columns(),
     ).with_columns(
         pl.when(pl.col("carrier_text").is_not_null())
         .then(pl.col("row_carrier"))
@@ -236,8 +215,7 @@ def typed_stations(delivered: pl.DataFrame) -> pl.DataFrame:
         .alias("on_air_date_unparsed"),
     )
     typed = typed.with_columns((pl.col("carrier") + "|" + pl.col("station_code")).alias("station_key"))
-    resolved = units.resolve_columns(typed, "commune_text", "district_text", "snapshot_date")
-    return resolved.with_columns(unit_rule_columns())
+    return resolved(typed)
 
 
 def newest_registers(bronze: pl.DataFrame) -> pl.DataFrame:
@@ -245,22 +223,19 @@ def newest_registers(bronze: pl.DataFrame) -> pl.DataFrame:
     carriers = bronze.with_columns(
         pl.col(SOURCE_FILE).map_elements(FEED.partition_of, return_dtype=pl.String).alias(FILE_CARRIER)
     )
-    return latest_snapshot(carriers, by=[FILE_CARRIER])
+    return layers.latest_snapshot(carriers, by=[FILE_CARRIER])
 
 
-@dg.multi_asset(
-    **gated_specs(
-        "bts_stations",
-        GROUP,
-        "Every carrier's newest register, typed, communes resolved (old and new units), gated by the "
-        f"telecom suite; each station carries the site it belongs to (shared-site code or ≤ {SITE_RADIUS_M:.0f} m).",
-        [bronze_bts_stations.key],
-    )
+@layers.gated_silver(
+    FEED,
+    "bts_stations",
+    GROUP,
+    "Every carrier's newest register, typed, communes resolved (old and new units), gated by the "
+    f"telecom suite; each station carries the site it belongs to (shared-site code or ≤ {SITE_RADIUS_M:.0f} m).",
 )
-def silver_bts_stations(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult]:
-    store = lake.lake()
+def silver_bts_stations(context: dg.AssetExecutionContext, store: Lake) -> Iterator[dg.MaterializeResult]:
     delivered = newest_registers(store.read("bronze", FEED.table)).with_row_index(ROW_ID)
-    yield from gate_and_write(
+    yield from layers.gate_and_write(
         context,
         store,
         "bts_stations",
@@ -320,31 +295,26 @@ def sites_of(stations: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@dg.asset(
-    key=["silver", "bts_sites"],
-    pool=pool_for("silver", "bts_sites"),
-    deps=[dg.AssetKey(["silver", "bts_stations"])],
-    group_name=GROUP,
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
-    description="One row per physical BTS site: stations of all carriers linked by shared-site code or "
-    f"distance (≤ {SITE_RADIUS_M:.0f} m, transitively); technologies and carriers are the union of its stations'.",
-)
-def silver_bts_sites(lake: LakeResource) -> dg.MaterializeResult:
-    store = lake.lake()
-    stations = store.read("silver", "bts_stations")
-    sites = sites_of(stations)
-    store.write(sites, "silver", "bts_sites")
+def _sites_report(sites: pl.DataFrame, stations: pl.DataFrame) -> dict[str, object]:
     shared = sites.filter(pl.col("stations") > 1)
-    return dg.MaterializeResult(
-        metadata=table_metadata(
-            sites,
-            doc=DOCS["silver.bts_sites"],
-            stations=stations.height,
-            shared_sites=shared.height,
-            stations_on_shared_sites=int(shared["stations"].sum() or 0),
-        )
-    )
+    return {
+        "stations": stations.height,
+        "shared_sites": shared.height,
+        "stations_on_shared_sites": int(shared["stations"].sum() or 0),
+    }
+
+
+silver_bts_sites = layers.derived_asset(
+    ("silver", "bts_sites"),
+    [("silver", "bts_stations")],
+    sites_of,
+    GROUP,
+    "One row per physical BTS site: stations of all carriers linked by shared-site code or "
+    f"distance (≤ {SITE_RADIUS_M:.0f} m, transitively); technologies and carriers are the union of its stations'.",
+    DOCS["silver.bts_sites"],
+    preview_rows=5,
+    report=_sites_report,
+)
 
 
 def _counts(sites: pl.DataFrame, by: str) -> pl.DataFrame:
@@ -369,19 +339,13 @@ COUNT_COLUMNS = ["sites", *TECH_COLUMNS.values(), "stations", "carriers", "carri
 
 
 def coverage_by_commune(sites: pl.DataFrame) -> pl.DataFrame:
-    as_of = sites["snapshot_date"].max()
-    counts = _counts(sites.filter(pl.col("commune_code").is_not_null()), "commune_code")
-    table = reference.old_communes().join(counts, on="commune_code", how="left")
-    return _fill(table, as_of).select("as_of_date", *list(_UNIT_DOCS), *COUNT_COLUMNS)
+    table = _fill(reference.roll_up(sites, "commune_code", _counts), sites["snapshot_date"].max())
+    return table.select("as_of_date", *_UNIT_DOCS, *COUNT_COLUMNS)
 
 
 def coverage_by_new_unit(sites: pl.DataFrame) -> pl.DataFrame:
-    as_of = sites["snapshot_date"].max()
-    counts = _counts(sites.filter(pl.col("new_unit_code").is_not_null()), "new_unit_code")
-    table = reference.new_units(sites).join(counts, on="new_unit_code", how="left")
-    return _fill(table, as_of).select(
-        "as_of_date", "new_unit_code", "new_unit_name", "old_commune_codes", *COUNT_COLUMNS
-    )
+    table = _fill(reference.roll_up(sites, "new_unit_code", _counts), sites["snapshot_date"].max())
+    return table.select("as_of_date", *reference.NEW_UNIT_COLUMNS, *COUNT_COLUMNS)
 
 
 def coverage_gaps(by_commune: pl.DataFrame, by_new_unit: pl.DataFrame) -> pl.DataFrame:
@@ -416,57 +380,40 @@ def coverage_gaps(by_commune: pl.DataFrame, by_new_unit: pl.DataFrame) -> pl.Dat
     return pl.concat([old, new]).sort("level", "unit_code", descending=[True, False])
 
 
-def _gold(store: Lake, name: str, table: pl.DataFrame, **extra: object) -> dg.MaterializeResult:
-    store.write(table, "gold", name)
-    return dg.MaterializeResult(metadata=table_metadata(table, preview_rows=10, doc=DOCS[f"gold.{name}"], **extra))
+def _gaps_report(gaps: pl.DataFrame, *_: pl.DataFrame) -> dict[str, object]:
+    return {
+        "gaps": dict(gaps.group_by("level", "gap").len().select(pl.format("{}/{}", "level", "gap"), "len").iter_rows())
+    }
 
 
-@dg.asset(
-    key=["gold", "telecom_coverage_by_commune"],
-    pool=pool_for("gold", "telecom_coverage_by_commune"),
-    deps=[silver_bts_sites.key],
-    group_name=GROUP,
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
-    description="Per pre-2025 commune (all 108, with its post-2025 unit): sites, sites with each technology, "
+def _gold(
+    name: str, reads: list[tuple[str, str]], build: Callable[..., pl.DataFrame], description: str, **kwargs: Any
+) -> dg.AssetsDefinition:
+    return layers.derived_asset(("gold", name), reads, build, GROUP, description, DOCS[f"gold.{name}"], **kwargs)
+
+
+SITES = [("silver", "bts_sites")]
+gold_telecom_coverage_by_commune = _gold(
+    "telecom_coverage_by_commune",
+    SITES,
+    coverage_by_commune,
+    "Per pre-2025 commune (all 108, with its post-2025 unit): sites, sites with each technology, "
     "stations and carriers present.",
 )
-def gold_telecom_coverage_by_commune(lake: LakeResource) -> dg.MaterializeResult:
-    store = lake.lake()
-    return _gold(store, "telecom_coverage_by_commune", coverage_by_commune(store.read("silver", "bts_sites")))
-
-
-@dg.asset(
-    key=["gold", "telecom_coverage_by_new_unit"],
-    pool=pool_for("gold", "telecom_coverage_by_new_unit"),
-    deps=[silver_bts_sites.key],
-    group_name=GROUP,
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
-    description="The same coverage figures per post-2025 commune-level unit (today's IOC), with the old "
+gold_telecom_coverage_by_new_unit = _gold(
+    "telecom_coverage_by_new_unit",
+    SITES,
+    coverage_by_new_unit,
+    "The same coverage figures per post-2025 commune-level unit (today's IOC), with the old "
     "communes each unit took in.",
 )
-def gold_telecom_coverage_by_new_unit(lake: LakeResource) -> dg.MaterializeResult:
-    store = lake.lake()
-    return _gold(store, "telecom_coverage_by_new_unit", coverage_by_new_unit(store.read("silver", "bts_sites")))
-
-
-@dg.asset(
-    key=["gold", "telecom_coverage_gaps"],
-    pool=pool_for("gold", "telecom_coverage_gaps"),
-    deps=[gold_telecom_coverage_by_commune.key, gold_telecom_coverage_by_new_unit.key],
-    group_name=GROUP,
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
-    description="Communes (old units) and post-2025 units with no site carrying 4G, or with no site at all.",
+gold_telecom_coverage_gaps = _gold(
+    "telecom_coverage_gaps",
+    [("gold", "telecom_coverage_by_commune"), ("gold", "telecom_coverage_by_new_unit")],
+    coverage_gaps,
+    "Communes (old units) and post-2025 units with no site carrying 4G, or with no site at all.",
+    report=_gaps_report,
 )
-def gold_telecom_coverage_gaps(lake: LakeResource) -> dg.MaterializeResult:
-    store = lake.lake()
-    table = coverage_gaps(
-        store.read("gold", "telecom_coverage_by_commune"), store.read("gold", "telecom_coverage_by_new_unit")
-    )
-    counts = dict(table.group_by("level", "gap").len().select(pl.format("{}/{}", "level", "gap"), "len").iter_rows())
-    return _gold(store, "telecom_coverage_gaps", table, gaps=counts)
 
 
 def indicators(store: Lake) -> list[dict]:
@@ -479,14 +426,7 @@ def indicators(store: Lake) -> list[dict]:
     source = "gold/telecom_coverage_by_new_unit"
 
     def row(code: str, name: str, value: float, source_asset: str = source) -> dict:
-        return {
-            "indicator_code": code,
-            "indicator_name_vi": name,
-            "value": float(value),
-            "unit": "count",
-            "as_of_date": as_of,
-            "source_asset": source_asset,
-        }
+        return layers.indicator(code, name, value, as_of, source_asset)
 
     rows = [row("bts_sites", "Tổng số vị trí trạm BTS", by_unit["sites"].sum())]
     rows += [

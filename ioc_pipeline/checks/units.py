@@ -10,6 +10,7 @@ from __future__ import annotations
 import great_expectations as gx
 import polars as pl
 
+from ioc_pipeline import parsing, units
 from ioc_pipeline.gate import Rule
 
 E = gx.expectations
@@ -38,3 +39,16 @@ def unit_rule_columns() -> list[pl.Expr]:
     """The columns UNIT_RULES read, from `units.resolve_columns`' output: one per resolver error,
     holding the resolver's sentence on the rows that got that error."""
     return [pl.when(pl.col("unit_error") == e).then(pl.col("unit_detail")).alias(e) for e in UNIT_ERRORS]
+
+
+def place_columns() -> list[pl.Expr]:
+    """The delivered commune and district names (bronze `commune`, `district`), as `resolved` reads them."""
+    return [parsing.text("commune").alias("commune_text"), parsing.text("district").alias("district_text")]
+
+
+def resolved(typed: pl.DataFrame) -> pl.DataFrame:
+    """Resolve each row's `place_columns` on its `snapshot_date` (old and new units) and add the
+    columns UNIT_RULES read: the one step every feed that names communes shares."""
+    return units.resolve_columns(typed, "commune_text", "district_text", "snapshot_date").with_columns(
+        unit_rule_columns()
+    )

@@ -22,6 +22,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,19 +35,6 @@ SAMPLE_DOSSIERS = 1000
 VERSIONS_PER_DOSSIER = 4.6  # the scaled generator's average (every status change delivered), measured
 FOLDER = "public_service"
 
-STATUSES = {
-    1: "Mới đăng ký",
-    2: "Được tiếp nhận",
-    3: "Không được tiếp nhận",
-    4: "Đang xử lý",
-    5: "Yêu cầu bổ sung",
-    6: "Yêu cầu thực hiện nghĩa vụ tài chính",
-    7: "Công dân rút hồ sơ",
-    8: "Dừng xử lý",
-    9: "Đã xử lý xong",
-    10: "Đã trả kết quả",
-}
-CHANNELS = {1: "Trực tiếp", 2: "Trực tuyến", 3: "Bưu chính công ích"}
 TRUE_FORMS: list[Any] = [True, "true", 1, "1", "Có", "có", "CÓ", "Co", "TRUE"]
 FALSE_FORMS: list[Any] = [False, "false", 0, "0", "Không", "không", "KHONG", "False"]
 DEADLINE_DAYS = [1, 3, 5, 5, 7, 10, 10, 15, 20]
@@ -322,6 +310,16 @@ def _flag(rng: random.Random, value: bool | None) -> Any:
     return rng.choice(TRUE_FORMS if value else FALSE_FORMS)
 
 
+@cache
+def _names() -> tuple[dict[int, str], dict[int, str]]:
+    """Status and channel names as the pipeline reads them (`public_service`'s own maps). Imported on
+    first use: that module pulls in Dagster and Great Expectations (seconds to import), which the
+    generator of the other feeds (`python -m ioc_pipeline.sample --feeds telecom`) must not wait for."""
+    from ioc_pipeline.assets.public_service import CHANNELS, STATUS_NAMES
+
+    return STATUS_NAMES, {code: name for code, (_, name) in CHANNELS.items()}
+
+
 def _code_or_name(rng: random.Random, code: int, names: dict[int, str]) -> Any:
     form = rng.randrange(4)
     return [code, str(code), names[code], maybe_nfd(rng, names[code].lower(), 0.5)][form]
@@ -361,7 +359,7 @@ def dossier(
         "MaTTHC": proc.code,
         "DonViXuLy": maybe_nfd(rng, proc.agency, 0.05),
         "DonViHanhChinh": unit,
-        "KenhThucHien": _code_or_name(rng, channel, CHANNELS),
+        "KenhThucHien": _code_or_name(rng, channel, _names()[1]),
         "NgayTiepNhan": _moment(rng, received),
         "NgayHenTra": _moment(rng, due) if due else rng.choice([None, "", "-"]),
         "SoLanBoSung": 0,
@@ -425,7 +423,11 @@ def dossier(
             moment = previous + timedelta(minutes=1)
         previous = moment
         state.update(fields)
-        record = {**state, "TrangThaiHoSo": _code_or_name(rng, status, STATUSES), "NgayCapNhat": _moment(rng, moment)}
+        record = {
+            **state,
+            "TrangThaiHoSo": _code_or_name(rng, status, _names()[0]),
+            "NgayCapNhat": _moment(rng, moment),
+        }
         versions.append((moment, record))
     return versions
 
