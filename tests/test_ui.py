@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import new_pipeline, succeeded
+from tests.conftest import Pipeline, new_pipeline
 from tests.support import ARTIFACTS, DevServer, ensure_system_packages, start_dev_server, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,10 +36,9 @@ SAMPLE_MONTHS = ("2022-01", "2022-04")  # the committed sample's dossier exports
 
 
 @pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    """`make run`, then `make dev`: the engineer's first morning with the sample delivery."""
-    pipeline = new_pipeline(tmp_path_factory.mktemp("ui") / "data")
-    assert succeeded(pipeline.refresh())
+def dev_server(sample_run: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """`make run` (a copy of the session's), then `make dev`: the engineer's first morning with the sample."""
+    pipeline = sample_run.copy(tmp_path_factory.mktemp("ui") / "data")
     server = start_dev_server(pipeline.root)
     yield server
     if server.process.poll() is None:
