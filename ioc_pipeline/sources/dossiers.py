@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -56,6 +56,7 @@ from ioc_pipeline.sources.files import (
     snapshot_of,
 )
 
+T = TypeVar("T")
 TABLE = "dossiers"
 FIRST_MONTH = date(2022, 1, 1)  # the first month partition; receipt dates before it are refused by the gate
 UPDATED_AT = "_updated_at"
@@ -156,6 +157,18 @@ def to_bronze(
 # --------------------------------------------------------------------------------------------------
 # the export: public_service/dossiers_YYYYMM.ndjson, read in batches of lines
 # --------------------------------------------------------------------------------------------------
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items`, each produced in a worker thread while the consumer handles the one before: parsing,
+    typing and pseudonymising a batch (polars releases the GIL) overlaps dlt writing the previous one,
+    so both cores work. Exceptions reach the consumer at the item that raised them."""
+    done = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as worker:
+        upcoming = worker.submit(next, items, done)
+        while (item := upcoming.result()) is not done:
+            upcoming = worker.submit(next, items, done)
+            yield item
 
 
 def _digest(landing: Landing, path: str) -> tuple[str, bool]:
@@ -263,7 +276,7 @@ def read_export(
                 if not block:
                     break
 
-    return digest, batches()
+    return digest, read_ahead(batches())
 
 
 class DigestsAhead:
@@ -412,22 +425,25 @@ def gateway_resource(gateway: Gateway, key: bytes, stats: GatewayStats, sleep: C
             session.headers["Authorization"] = f"Bearer {gateway.token}"
             session.headers["Accept"] = "application/json"
 
-            def fetch(page: int) -> tuple[bytes, str]:
+            def fetch(page: int) -> tuple[pa.Table | None, int]:
+                """One page fetched, read, pseudonymised and typed (in the fetcher thread)."""
                 params = {"updated_from": since_text, "page": page, "page_size": gateway.page_size}
-                body = _page_request(session, gateway, params, stats, sleep)
-                return body, f"gateway /dossiers?{urlencode(params)}"
+                where = f"gateway /dossiers?{urlencode(params)}"
+                records, total = _read_page(_page_request(session, gateway, params, stats, sleep), where)
+                stats.pages += 1
+                if not records.height:
+                    return None, total
+                stats.rows += records.height
+                return to_bronze(records, key, where, range(1, records.height + 1), snapshot, None), total
 
             page, total_pages = 1, 1
             ahead = fetcher.submit(fetch, 1)
             while page <= total_pages:
-                body, where = ahead.result()
-                records, total_pages = _read_page(body, where)
-                if page < total_pages:  # the next page travels while this one is typed and written
+                table, total_pages = ahead.result()
+                if page < total_pages:  # the next page travels and is typed while dlt writes this one
                     ahead = fetcher.submit(fetch, page + 1)
-                stats.pages += 1
-                if records.height:
-                    stats.rows += records.height
-                    yield to_bronze(records, key, where, range(1, records.height + 1), snapshot, None)
+                if table is not None:
+                    yield table
                 page += 1
 
     return changed
