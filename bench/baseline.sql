@@ -240,59 +240,27 @@ create or replace macro kpi_pct(num, den) as (case when den > 0 then num * 100.0
 create or replace table catalog_online as
 select vn_fold(agency) as agency_key, count(*) filter (online_class in ('full', 'partial')) * 100.0 / count(*) as catalog_online_pct
 from proc_silver group by all;
-copy (
-    with s as (select *, received_month as month from read_parquet('{out}/silver_dossiers.parquet')),
-    as_of as (select max(updated_at) as as_of from s),
-    counts as (
-        select month,
-            count(*) as dossiers_received,
-            count(*) filter (is_finished) as dossiers_finished,
-            count(*) filter (finished_on_time) as finished_on_time,
-            count(*) filter (not is_finished and not is_closed_unfinished and due_at < as_of) as open_overdue,
-            count(*) filter (is_closed_unfinished) as closed_unfinished,
-            count(*) filter (channel_code = 2) as dossiers_online,
-            count(*) filter (paid_online) as dossiers_paid_online,
-            count(*) filter (digitized) as dossiers_digitized,
-            count(*) filter (is_finished and e_result) as dossiers_e_result,
-            count(distinct _id) + (count(*) filter (_id is null) > 0)::int as distinct_applicants,
-            avg(processing_days) filter (is_finished) as avg_processing_days,
-            any_value(as_of) as as_of
-        from s, as_of group by month
-    )
-    select month, dossiers_received, dossiers_finished, finished_on_time, dossiers_finished - finished_on_time as finished_late,
-        open_overdue, closed_unfinished, dossiers_online, dossiers_paid_online, dossiers_digitized, dossiers_e_result,
-        distinct_applicants,
-        kpi_pct(finished_on_time, dossiers_finished + open_overdue) as on_time_pct,
-        kpi_pct(dossiers_online, dossiers_received) as online_pct,
-        kpi_pct(dossiers_paid_online, dossiers_received) as paid_online_pct,
-        kpi_pct(dossiers_digitized, dossiers_received) as digitized_pct,
-        kpi_pct(dossiers_e_result, dossiers_finished) as e_result_pct,
-        avg_processing_days,
-        (select count(*) filter (online_class in ('full', 'partial')) * 100.0 / nullif(count(*), 0) from proc_silver) as catalog_online_pct,
-        as_of
-    from counts order by month
-) to '{out}/gold_public_service_kpis_monthly.parquet' (format parquet);
-
-copy (
-    with s as (select * from read_parquet('{out}/silver_dossiers.parquet')),
-    as_of as (select max(updated_at) as as_of from s),
-    counts as (
-        select received_month as month, vn_fold(agency) as agency_key,
-            count(*) as dossiers_received,
-            count(*) filter (is_finished) as dossiers_finished,
-            count(*) filter (finished_on_time) as finished_on_time,
-            count(*) filter (not is_finished and not is_closed_unfinished and due_at < as_of) as open_overdue,
-            count(*) filter (is_closed_unfinished) as closed_unfinished,
-            count(*) filter (channel_code = 2) as dossiers_online,
-            count(*) filter (paid_online) as dossiers_paid_online,
-            count(*) filter (digitized) as dossiers_digitized,
-            count(*) filter (is_finished and e_result) as dossiers_e_result,
-            count(distinct _id) + (count(*) filter (_id is null) > 0)::int as distinct_applicants,
-            avg(processing_days) filter (is_finished) as avg_processing_days,
-            any_value(as_of) as as_of
-        from s, as_of group by all
-    )
-    select month, agency_key as agency, dossiers_received, dossiers_finished, finished_on_time,
+-- the monthly KPIs for the province and for each agency, in one pass (grouping sets); `level` 1 is the province
+create or replace temp table kpi_counts as
+with s as (select *, vn_fold(agency) as agency_key from read_parquet('{out}/silver_dossiers.parquet')),
+as_of as (select max(updated_at) as as_of from s)
+select received_month as month, agency_key, grouping(agency_key) as level,
+    count(*) as dossiers_received,
+    count(*) filter (is_finished) as dossiers_finished,
+    count(*) filter (finished_on_time) as finished_on_time,
+    count(*) filter (not is_finished and not is_closed_unfinished and due_at < as_of) as open_overdue,
+    count(*) filter (is_closed_unfinished) as closed_unfinished,
+    count(*) filter (channel_code = 2) as dossiers_online,
+    count(*) filter (paid_online) as dossiers_paid_online,
+    count(*) filter (digitized) as dossiers_digitized,
+    count(*) filter (is_finished and e_result) as dossiers_e_result,
+    count(distinct _id) + (count(*) filter (_id is null) > 0)::int as distinct_applicants,
+    avg(processing_days) filter (is_finished) as avg_processing_days,
+    any_value(as_of) as as_of
+from s, as_of
+group by grouping sets ((received_month), (received_month, agency_key));
+create or replace macro kpis(lvl) as table
+    select month, agency_key, dossiers_received, dossiers_finished, finished_on_time,
         dossiers_finished - finished_on_time as finished_late, open_overdue, closed_unfinished, dossiers_online,
         dossiers_paid_online, dossiers_digitized, dossiers_e_result, distinct_applicants,
         kpi_pct(finished_on_time, dossiers_finished + open_overdue) as on_time_pct,
@@ -300,7 +268,16 @@ copy (
         kpi_pct(dossiers_paid_online, dossiers_received) as paid_online_pct,
         kpi_pct(dossiers_digitized, dossiers_received) as digitized_pct,
         kpi_pct(dossiers_e_result, dossiers_finished) as e_result_pct,
-        avg_processing_days, c.catalog_online_pct, as_of
-    from counts left join catalog_online c using (agency_key)
+        avg_processing_days, as_of
+    from kpi_counts where level = lvl;
+copy (
+    select * exclude (agency_key, as_of),
+        (select count(*) filter (online_class in ('full', 'partial')) * 100.0 / nullif(count(*), 0) from proc_silver) as catalog_online_pct,
+        as_of
+    from kpis(1) order by month
+) to '{out}/gold_public_service_kpis_monthly.parquet' (format parquet);
+copy (
+    select k.month, k.agency_key as agency, k.* exclude (month, agency_key, as_of), c.catalog_online_pct, k.as_of
+    from kpis(0) k left join catalog_online c using (agency_key)
     order by month, agency
 ) to '{out}/gold_public_service_kpis_by_agency_monthly.parquet' (format parquet);

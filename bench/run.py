@@ -590,7 +590,12 @@ def main(argv: list[str] | None = None) -> dict:
         help="for S > 1, run the generator at S (slow: ~4k versions/s) instead of replicating S=1's export",
     )
     parser.add_argument("--api-max-versions", type=int, default=2_000_000, help="versions the gateway serves")
-    parser.add_argument("--api-page-size", type=int, default=5000, help="page size asked of the gateway")
+    parser.add_argument(
+        "--api-page-size",
+        type=int,
+        default=20000,
+        help="page size asked of the gateway (the production default, IOC_DOSSIER_API_PAGE_SIZE)",
+    )
     parser.add_argument("--label", default="", help="a note stored with the result")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")

@@ -20,6 +20,10 @@ OFFLINE = {"autoinstall_known_extensions": False, "autoload_known_extensions": F
 # Analysts' tools lag behind the engine (the DuckDB CLI on PyPI is 1.5, DBeaver ships older
 # drivers): write a storage format they can all open.
 STORAGE_COMPATIBILITY = "v1.4.0"
+# DuckDB's default is 80 % of the machine's memory: copying the silver tables in would keep pages
+# cached up to that. The build streams Parquet into the file, so a modest limit costs nothing and
+# keeps the publish step inside the pipeline's memory budget (benchmark target: < 1.5 GB at S=10).
+BUILD_MEMORY_LIMIT = "512MB"
 
 
 def connect(path: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -36,7 +40,14 @@ def build(store: Lake, path: str, docs: dict[str, TableDoc]) -> dict[str, int]:
     building = f"{path}.{uuid.uuid4().hex}.building"
     counts: dict[str, int] = {}
     try:
-        con = duckdb.connect(building, config={**OFFLINE, "storage_compatibility_version": STORAGE_COMPATIBILITY})
+        con = duckdb.connect(
+            building,
+            config={
+                **OFFLINE,
+                "storage_compatibility_version": STORAGE_COMPATIBILITY,
+                "memory_limit": BUILD_MEMORY_LIMIT,
+            },
+        )
         try:
             for schema in SCHEMAS:
                 con.execute(f"create schema {schema}")

@@ -237,21 +237,42 @@ def whole_file(landing: Landing, file: FileInfo, feed: Feed) -> tuple[str, Itera
     return table.column(FILE_HASH)[0].as_py(), [table]
 
 
+def stat_key(file: FileInfo) -> str:
+    """What identifies a delivered file without reading it: path, size and modification time. A file
+    whose three are unchanged since its digest was taken is not hashed again (a nightly run would
+    otherwise read every delivered file, gigabytes, to find the one new export)."""
+    return f"{file.path}|{file.size}|{file.modified!r}"
+
+
+def loaded_before(file: FileInfo) -> bool:
+    """Inside a file resource: whether this very file (same path, size and modification time) was
+    loaded by an earlier run."""
+    state = dlt.current.resource_state()
+    return state.get("file_digests", {}).get(stat_key(file)) in state.get("loaded_files", {})
+
+
 def file_resource(feed: Feed, landing: Landing, report: IngestReport, read: Reader = whole_file) -> Any:
     """A dlt resource yielding the Arrow tables of every new file; a file whose content was loaded
-    before (same SHA-256, whatever its name) is skipped. `read` returns a file's digest and its
+    before (same SHA-256, whatever its name) is skipped; a file seen before with the same path, size and
+    modification time is skipped without being read (`stat_key`). `read` returns a file's digest and its
     tables (one, or a stream of batches for large files): nothing is yielded before the digest is
     known, and a reader raises `DeliveryError` before its first table when the file is unreadable."""
 
     @dlt.resource(name=feed.table, write_disposition="append")
     def delivered() -> Iterator[pa.Table]:
-        seen: dict[str, str] = dlt.current.resource_state().setdefault("loaded_files", {})
+        state = dlt.current.resource_state()
+        seen: dict[str, str] = state.setdefault("loaded_files", {})
+        digests: dict[str, str] = state.setdefault("file_digests", {})
         for file in landing.matching(feed.patterns):
+            if loaded_before(file):  # the very file loaded before, unchanged: not read again
+                report.skipped.append(file.path)
+                continue
             try:
                 digest, tables = read(landing, file, feed)
             except DeliveryError as error:
                 report.errors.append(error)
                 continue
+            digests[stat_key(file)] = digest
             if digest in seen:
                 report.skipped.append(file.path)
                 continue
