@@ -104,6 +104,14 @@ class DevServer:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
 
 
+def _default_signals() -> None:
+    """What a terminal or a service manager gives `make`: every stop signal at its default. (A test
+    runner started in the background, or a library in it, may have left some ignored: an ignored
+    signal stays ignored across exec, and `make` would then never hear it.)"""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start_dev_server(data_dir: Path) -> DevServer:
     """`make dev` exactly as a person types it, on a free port, over `data_dir`."""
     port = free_port()
@@ -126,6 +134,7 @@ def start_dev_server(data_dir: Path) -> DevServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_default_signals,
         )
     server = DevServer(process, port, home, log)
     for _ in range(360):
