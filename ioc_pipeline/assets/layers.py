@@ -271,12 +271,7 @@ def gated_silver(
             context.log.warning(f"{table}: {not_delivered_message(feed)}")
             nothing = {"delivered": False, "dagster/row_count": 0}
             why = f"{feed.table} has not been delivered yet: no row to check, none rejected"
-            checks = [
-                dg.AssetCheckResult(
-                    asset_key=silver_key, check_name=name, passed=True, description=why, metadata={"delivered": False}
-                )
-                for name in (gate.REJECT_SHARE_CHECK, gate.ROW_COUNT_CHECK)
-            ]
+            checks = gate.empty_batch_checks(silver_key, {"delivered": False}, why)
             yield dg.MaterializeResult(
                 asset_key=silver_key,
                 metadata={**nothing, "published": False, "delivered_rows": 0, "quarantined_rows": 0},

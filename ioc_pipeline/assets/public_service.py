@@ -457,14 +457,6 @@ def _month_partition(month: str) -> str:
 QUARANTINE_SCHEMA = {"source_file": pl.String, "source_row": pl.Int64, "rule": pl.String, "reason": pl.String}
 
 
-def _nothing_delivered() -> list[dg.AssetCheckResult]:
-    """The gate's batch checks of a month with no delivered version: nothing rejected, nothing collapsed."""
-    return [
-        dg.AssetCheckResult(asset_key=SILVER_KEY, check_name=name, passed=True, metadata={"delivered_rows": 0})
-        for name in (gate.REJECT_SHARE_CHECK, gate.ROW_COUNT_CHECK)
-    ]
-
-
 def _combine(checks: dict[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheckResult]:
     """One result per batch check over the months of the run: passed when every month passed."""
     combined: dict[str, dict[str, Any]] = {}
@@ -541,7 +533,7 @@ def silver_dossiers(context: dg.AssetExecutionContext, lake: LakeResource) -> It
         empty = current_versions(store.scan("bronze", TABLE).head(0)).with_row_index(ROW_ID) if has_bronze else None
         previews = [typed_dossiers(empty).select(SILVER_COLUMNS) if empty is not None else pl.DataFrame()]
         rejected = [pl.DataFrame(schema=QUARANTINE_SCHEMA)]
-        checks_by_month = {month: _nothing_delivered() for month in months}
+        checks_by_month = {month: gate.empty_batch_checks(SILVER_KEY, {"delivered_rows": 0}) for month in months}
     clean = pl.concat(previews, how="vertical_relaxed")
     quarantine = pl.concat(rejected, how="vertical_relaxed")
     checks = _combine(checks_by_month)
