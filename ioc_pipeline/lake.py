@@ -106,6 +106,25 @@ class Lake:
             self.fs.pipe_file(target, buffer.getvalue())
         return f"{self.protocol}{target}"
 
+    def write_file(self, layer: str, relative: str, data: bytes) -> str:
+        """Replace a non-table file of a layer (a feedback workbook, a page) atomically; returns its URL."""
+        assert layer in LAYERS, layer
+        target = f"{self.root}/{layer}/{relative}"
+        folder = target.rsplit("/", 1)[0]
+        self.fs.makedirs(folder, exist_ok=True)
+        if _is_local(self.fs):
+            temporary = f"{folder}/.{uuid.uuid4().hex}.tmp"
+            try:
+                with open(temporary, "wb") as handle:
+                    handle.write(data)
+                os.replace(temporary, target)
+            finally:
+                if os.path.exists(temporary):
+                    os.remove(temporary)
+        else:
+            self.fs.pipe_file(target, data)
+        return f"{self.protocol}{target}"
+
     def scan(self, layer: str, table: str) -> pl.LazyFrame:
         return pl.scan_parquet(self.glob(layer, table), hive_partitioning=True, missing_columns="insert")
 

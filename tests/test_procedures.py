@@ -146,16 +146,23 @@ def test_a_collapsed_delivery_is_blocked_and_gold_stays(published: Pipeline) -> 
     before = published.scorecard()
     _deliver(published, "tthc_20220531.json", _newest_rows(published)[:600])  # a third of the catalog
     result = published.run()
-    assert not result.success
+    assert result.success, failure_messages(result)  # blocked is a decision, not a failure: the others publish
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key == SILVER}
     assert checks == {"row_count_not_collapsed": False, "rejected_share_within_threshold": True}
+    collapse = next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == SILVER and e.check_name == "row_count_not_collapsed"
+    )
+    assert collapse.severity == dg.AssetCheckSeverity.ERROR
+    assert "fewer than the minimum 921 (50 % of the 1,843 rows published before): blocked" in collapse.description
     assert published.scorecard() == before
     assert published.lake.read("silver", "procedures").height == 1843  # the published silver was kept
     assert published.lake.read("quarantine", "procedures")["source_file"].unique().to_list() == [
         "procedures/tthc_20220531.json"
     ]
-    skipped = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert dg.AssetKey(["gold", "ioc_scorecard"]) not in skipped
+    published_keys = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dg.AssetKey(["publish", "warehouse"]) in published_keys  # every feed's last good data published
 
 
 def test_a_mostly_rejected_delivery_is_blocked(published: Pipeline) -> None:
@@ -164,9 +171,15 @@ def test_a_mostly_rejected_delivery_is_blocked(published: Pipeline) -> None:
         row["MucDoDVC"] = "không rõ"
     _deliver(published, "tthc_20220531.json", rows)
     result = published.run()
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key == SILVER}
-    assert checks["rejected_share_within_threshold"] is False
-    assert not result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key == SILVER}
+    assert checks["rejected_share_within_threshold"].passed is False
+    refused = published.lake.read("quarantine", "procedures").height
+    assert refused >= 400
+    assert checks["rejected_share_within_threshold"].description == (
+        f"procedures: {refused:,} of 1,859 rows ({refused / 1859 * 100:.1f} %) refused; "
+        "policy blocks above 10 % and 10 rows: blocked"
+    )
+    assert result.success, failure_messages(result)
     assert published.scorecard()["procedures_total"] == 1843
 
 
