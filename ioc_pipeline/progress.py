@@ -36,8 +36,12 @@ class ProgressHandler(logging.Handler):
         meta: dict[str, Any] | None = getattr(record, LOG_RECORD_METADATA_ATTR, None)
         event = meta.get("dagster_event") if meta else None
         if event is None:
-            if record.levelno >= logging.ERROR:
-                self._print(f"  error  {record.getMessage()}")
+            message = meta.get("orig_message", "") if meta else record.getMessage()
+            if "Not executing" in str(message):
+                step = str(meta.get("step_key") if meta else "") or "a step"
+                self._print(f"  skipped {_label(step):<48} (an upstream step failed)")
+            elif record.levelno >= logging.ERROR:
+                self._print(f"  error   {message}")
             return
         kind, step = event.event_type_value, event.step_key or ""
         data = event.event_specific_data
@@ -54,15 +58,19 @@ class ProgressHandler(logging.Handler):
             extra = f"  ({held:,} quarantined)" if held else ""
             self._print(f"  ok      {label:<48}{rows} {data.duration_ms / 1000:>7.1f} s{extra}")
         elif kind == "STEP_FAILURE":
-            message = data.error.message.strip().splitlines()[0] if data.error else "failed"
-            self._print(f"  FAILED  {_label(step):<48} {message}")
-        elif kind == "STEP_SKIPPED":
-            self._print(f"  skipped {_label(step):<48} (an upstream step failed)")
+            self._print(f"  FAILED  {_label(step):<48} {root_message(data.error)}")
         elif kind == "ASSET_CHECK_EVALUATION" and not data.passed:
             summary = data.metadata.get("summary")
             text = summary.value if summary is not None else data.description or ""
             level = "warning" if data.severity == dg.AssetCheckSeverity.WARN else "CHECK"
             self._print(f"  {level:<7} {data.asset_check_key.name}: {text}")
+
+
+def root_message(error: Any) -> str:
+    """The message of the innermost cause (Dagster wraps a step's exception in its own error)."""
+    while error is not None and getattr(error, "cause", None) is not None:
+        error = error.cause
+    return (error.message.strip().splitlines() or ["failed"])[-1] if error is not None else "failed"
 
 
 def _label(step: str) -> str:

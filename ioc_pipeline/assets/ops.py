@@ -179,7 +179,7 @@ def status_row(spec: feeds.FeedSpec, inputs: Inputs, carrier: str | None = None)
                 f"{who}: tệp {newest.path} bị từ chối: {last.get('reason_vi') or last.get('reason')}{keeps}",
                 f"{who}: file {newest.path} refused: {last.get('reason')}{keeps_en}",
             )
-    gates = inputs.gates.filter(pl.col("table") == table) if not inputs.gates.is_empty() else inputs.gates
+    gates = inputs.gates.filter(pl.col("feed") == table) if not inputs.gates.is_empty() else inputs.gates
     if gates.height:
         last_gate = gates.sort("batch").row(gates.height - 1, named=True)
         if last_gate["decision"] == "blocked":

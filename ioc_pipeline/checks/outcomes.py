@@ -1,6 +1,6 @@
 """What the gate decided about each batch, kept where people and `ops.feed_status` can read it.
 
-    gate_batch ──record()──► lake ops/gate_results/table=<table>/  one row per batch in force
+    gate_batch ──record()──► lake ops/gate_results/feed=<table>/  one row per batch in force
                         └──► lake ops/feedback/<table>/<file>.xlsx  the department's feedback workbook
     a blocked batch ──alert_blocked()──► ops/alerts (once per batch), the log, the webhook
 
@@ -45,7 +45,7 @@ DOCS = {
         "Kết quả kiểm tra chất lượng của từng lô dữ liệu đang có hiệu lực",
         "The quality gate's decision on each batch in force",
         {
-            "table": ("Bảng dữ liệu (nguồn)", "feed table"),
+            "feed": ("Nguồn dữ liệu (bảng)", "feed (its table)"),
             "batch": ("Lô: ngày chốt của bản danh sách, hoặc tháng hồ sơ", "batch: snapshot date, or dossier month"),
             "source_files": ("Các tệp của lô", "files of the batch"),
             "delivered_rows": ("Số dòng đã nhận", "rows delivered"),
@@ -141,7 +141,7 @@ def record(
         ],
         schema=SCHEMA,
     )
-    partition = f"table={table}"
+    partition = f"feed={table}"
     if not per_file:  # one row per batch (month): keep the other batches' rows
         previous = store.read_partition(LAYER, TABLE, partition)
         if previous is not None:
@@ -168,7 +168,7 @@ def alert_blocked(store: Lake, outcome: Outcome, run_id: str, job_name: str, web
 
 
 def read(store: Lake) -> pl.DataFrame:
-    """Every table's batches in force, with the `table` column (empty when nothing was gated yet)."""
+    """Every feed's batches in force, with the `feed` column (empty when nothing was gated yet)."""
     if not store.exists(LAYER, TABLE):
-        return pl.DataFrame(schema={"table": pl.String, **SCHEMA})
+        return pl.DataFrame(schema={"feed": pl.String, **SCHEMA})
     return store.read(LAYER, TABLE)
