@@ -18,9 +18,9 @@ import polars as pl
 
 from ioc_pipeline import feedback, gate
 from ioc_pipeline.assets.layers import GatedTable
-from ioc_pipeline.feeds import DOMAINS
+from ioc_pipeline.feeds import DOMAINS, feed
 from ioc_pipeline.lake import Landing, matches
-from ioc_pipeline.sources.files import DeliveryError, read_delivery
+from ioc_pipeline.sources.files import LOAD_ID, DeliveryError, read_delivery
 
 EXIT_PUBLISHABLE, EXIT_BLOCKED, EXIT_REFUSED = 0, 3, 4
 
@@ -32,11 +32,17 @@ def gated_tables() -> list[GatedTable]:
 
 def table_for(path: Path, specs: list[GatedTable]) -> GatedTable | None:
     """The gated table whose feed's file names match `path` (folders are not required: a clerk's
-    file may sit anywhere; its name says which feed it is)."""
+    file may sit anywhere; its name says which feed it is). A feed whose names are only `*.csv`
+    (the carriers' registers) also needs the name to start with one of its parts (a carrier)."""
     name = path.name
     for spec in specs:
-        if any(matches(name, (posixpath.basename(p),)) for p in spec.feed.patterns):
-            return spec
+        names = tuple(posixpath.basename(p) for p in spec.feed.patterns)
+        if not matches(name.lower(), tuple(n.lower() for n in names)):
+            continue
+        parts = feed(spec.table).parts
+        if parts and spec.feed.partition_of and spec.feed.partition_of(name) not in parts:
+            continue
+        return spec
     return None
 
 
@@ -54,6 +60,8 @@ def read_file(path: Path, spec: GatedTable) -> pl.DataFrame:
     reader = getattr(spec, "reader", None)
     tables = reader(landing, file) if reader else [read_delivery(landing, file, spec.feed)]
     frame = pl.concat([pl.from_arrow(t) for t in tables], how="diagonal_relaxed")
+    if LOAD_ID not in frame.columns:  # what dlt adds in bronze: one load here
+        frame = frame.with_columns(pl.lit("validate").alias(LOAD_ID))
     return spec.batch(frame).with_row_index(gate.ROW_ID)
 
 

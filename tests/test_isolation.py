@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from openpyxl import load_workbook
 
 from ioc_pipeline import cli
 from ioc_pipeline.definitions import build_defs
@@ -94,6 +95,19 @@ def test_a_few_bad_rows_in_two_feeds_are_quarantined_and_every_feed_publishes(
     viettel_refused = new_file.height
     assert viettel + viettel_refused == delivered_bts
     assert "feeds (ops.feed_status):" in out and "bts_stations/viettel" in out
+    # the carrier's feedback workbook: its own refused rows, the reason in Vietnamese
+    (feedback,) = [
+        f
+        for (files,) in published.query("select feedback_files from ops.gate_results")
+        for f in files
+        if "viettel_20220531" in f
+    ]
+    book = load_workbook(feedback, read_only=True)
+    summary = {r[0]: r[1] for r in book["Tóm tắt"].iter_rows(values_only=True) if r and r[0]}
+    assert summary["Số dòng đã đọc"] == delivered_bts and summary["Số dòng bị loại"] == viettel_refused
+    refused_rows = list(book["Dòng bị loại"].iter_rows(values_only=True))[1:]
+    assert {r[0] for r in refused_rows} >= {r + 1 for r in bad_bts}
+    assert all(r[2] for r in refused_rows)  # a Vietnamese reason on every row
 
 
 def test_a_wholly_broken_feed_is_blocked_and_the_others_publish(
@@ -254,3 +268,53 @@ def test_a_feed_past_its_cadence_is_late_and_a_fresh_delivery_is_not(
     assert status["procedures"]["state"] == "published"
     assert status["procedures"]["published"] == date.today()
     assert status["postal_enterprises"]["state"] == "late"
+
+
+def test_run_and_scorecard_with_every_setting_from_the_environment(tmp_path: Path) -> None:
+    """`cli run` then `cli scorecard` as a shell runs them, every variable of the README's table set
+    (production mode, a real key, the dossiers through a gateway on 127.0.0.1): no EnvVar leaks."""
+    import os
+    import secrets
+    import shutil
+    import subprocess
+    import sys
+
+    from ioc_pipeline.sample.__main__ import FEEDS, SEED
+    from ioc_pipeline.sample.gateway import Gateway, GatewayServer
+    from tests.conftest import REPO
+
+    landing, home = tmp_path / "delivered", tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    for name in ("procedures", "telecom", "postal"):
+        FEEDS[name](landing, SEED)
+    exports = tmp_path / "exports"
+    FEEDS["dossiers"](exports, SEED)
+    gateway = Gateway("t0ken-" + secrets.token_hex(8))
+    gateway.add_landing(exports)
+    with GatewayServer(gateway) as server:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("IOC_", "DAGSTER_"))},
+            "IOC_DATA_DIR": str(tmp_path / "unused"),
+            "IOC_LANDING_DIR": str(landing),
+            "IOC_LAKE_DIR": str(tmp_path / "lake"),
+            "IOC_DLT_DIR": str(tmp_path / "dlt"),
+            "IOC_WAREHOUSE_PATH": str(tmp_path / "published" / "ioc.duckdb"),
+            "DAGSTER_HOME": str(home),
+            "IOC_MODE": "production",
+            "IOC_PII_KEY": secrets.token_urlsafe(32),
+            "IOC_DOSSIER_API_URL": server.url,
+            "IOC_DOSSIER_API_TOKEN": gateway.token,
+            "IOC_DOSSIER_API_PAGE_SIZE": "500",
+            "IOC_DOSSIER_API_BACKOFF_SECONDS": "0.1",
+            "IOC_QUALITY_POLICY": str(REPO / "ioc_pipeline" / "checks" / "quality_policy.toml"),
+            "IOC_ALERT_WEBHOOK_URL": "",
+        }
+        command = [sys.executable, "-m", "ioc_pipeline.cli"]
+        ran = subprocess.run([*command, "run"], env=env, capture_output=True, text=True, timeout=600)
+    assert ran.returncode == cli.EXIT_OK, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert "procedures_total" in ran.stdout and "1,843" in ran.stdout
+    shown = subprocess.run([*command, "scorecard"], env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert str(tmp_path / "published" / "ioc.duckdb") in shown.stdout and "dossiers_received" in shown.stdout
+    assert not (tmp_path / "unused").exists()
