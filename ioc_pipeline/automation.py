@@ -17,11 +17,9 @@ current and previous month in one run (a partition range: its partitioned assets
 
 import hashlib
 import json
-import posixpath
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from fnmatch import fnmatch
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -34,7 +32,7 @@ from ioc_pipeline.sources import dossiers as dossiers_source
 from ioc_pipeline.sources import postal as postal_source
 from ioc_pipeline.sources import procedures as procedures_source
 from ioc_pipeline.sources import telecom as telecom_source
-from ioc_pipeline.sources.files import DeliveryError, Feed, snapshot_of
+from ioc_pipeline.sources.files import TEMPORARY_NAMES, DeliveryError, Feed, is_temporary, snapshot_of  # noqa: F401
 
 TIMEZONE = "Asia/Ho_Chi_Minh"
 NIGHTLY_HOUR = 1
@@ -43,8 +41,6 @@ FRESHNESS_WINDOW = timedelta(hours=26)  # a nightly refresh plus two hours of sl
 DELIVERY_INTERVAL_SECONDS = 60  # a file must look the same on two evaluations this far apart
 CHANGED_INTERVAL_SECONDS = 120
 FRESHNESS_INTERVAL_SECONDS = 600
-# Names that editors, copy tools and browsers give a file while it is still being written.
-TEMPORARY_NAMES = ("*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload", "*.filepart", "*.swp", "~$*", ".*")
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
@@ -148,12 +144,6 @@ def nightly_schedule(job: UnresolvedAssetJobDefinition, partitions: dg.TimeWindo
 
 
 # --- delivery sensors -------------------------------------------------------------------------
-
-
-def is_temporary(path: str) -> bool:
-    """A name that a file still being written carries (`x.csv.part`, `~$x.xlsx`, `.x.csv.a1b2`)."""
-    name = posixpath.basename(path)
-    return any(fnmatch(name, pattern) for pattern in TEMPORARY_NAMES)
 
 
 def delivery_sensor(
