@@ -664,6 +664,10 @@ def file_resource(
                 opened = read(landing, file, feed) if candidate.refusal is None else None
             except DeliveryError as error:  # unreadable before its digest (an empty export)
                 opened, candidate.refusal = None, error
+            except FileNotFoundError:  # renamed or removed since the folder was listed (a copy tool finishing)
+                gone = ("the file disappeared before it was read", "tệp đã biến mất trước khi được đọc")
+                report.fates.append(fate_of(feed, file, "deferred", *gone))
+                continue
             digest = opened.digest if opened else sha256_of(landing, file.path)
             if (file.path, digest) in refused:
                 reason, reason_vi = refused[(file.path, digest)]
