@@ -281,3 +281,40 @@ def test_json_dossier_exports_are_read_like_ndjson(tmp_path: Path) -> None:
     assert files["public_service/dossiers_202204.JSON"]["encoding"] == "utf-8"
     assert {r["fate"] for r in files.values()} == {"loaded"} and len(files) == 4
     assert check(result, "delivered_rows_accounted", dg.AssetKey(["bronze", "dossiers"])).passed
+
+
+def _read(tmp_path: Path, name: str, content: bytes):
+    from ioc_pipeline.lake import Landing
+    from ioc_pipeline.sources.files import read_delivery
+    from ioc_pipeline.sources.telecom import FEED
+
+    path = tmp_path / BTS / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    landing = Landing(str(tmp_path))
+    (file,) = landing.matching(FEED.patterns)
+    return read_delivery(landing, file, FEED)
+
+
+HEADER = "Mã trạm,Tên trạm,Kinh độ,Vĩ độ,Xã/Phường/Thị trấn,Công nghệ\n"
+
+
+def test_a_quoted_value_swallowing_rows_is_refused_but_a_two_line_address_is_not(tmp_path: Path) -> None:
+    from ioc_pipeline.sources.files import DeliveryError
+
+    rows = [f"VT{i:03d},Trạm {i},105.97,9.60,Phường 2,4G\n" for i in range(12)]
+    swallowing = HEADER + "".join(rows[:3]) + 'VT900,"Trạm mở' + "".join(rows[3:9]) + 'VT901,đóng",105.9,9.6,P2,4G\n'
+    with pytest.raises(DeliveryError, match=r"line 5: a quoted value runs over 7 lines") as refused:
+        _read(tmp_path / "a", "viettel_20220531.csv", swallowing.encode())
+    assert "dòng 5" in refused.value.problem_vi
+    address = HEADER + "".join(rows[:2]) + 'VT902,"Trạm Ấp 3,\nPhường 2",105.9,9.6,Phường 2,4G\n'
+    table, encoding = _read(tmp_path / "b", "viettel_20220531.csv", address.encode())
+    assert table.num_rows == 3 and encoding == "utf-8"
+    assert table.column("station_name")[2].as_py() == "Trạm Ấp 3,\nPhường 2"
+    assert table.column("_source_row").to_pylist() == [2, 3, 4]
+
+
+def test_utf8_is_preferred_and_nfd_headers_fold_like_nfc(tmp_path: Path) -> None:
+    text = unicodedata.normalize("NFD", HEADER) + "VT001,Trạm Mỹ Xuyên,105.97,9.60,Thị trấn Mỹ Xuyên,4G\n"
+    table, encoding = _read(tmp_path, "viettel_20220531.csv", text.encode("utf-8"))
+    assert encoding == "utf-8" and {"station_code", "commune", "technologies"} <= set(table.column_names)
