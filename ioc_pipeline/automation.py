@@ -22,11 +22,9 @@ and previous month in one run (a partition range: its partitioned assets need
 
 import hashlib
 import json
-import posixpath
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from fnmatch import fnmatch
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -36,7 +34,7 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from ioc_pipeline.alerts import Alert, raise_alert
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.resources import AlertsResource, LakeResource, LandingResource
-from ioc_pipeline.sources.files import DeliveryError, Feed, snapshot_of
+from ioc_pipeline.sources.files import TEMPORARY_NAMES, DeliveryError, Feed, is_temporary, snapshot_of  # noqa: F401
 
 TIMEZONE = "Asia/Ho_Chi_Minh"
 NIGHTLY_HOUR = 1
@@ -45,8 +43,6 @@ FRESHNESS_WINDOW = timedelta(hours=26)  # a nightly refresh plus two hours of sl
 DELIVERY_INTERVAL_SECONDS = 60  # a file must look the same on two evaluations this far apart
 CHANGED_INTERVAL_SECONDS = 120
 FRESHNESS_INTERVAL_SECONDS = 600
-# Names that editors, copy tools and browsers give a file while it is still being written.
-TEMPORARY_NAMES = ("*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload", "*.filepart", "*.swp", "~$*", ".*")
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
@@ -146,12 +142,6 @@ def nightly_schedule(job: UnresolvedAssetJobDefinition, partitions: dg.TimeWindo
 
 
 # --- delivery sensors -------------------------------------------------------------------------
-
-
-def is_temporary(path: str) -> bool:
-    """A name that a file still being written carries (`x.csv.part`, `~$x.xlsx`, `.x.csv.a1b2`)."""
-    name = posixpath.basename(path)
-    return any(fnmatch(name, pattern) for pattern in TEMPORARY_NAMES)
 
 
 def delivery_sensor(

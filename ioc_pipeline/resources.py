@@ -54,9 +54,11 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class LandingResource(dg.ConfigurableResource):
-    """The landing zone the departments deliver to (read-only for the pipeline)."""
+    """The landing zone the departments deliver to (read-only for the pipeline); a file modified less than
+    `settle_seconds` ago is probably still being written and is left to a later run."""
 
     root: str
+    settle_seconds: float = 2.0
 
     def landing(self) -> Landing:
         return Landing(self.root)
@@ -84,7 +86,10 @@ def resources() -> dict[str, dg.ConfigurableResource]:
             root=setting("IOC_LAKE_DIR", os.path.join(base, "lake")),
             dlt_dir=setting("IOC_DLT_DIR", os.path.join(base, "dlt")),
         ),
-        "landing": LandingResource(root=setting("IOC_LANDING_DIR", os.path.join(base, "landing"))),
+        "landing": LandingResource(
+            root=setting("IOC_LANDING_DIR", os.path.join(base, "landing")),
+            settle_seconds=float(os.environ.get("IOC_LANDING_SETTLE_SECONDS") or 2.0),
+        ),
         "warehouse": WarehouseResource(
             path=setting("IOC_WAREHOUSE_PATH", os.path.join(base, "warehouse", "ioc.duckdb"))
         ),

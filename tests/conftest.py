@@ -42,6 +42,7 @@ ENV_KEYS = (
     "IOC_DOSSIER_API_BACKOFF_SECONDS",
     "IOC_QUALITY_POLICY",
     "IOC_ALERT_WEBHOOK_URL",
+    "IOC_LANDING_SETTLE_SECONDS",
 )
 NETWORK_ATTEMPTS: list[str] = []
 
@@ -102,7 +103,13 @@ class Pipeline:
         return Lake(str(self.root / "lake"))
 
     def env(self) -> dict[str, str]:
-        return {"IOC_DATA_DIR": str(self.root), "DAGSTER_HOME": str(self.home), "IOC_MODE": "sample", **self.extra_env}
+        return {
+            "IOC_DATA_DIR": str(self.root),
+            "DAGSTER_HOME": str(self.home),
+            "IOC_MODE": "sample",
+            "IOC_LANDING_SETTLE_SECONDS": "0",  # the tests deliver a file and run at once
+            **self.extra_env,
+        }
 
     @contextmanager
     def environment(self) -> Iterator[None]:

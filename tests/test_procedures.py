@@ -116,15 +116,25 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("kind", list(BAD_FILES))
-def test_a_bad_file_fails_cleanly_and_nothing_published_changes(published: Pipeline, kind: str) -> None:
+def test_a_bad_file_is_refused_cleanly_and_nothing_published_changes(published: Pipeline, kind: str) -> None:
+    """The bad file is refused by name (the step succeeds, its check `delivered_files_readable` fails) and
+    leaves nothing in bronze; what was published stays."""
     name, content, problem = BAD_FILES[kind]
     before = published.scorecard()
+    bronze_rows = published.lake.row_count("bronze", "procedures")
     bad = published.landing / "procedures" / name
     bad.write_bytes(content)
     result = published.run()
-    assert not result.success
-    message = failure_messages(result)
-    assert f"procedures/{name}" in message and problem in message
+    assert result.success, failure_messages(result)
+    bronze = result.asset_materializations_for_node("bronze__procedures")[0].metadata
+    assert problem in bronze["files_refused"].value[f"procedures/{name}"]
+    readable = [
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == "delivered_files_readable" and c.asset_key == dg.AssetKey(["bronze", "procedures"])
+    ]
+    assert not readable[0].passed and f"procedures/{name}" in readable[0].description
+    assert published.lake.row_count("bronze", "procedures") == bronze_rows
     assert published.scorecard() == before
     assert published.query("select count(*) from silver.procedures")[0][0] == 1843
     assert bad.read_bytes() == content  # the delivery stays in the landing zone, untouched

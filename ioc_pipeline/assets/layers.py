@@ -25,6 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from ioc_pipeline import gate
+from ioc_pipeline.assets import deliveries
 from ioc_pipeline.checks import outcomes
 from ioc_pipeline.checks.policy import Policy, policy_for
 from ioc_pipeline.lake import FileInfo, Lake, Landing
@@ -43,43 +44,42 @@ LINEAGE_DOCS = {
 
 
 def bronze_asset(feed: Feed, group: str, description: str) -> dg.AssetsDefinition:
-    """The dlt ingestion of one file feed into bronze (files loaded once, by content hash)."""
+    """The dlt ingestion of one file feed into bronze (files loaded once, by content hash). A refused file
+    does not fail the step: it is recorded (ops/refused_files, an alert) and the `delivered_files_readable`
+    check fails while it is the feed's newest delivery (see assets/deliveries.py)."""
+    key = dg.AssetKey(["bronze", feed.table])
 
     @dg.asset(
-        key=["bronze", feed.table],
+        key=key,
         group_name=group,
         kinds={"dlt", "parquet"},
         owners=OWNERS,
         description=description,
         pool=pool_for("bronze", feed.table),  # the feed's bronze files and its dlt state
+        check_specs=deliveries.check_specs(key),
     )
     def _bronze(
-        context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource
+        context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource, alerts: AlertsResource
     ) -> dg.MaterializeResult:
         store = lake.lake()
-        report = ingest(feed, landing.landing(), store, lake.dlt_dir)
-        for error in report.errors:
-            context.log.error(f"delivery refused: {error}")
-        if report.errors:
-            raise dg.Failure(
-                description="; ".join(str(e) for e in report.errors),
-                metadata={"refused_files": [e.path for e in report.errors], "loaded_files": report.loaded},
-            )
-        bronze = store.read("bronze", feed.table) if store.exists("bronze", feed.table) else pl.DataFrame()
-        if bronze.is_empty():
+        report = ingest(feed, landing.landing(), store, lake.dlt_dir, landing.settle_seconds)
+        files, checks = deliveries.report_deliveries(context, store, feed, report, alerts.webhook_url or None)
+        delivered = store.exists("bronze", feed.table)
+        if not delivered:
             context.log.warning(not_delivered_message(feed))
+        preview = store.scan("bronze", feed.table).tail(5).collect() if delivered else pl.DataFrame()
         return dg.MaterializeResult(
             metadata=table_metadata(
-                bronze.tail(5),
+                preview,
                 **{
-                    "dagster/row_count": bronze.height,
-                    "delivered": not bronze.is_empty(),
-                    "files_loaded": report.loaded,
-                    "files_skipped_already_loaded": report.skipped,
+                    "dagster/row_count": store.row_count("bronze", feed.table),
+                    "delivered": delivered,
                     "rows_loaded": report.rows,
                     "dlt_load_ids": report.load_ids,
+                    **files,
                 },
-            )
+            ),
+            check_results=checks,
         )
 
     return _bronze
@@ -87,7 +87,8 @@ def bronze_asset(feed: Feed, group: str, description: str) -> dg.AssetsDefinitio
 
 def latest_snapshot(bronze: pl.DataFrame, by: list[str] | None = None) -> pl.DataFrame:
     """The rows of the newest snapshot (per `by` group, e.g. per carrier): of the files with the
-    newest snapshot date, the one loaded last wins, since a re-delivery supersedes."""
+    newest snapshot date, the one loaded last wins, since a re-delivery supersedes; of a file delivered
+    again under the same name with new content, only its newest load counts (never both merged)."""
     keys = by or []
     files = (
         bronze.group_by([*keys, SOURCE_FILE])
@@ -95,7 +96,7 @@ def latest_snapshot(bronze: pl.DataFrame, by: list[str] | None = None) -> pl.Dat
         .sort([SNAPSHOT, LOAD_ID, SOURCE_FILE])
     )
     chosen = files.group_by(keys, maintain_order=True).last() if keys else files.tail(1)
-    return bronze.join(chosen.select([*keys, SOURCE_FILE]), on=[*keys, SOURCE_FILE], how="semi")
+    return bronze.join(chosen.select([*keys, SOURCE_FILE, LOAD_ID]), on=[*keys, SOURCE_FILE, LOAD_ID], how="semi")
 
 
 @dataclass(frozen=True)

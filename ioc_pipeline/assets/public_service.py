@@ -29,6 +29,7 @@ import dagster as dg
 import polars as pl
 
 from ioc_pipeline import gate, parsing
+from ioc_pipeline.assets import deliveries
 from ioc_pipeline.assets.layers import OWNERS, GatedTable, gate_batch, gated_specs, quarantine_metadata
 from ioc_pipeline.checks.dossiers import RULES
 from ioc_pipeline.gate import ROW_ID
@@ -229,6 +230,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         kinds={"dlt", "parquet"},
         owners=OWNERS,
         retry_policy=retry_policy,
+        check_specs=deliveries.check_specs(BRONZE_KEY),
         description=(
             "Every dossier version as delivered (gateway API, incremental on NgayCapNhat; or the ndjson "
             "export), pseudonymised: ChuHoSo is replaced by applicant_id before the lake. Append-only."
@@ -240,6 +242,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         landing: LandingResource,
         gateway: DossierGatewayResource,
         pii: PiiResource,
+        alerts: AlertsResource,
     ) -> dg.MaterializeResult:
         store = lake.lake()
         try:
@@ -247,7 +250,9 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         except PiiKeyError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
         try:
-            loaded = source.ingest(store, lake.dlt_dir, landing.landing(), key, gateway.gateway())
+            loaded = source.ingest(
+                store, lake.dlt_dir, landing.landing(), key, gateway.gateway(), settle_seconds=landing.settle_seconds
+            )
         except Exception as error:  # dlt wraps the source's errors: report the cause, clearly
             cause = _root_cause(error)
             if isinstance(cause, source.GatewayAuthError):
@@ -256,13 +261,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
                 raise dg.Failure(description=str(cause)) from None
             raise
         report = loaded.report
-        for error in report.errors:
-            context.log.error(f"delivery refused: {error}")
-        if report.errors:
-            raise dg.Failure(
-                description="; ".join(str(e) for e in report.errors),
-                metadata={"refused_files": [e.path for e in report.errors], "loaded_files": report.loaded},
-            )
+        files, checks = deliveries.report_deliveries(context, store, source.FEED, report, alerts.webhook_url or None)
         gateway_stats = loaded.gateway
         context.log.info(f"dossiers: {report.rows} versions loaded ({loaded.mode}); months changed: {loaded.months}")
         metadata: dict[str, Any] = {
@@ -282,8 +281,8 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
                 retried_statuses=gateway_stats.retried_statuses,
             )
         else:
-            metadata.update(files_loaded=report.loaded, files_skipped_already_loaded=report.skipped)
-        return dg.MaterializeResult(metadata=metadata)
+            metadata.update(files)
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _bronze
 
