@@ -17,10 +17,10 @@ from __future__ import annotations
 import dagster as dg
 
 from ioc_pipeline import automation
-from ioc_pipeline.assets import postal, procedures, public_service, publish, reference, scorecard, telecom
+from ioc_pipeline.assets import postal, procedures, public_service, publish, reference, report, scorecard, telecom
 from ioc_pipeline.resources import resources
 
-ASSET_MODULES = [reference, procedures, telecom, postal, public_service, scorecard, publish]
+ASSET_MODULES = [reference, procedures, telecom, postal, public_service, scorecard, publish, report]
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 
