@@ -186,7 +186,7 @@ def sites_map(sites: Sequence[Row], communes: Sequence[Row], without_4g: set[str
     figure.update_layout(
         title=_title("Vị trí trạm BTS theo công nghệ cao nhất", "BTS sites by best technology"),
         height=760,
-        xaxis=dict(title="Kinh độ / longitude", showgrid=False, zeroline=False),
+        xaxis=dict(title="Kinh độ / longitude", showgrid=False, zeroline=False, constrain="domain"),
         # one degree of longitude is shorter than one of latitude by cos(latitude): equal distances
         yaxis=dict(
             title="Vĩ độ / latitude", scaleanchor="x", scaleratio=1 / math.cos(math.radians(middle)), showgrid=False

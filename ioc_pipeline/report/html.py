@@ -124,9 +124,8 @@ def table(
 ) -> str:
     """A table of already-escaped cells; a header is (vi, en) or (vi, en, "num") for a right-aligned column."""
     numeric = [len(h) > 2 and h[2] == "num" for h in headers]
-    head = "".join(
-        f'<th class="{"num" if n else ""}">{bi(h[0], h[1])}</th>' for h, n in zip(headers, numeric, strict=True)
-    )
+    labels = [esc(h[0]) if h[0] == h[1] else bi(h[0], h[1]) for h in headers]  # a column name: once
+    head = "".join(f'<th class="{"num" if n else ""}">{label}</th>' for label, n in zip(labels, numeric, strict=True))
     body = []
     for i, row in enumerate(rows):
         cells = "".join(f'<td class="{"num" if n else ""}">{cell}</td>' for cell, n in zip(row, numeric, strict=True))
