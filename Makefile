@@ -14,6 +14,7 @@ export IOC_MODE ?= sample
 
 DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
+REPORT_PORT ?=
 
 .PHONY: run test dev report lint sample gateway clean system-packages bench
 
@@ -41,7 +42,7 @@ system-packages:
 
 ## dev: the Dagster UI and daemon on http://127.0.0.1:3000 (the IOC report on the next port); Ctrl-C or SIGTERM stops everything
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	exec $(BIN)/python -m ioc_pipeline.devserver --host $(DEV_HOST) --port $(DEV_PORT)
+	exec $(BIN)/python -m ioc_pipeline.devserver --host $(DEV_HOST) --port $(DEV_PORT) $(if $(REPORT_PORT),--report-port $(REPORT_PORT))
 
 ## report: rebuild the IOC report (one offline HTML page) from the current warehouse and print its path
 report: $(STAMP)

@@ -118,6 +118,35 @@ def _warehouse_copy(sample_run: Pipeline, tmp_path: Path) -> Iterator[str]:
     yield str(path)
 
 
+def test_the_scorecard_shows_the_latest_value_its_trend_and_the_founding_report(
+    sample_run: Pipeline, tmp_path: Path
+) -> None:
+    latest = dict(sample_run.query("select indicator_code, value from gold.ioc_scorecard"))
+    with _warehouse_copy(sample_run, tmp_path) as path:
+        with connect(path) as con:  # an earlier snapshot of two indicators: the scorecard keeps history
+            con.execute(
+                "insert into gold.ioc_scorecard select indicator_code, indicator_name_vi, value - 100, unit, "
+                "as_of_date - interval 1 month, source_asset from gold.ioc_scorecard "
+                "where indicator_code in ('bts_sites', 'procedures_total')"
+            )
+        rendered = ioc.build(path)
+    assert rendered.snapshot == _snapshot(sample_run)
+    rows = {
+        code: row for row in rendered.html.split("<tr") for code in latest if f"<code class='note'>{code}</code>" in row
+    }
+    assert set(rows) == set(latest)
+    # the latest value, and one dot per snapshot in the trend (two for the indicators given a history)
+    assert f">{ioc.number(latest['bts_sites'])}<" in rows["bts_sites"]
+    assert rows["bts_sites"].count("<circle") == 2 and rows["procedures_total"].count("<circle") == 2
+    assert rows["postal_enterprises"].count("<circle") == 1
+    # beside the founding report's figures (the sample reproduces them: no difference)
+    for code, figure in ioc.FOUNDING_REPORT.items():
+        if code in latest and not code.endswith("_pct"):
+            assert f">{ioc.number(figure)}<" in rows[code], code
+            assert latest[code] != figure or ">=<" in rows[code], code
+    assert "17/05/2022" in rendered.html
+
+
 def test_the_feed_states_show_once_ops_feed_status_is_published(sample_run: Pipeline, tmp_path: Path) -> None:
     with _warehouse_copy(sample_run, tmp_path) as path:
         before = ioc.build(path)
