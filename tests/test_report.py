@@ -21,8 +21,8 @@ from ioc_pipeline.report import ioc, server
 from ioc_pipeline.report.quality import SAMPLE_LIMIT, render_quality_page
 from ioc_pipeline.warehouse import connect
 from tests.conftest import Pipeline
-from tests.support import ARTIFACTS, ensure_system_packages, free_port, start_dev_server, wait_for
-from tests.test_ui import CHROMIUM, CHROMIUM_FLAGS
+from tests.support import ARTIFACTS, DevServer, ensure_system_packages, free_port, start_dev_server, wait_for
+from tests.test_ui import CHROMIUM, CHROMIUM_FLAGS, _graphql
 
 REPORT_KEY = dg.AssetKey(["report", "ioc"])
 MAX_BYTES = 10 * 1024 * 1024
@@ -81,7 +81,24 @@ def test_with_a_server_configured_the_link_is_a_url_that_serves_the_page(publish
         reports.server_close()
 
 
-def test_make_dev_serves_the_report_folder_on_the_next_port(sample_run: Pipeline, tmp_path: Path) -> None:
+def _launch(dev: DevServer, job: str) -> str:
+    answer = _graphql(
+        dev,
+        'mutation { launchRun(executionParams: { mode: "default", selector: { repositoryLocationName: '
+        f'"ioc_pipeline", repositoryName: "__repository__", jobName: "{job}" }} }}) {{ __typename '
+        "... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }",
+    )["launchRun"]
+    assert answer["__typename"] == "LaunchRunSuccess", answer
+    return answer["run"]["runId"]
+
+
+def _run_status(dev: DevServer, run_id: str) -> str:
+    return _graphql(dev, f'{{ runOrError(runId: "{run_id}") {{ ... on Run {{ status }} }} }}')["runOrError"]["status"]
+
+
+def test_make_dev_serves_the_report_and_the_asset_page_links_to_it(sample_run: Pipeline, tmp_path: Path) -> None:
+    """`make dev`: the report folder on the next port, and a run of the report asset (launched as the UI
+    does, run by the daemon) leaves a link on the asset's page that opens the page."""
     pipeline = sample_run.copy(tmp_path / "data")
     dev = start_dev_server(pipeline.root)
     try:
@@ -89,6 +106,29 @@ def test_make_dev_serves_the_report_folder_on_the_next_port(sample_run: Pipeline
         assert f"reports of {(pipeline.root / 'lake' / 'report').resolve()} on {url}" in dev.log.read_text()
         with urllib.request.urlopen(url, timeout=10) as answer:
             assert answer.read() == (pipeline.root / "lake" / "report" / "ioc" / "latest.html").read_bytes()
+
+        run_id = _launch(dev, "refresh_report")
+        status = wait_for(
+            lambda: (found := _run_status(dev, run_id)) in ("SUCCESS", "FAILURE", "CANCELED") and found,
+            f"run {run_id} to end",
+            attempts=300,
+            pause=1.0,
+        )
+        assert status == "SUCCESS", dev.tail()
+        assert _materialization(pipeline)["url"].value == url
+
+        _graphql(dev, "mutation { setNuxSeen }")  # the newsletter prompt's Skip, as in test_ui
+        with _browser_page(f"{dev.url}/assets/report/ioc") as (page, _errors, _requests):
+            from playwright.sync_api import expect
+
+            link = page.locator(f'a[href="{url}"]').first
+            expect(link).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "report-asset-page.png"))
+            with page.context.expect_page() as opened:
+                link.click()
+            report = opened.value
+            report.wait_for_load_state("load")
+            expect(report.locator("h1")).to_contain_text("Báo cáo IOC")
     finally:
         dev.stop()
     wait_for(lambda: not dev.left_behind(), "every process of make dev to end", attempts=120)

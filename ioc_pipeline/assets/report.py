@@ -26,7 +26,8 @@ WAREHOUSE_KEY = dg.AssetKey(["publish", "warehouse"])
     owners=OWNERS,
     pool=pool_for("report", "ioc"),
     description="The IOC report: scorecard beside the founding report, public services, BTS map, postal network "
-    "and feed states, as one offline HTML page (report/ioc/<snapshot>.html, latest.html) in Vietnamese and English.",
+    "and feed states, as one offline HTML page (report/ioc/YYYY-MM-DD.html of the snapshot, and latest.html) in "
+    "Vietnamese and English. The `url` in its metadata opens it (when IOC_REPORT_BASE_URL is set; `make dev` sets it).",
 )
 def report_ioc(
     context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, report: ReportResource
@@ -34,7 +35,12 @@ def report_ioc(
     rendered = ioc.build(warehouse.path)
     written = ioc.write(lake.lake(), rendered)
     context.log.info(f"IOC report of {rendered.snapshot}: {written.latest_url} ({written.size_bytes:,} bytes)")
-    metadata = {
+    metadata: dict[str, object] = {}
+    for name, relative in (("url", "ioc/latest.html"), ("snapshot_url", f"ioc/{rendered.snapshot}.html")):
+        url = report.url_of(relative)
+        if url:  # first, so the link heads the metadata on the asset's page
+            metadata[name] = dg.MetadataValue.url(url)
+    metadata |= {
         "path": dg.MetadataValue.path(written.latest_path or written.latest_url),
         "snapshot_file": dg.MetadataValue.path(written.snapshot_url),
         "snapshot": rendered.snapshot,
@@ -43,8 +49,4 @@ def report_ioc(
         "site_markers": rendered.site_markers,
         "sections": dg.MetadataValue.json(rendered.sections),
     }
-    for name, relative in (("url", "ioc/latest.html"), ("snapshot_url", f"ioc/{rendered.snapshot}.html")):
-        url = report.url_of(relative)
-        if url:
-            metadata[name] = dg.MetadataValue.url(url)
     return dg.MaterializeResult(metadata=metadata)
