@@ -56,7 +56,8 @@ class Lake:
 
     def __init__(self, root: str) -> None:
         self.fs, self.root = _filesystem(root)
-        self.protocol = "" if _is_local(self.fs) else f"{self.fs.protocol[0]}://"
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.protocol = "" if _is_local(self.fs) else f"{protocols[0]}://"  # a filesystem may name one, not a tuple
 
     @property
     def url(self) -> str:

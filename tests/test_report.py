@@ -146,6 +146,11 @@ def test_lake_write_bytes_replaces_a_file_atomically_and_stays_inside_the_lake(t
     for outside in ("landing/x.html", "report/../../x.html"):
         with pytest.raises(AssertionError):
             lake.write_bytes(outside, b"no")
+    # the same through fsspec on a lake that is not a local folder (as on s3://)
+    remote = Lake("memory://report-test-lake")
+    assert remote.write_bytes("report/ioc/x.html", b"three") == "memory:///report-test-lake/report/ioc/x.html"
+    assert remote.read_bytes("report/ioc/x.html") == b"three" and remote.local_path("report/ioc/x.html") is None
+    assert server.report_folder({"IOC_LAKE_DIR": "s3://bucket/lake"}) is None
 
 
 # --- what the page holds, from other warehouses -----------------------------------------------------
@@ -367,6 +372,17 @@ def _quality_summary(sample_run: Pipeline) -> dict:
         ],
         "sample": sample,
     }
+
+
+def test_a_blocked_batch_says_so_and_the_sample_is_capped(sample_run: Pipeline) -> None:
+    summary = _quality_summary(sample_run)
+    summary |= {"decision": "blocked", "decision_vi": "Bị chặn", "decision_en": "blocked: too many rows refused"}
+    summary["sample"] = summary["sample"] * 3
+    text = render_quality_page(summary)
+    assert 'class="banner bad" data-decision="blocked"' in text and "blocked: too many rows refused" in text
+    sample_table = text.split('class="sample"')[1]
+    assert sample_table.count("<tr>") == 1 + SAMPLE_LIMIT  # the header and at most 20 rows
+    assert "10,0 %" in text and "50,0 %" in text  # the policy's shares, as percentages
 
 
 def test_a_quality_page_opens_offline_and_shows_rules_sample_and_decision(sample_run: Pipeline, tmp_path: Path) -> None:
