@@ -14,8 +14,9 @@ export IOC_MODE ?= sample
 
 DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
+REPORT_PORT ?=
 
-.PHONY: run test dev lint sample gateway clean system-packages bench
+.PHONY: run test dev report lint sample gateway clean system-packages bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,9 +40,13 @@ test: $(STAMP) system-packages
 system-packages:
 	@bash tools/system-packages.sh
 
-## dev: the Dagster UI and daemon on http://127.0.0.1:3000; Ctrl-C or SIGTERM stops everything
+## dev: the Dagster UI and daemon on http://127.0.0.1:3000 (the IOC report on the next port); Ctrl-C or SIGTERM stops everything
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	exec $(BIN)/python -m ioc_pipeline.devserver --host $(DEV_HOST) --port $(DEV_PORT)
+	exec $(BIN)/python -m ioc_pipeline.devserver --host $(DEV_HOST) --port $(DEV_PORT) $(if $(REPORT_PORT),--report-port $(REPORT_PORT))
+
+## report: rebuild the IOC report (one offline HTML page) from the current warehouse and print its path
+report: $(STAMP)
+	$(BIN)/python -m ioc_pipeline.report
 
 ## lint: ruff
 lint: $(STAMP)

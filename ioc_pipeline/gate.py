@@ -278,8 +278,11 @@ def decide(table: str, result: GateResult, previous_rows: int | None, policy: Po
     )
 
 
-def batch_checks(asset: dg.AssetKey, result: GateResult, decision: Decision) -> list[dg.AssetCheckResult]:
-    """The batch rules as asset checks (ERROR when failed: red in the UI, without stopping other feeds)."""
+def batch_checks(
+    asset: dg.AssetKey, result: GateResult, decision: Decision, links: dict[str, Any] | None = None
+) -> list[dg.AssetCheckResult]:
+    """The batch rules as asset checks (ERROR when failed: red in the UI, without stopping other feeds);
+    `links`: the batch's quality page and feedback workbooks, shown with each check."""
     share_vi, share_en = decision.share_text()
     collapse_vi, collapse_en = decision.collapse_text()
     return [
@@ -299,6 +302,7 @@ def batch_checks(asset: dg.AssetKey, result: GateResult, decision: Decision) -> 
                 "policy_min_refused_rows": decision.policy.min_refused_rows,
                 "failures_by_rule": {k: v for k, v in result.failures.items() if v},
                 "warnings_by_rule": {k: v for k, v in result.warnings.items() if v},
+                **(links or {}),
             },
         ),
         dg.AssetCheckResult(
@@ -314,6 +318,7 @@ def batch_checks(asset: dg.AssetKey, result: GateResult, decision: Decision) -> 
                 "previous_published_rows": decision.previous_rows,
                 "minimum_rows": decision.floor,
                 "policy_min_row_ratio": decision.policy.min_row_ratio,
+                **(links or {}),
             },
         ),
     ]

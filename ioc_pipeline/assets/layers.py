@@ -171,7 +171,6 @@ def gate_batch(
     result = spec.gate(delivered, store)
     previous = store.row_count("silver", spec.table, partition) or None
     decision = gate.decide(spec.table, result, previous, spec.policy())
-    checks = gate.batch_checks(spec.silver_key, result, decision)
     quarantine = gate.quarantine_rows(delivered, result.rejected)
     store.write(quarantine, "quarantine", spec.table, partition)
     if quarantine.height:
@@ -186,8 +185,18 @@ def gate_batch(
         context.log.error(f"{where}: blocked, the published silver is left as it was: {decision.reason()[1]}")
     label = batch or _batch_label(delivered)
     outcome = outcomes.record(
-        store, spec.table, label, delivered, quarantine, decision, spec.rules, context.run_id, per_file=not partition
+        store,
+        spec.table,
+        label,
+        delivered,
+        quarantine,
+        result,
+        decision,
+        spec.rules,
+        context.run_id,
+        per_file=not partition,
     )
+    checks = gate.batch_checks(spec.silver_key, result, decision, outcome.links())
     if not decision.published:
         outcomes.alert_blocked(store, outcome, context.run_id, context.job_name, webhook)
     return Gated(clean, quarantine, checks, decision, outcome)
