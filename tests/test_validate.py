@@ -54,7 +54,7 @@ def test_a_mostly_wrong_catalog_would_be_blocked_with_vietnamese_reasons(
     bad.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     assert _validate([bad], tmp_path / "out") == cli.EXIT_PARTIAL  # 3: would be blocked
     out = capsys.readouterr().out
-    assert "Bị chặn" in out and "trên 1,859 dòng" in out
+    assert "Bị chặn" in out and "trên 1.859 dòng" in out
     refused = _sheet(tmp_path / "out" / "tthc_20220531.json.phan_hoi.xlsx", "Dòng bị loại")
     header, body = refused[0], refused[1:]
     assert header[:3] == ("Dòng", "Quy tắc", "Lý do")
