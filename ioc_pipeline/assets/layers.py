@@ -386,12 +386,15 @@ def derived_asset(
     return _derived
 
 
-def indicator(code: str, name: str, value: float, as_of: object, source: str, unit: str = "count") -> dict[str, Any]:
-    """One scorecard row (`gold/ioc_scorecard`'s schema), as each domain's `indicators()` returns them."""
+def indicator(
+    code: str, name: str, value: float | None, as_of: object, source: str, unit: str = "count"
+) -> dict[str, Any]:
+    """One scorecard row (`gold/ioc_scorecard`'s schema), as each domain's `indicators()` returns them
+    (`value` None: not computable, e.g. a rate over no dossier)."""
     return {
         "indicator_code": code,
         "indicator_name_vi": name,
-        "value": float(value),
+        "value": float(value) if value is not None else None,
         "unit": unit,
         "as_of_date": as_of,
         "source_asset": source,

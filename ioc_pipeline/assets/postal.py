@@ -328,13 +328,11 @@ def _fill(frame: pl.DataFrame, as_of: object) -> pl.DataFrame:
 
 
 def network_by_commune(points: pl.DataFrame) -> pl.DataFrame:
-    table = _fill(reference.roll_up(points, "commune_code", _counts), points["snapshot_date"].max())
-    return table.select("as_of_date", *_UNIT_DOCS, *COUNT_COLUMNS)
+    return reference.by_unit(points, "commune", _counts, _fill, COUNT_COLUMNS)
 
 
 def network_by_new_unit(points: pl.DataFrame) -> pl.DataFrame:
-    table = _fill(reference.roll_up(points, "new_unit_code", _counts), points["snapshot_date"].max())
-    return table.select("as_of_date", *reference.NEW_UNIT_COLUMNS, *COUNT_COLUMNS)
+    return reference.by_unit(points, "new_unit", _counts, _fill, COUNT_COLUMNS)
 
 
 def _gold(name: str, build: Callable[[pl.DataFrame], pl.DataFrame], description: str) -> dg.AssetsDefinition:

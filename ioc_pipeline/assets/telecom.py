@@ -337,13 +337,11 @@ COUNT_COLUMNS = ["sites", *TECH_COLUMNS.values(), "stations", "carriers", "carri
 
 
 def coverage_by_commune(sites: pl.DataFrame) -> pl.DataFrame:
-    table = _fill(reference.roll_up(sites, "commune_code", _counts), sites["snapshot_date"].max())
-    return table.select("as_of_date", *_UNIT_DOCS, *COUNT_COLUMNS)
+    return reference.by_unit(sites, "commune", _counts, _fill, COUNT_COLUMNS)
 
 
 def coverage_by_new_unit(sites: pl.DataFrame) -> pl.DataFrame:
-    table = _fill(reference.roll_up(sites, "new_unit_code", _counts), sites["snapshot_date"].max())
-    return table.select("as_of_date", *reference.NEW_UNIT_COLUMNS, *COUNT_COLUMNS)
+    return reference.by_unit(sites, "new_unit", _counts, _fill, COUNT_COLUMNS)
 
 
 def coverage_gaps(by_commune: pl.DataFrame, by_new_unit: pl.DataFrame) -> pl.DataFrame:
