@@ -16,7 +16,7 @@ DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
 REPORT_PORT ?=
 
-.PHONY: run test dev report lint sample gateway clean system-packages bench
+.PHONY: run test dev report lint sample gateway clean system-packages bench sql
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 ## report: rebuild the IOC report (one offline HTML page) from the current warehouse and print its path
 report: $(STAMP)
 	$(BIN)/python -m ioc_pipeline.report
+
+## sql: a DuckDB prompt on your own scratch database (data/warehouse/scratch/<you>.duckdb), the warehouse attached read-only as `ioc`
+sql: $(STAMP)
+	$(BIN)/python -m ioc_pipeline.sql
 
 ## lint: ruff
 lint: $(STAMP)

@@ -50,7 +50,7 @@ DOCS = {
                 "alert id (kind:run id, or kind:subject for a batch or a file)",
             ),
             "raised_at": ("Thời điểm phát sinh (UTC)", "raised at (UTC)"),
-            "kind": ("Loại cảnh báo", "kind: run_failure, batch_blocked, file_refused"),
+            "kind": ("Loại cảnh báo", "kind: run_failure, batch_blocked, file_refused, warehouse_orphaned"),
             "job_name": ("Tác vụ Dagster", "Dagster job"),
             "run_id": ("Mã lần chạy Dagster", "Dagster run id"),
             "failed_steps": ("Các bước lỗi", "failed steps"),
@@ -63,7 +63,7 @@ DOCS = {
 
 @dataclass
 class Alert:
-    kind: str  # run_failure, batch_blocked, file_refused
+    kind: str  # run_failure, batch_blocked, file_refused, warehouse_orphaned
     job_name: str
     run_id: str
     message: str

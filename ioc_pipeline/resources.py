@@ -8,6 +8,7 @@ came from, and the embedded default otherwise.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -69,8 +70,10 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str
 
-    def publish(self, store: Lake, docs: dict[str, TableDoc]) -> dict[str, int]:
-        return build(store, self.path, docs)
+    def publish(
+        self, store: Lake, docs: dict[str, TableDoc], on_orphan: Callable[[str], None] | None = None
+    ) -> dict[str, int]:
+        return build(store, self.path, docs, on_orphan)
 
 
 class AlertsResource(dg.ConfigurableResource):

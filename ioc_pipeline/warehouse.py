@@ -3,12 +3,28 @@
 An analyst's read-only connection holds the file it opened; `os.replace` gives new connections
 the new file while the old one stays readable, whole, until it is closed. Only the publish step
 ever writes a warehouse file, and it writes a fresh one: no two processes share a writer.
+
+A client that opened the published file in write mode (the DuckDB CLI does unless told `-readonly`)
+holds a lock on it and keeps its changes in `ioc.duckdb.wal`, which new connections would try to
+replay into the new file ("WAL does not match database file"). So the publish
+- keeps such a file and its WAL, whole, in `orphaned/<timestamp>/` beside the warehouse (`set_aside`):
+  the client's session goes on writing there, and the publish step logs and alerts what it kept;
+- leaves `ioc.duckdb.wal` as a symlink that cannot be followed (`guard`): readers see no WAL, and a
+  write-mode session fails at its first commit, loudly, instead of writing where nobody will look.
+Analysts who want tables of their own use a scratch database that attaches the warehouse read-only
+(`make sql`, `ioc_pipeline/sql.py`): their tables live there and survive every refresh.
+
+Moments are stored in the lake as instants (UTC-based `TIMESTAMP WITH TIME ZONE`); the warehouse
+shows them as Vietnam wall-clock time (`TIMESTAMP`, Asia/Ho_Chi_Minh), so every client shows local
+time without a `SET TimeZone`. Month partitions (`month=YYYY-MM`) become a `DATE` (first day).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -16,6 +32,23 @@ from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc
 
 SCHEMAS = ("silver", "gold", "quarantine", "ops")
+TIMEZONE = "Asia/Ho_Chi_Minh"
+LOCAL_TIME = " (giờ Việt Nam / Vietnam time, Asia/Ho_Chi_Minh)"
+MONTH_PARTITION = "month"  # the lake's hive partition month=YYYY-MM
+ORPHANED = "orphaned"
+# where `ioc.duckdb.wal` points: a folder that is never created, named for whoever reads the link
+WAL_GUARD = "read-only--use-make-sql-or-duckdb-readonly/ioc.duckdb.wal"
+BUILD_TABLE = "ops.warehouse_build"
+BUILD_DOC = TableDoc(
+    "Lần xuất bản kho dữ liệu này: mã, thời điểm và số dòng mỗi bảng",
+    "This warehouse's publication: its id, when, and the rows of each table",
+    {
+        "build_id": ("Mã lần xuất bản", "publication id (one per warehouse file)"),
+        "published_at": ("Thời điểm xuất bản", "published at"),
+        "table_name": ("Bảng (lược đồ.bảng)", "table (schema.table)"),
+        "row_count": ("Số dòng", "rows of the table in this publication"),
+    },
+)
 OFFLINE = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 # Analysts' tools lag behind the engine (the DuckDB CLI on PyPI is 1.5, DBeaver ships older
 # drivers): write a storage format they can all open.
@@ -34,8 +67,11 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def build(store: Lake, path: str, docs: dict[str, TableDoc]) -> dict[str, int]:
-    """Write every silver, gold and quarantine table of the lake into a new DuckDB file at `path`."""
+def build(
+    store: Lake, path: str, docs: dict[str, TableDoc], on_orphan: Callable[[str], None] | None = None
+) -> dict[str, int]:
+    """Write every silver, gold and quarantine table of the lake into a new DuckDB file at `path`;
+    `on_orphan(folder)` hears where a client's leftover warehouse was moved (see `set_aside`)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     building = f"{path}.{uuid.uuid4().hex}.building"
     counts: dict[str, int] = {}
@@ -54,24 +90,110 @@ def build(store: Lake, path: str, docs: dict[str, TableDoc]) -> dict[str, int]:
                 for table in store.tables(schema):
                     name = f"{schema}.{table}"
                     con.execute(
-                        f"create table {name} as select * from read_parquet("
+                        f"create view _lake as select * from read_parquet("
                         f"{_quote(store.glob(schema, table))}, hive_partitioning = true, union_by_name = true)"
                     )
+                    con.execute(f"create table {name} as {_presented('_lake', con)}")
+                    con.execute("drop view _lake")
                     counts[name] = con.execute(f"select count(*) from {name}").fetchone()[0]
-                    doc = docs.get(name)
-                    if doc:
-                        con.execute(f"comment on table {name} is {_quote(doc.comment())}")
-                        columns = {r[0] for r in con.execute(f"describe {name}").fetchall()}
-                        for column in columns:
-                            comment = doc.column_comment(column)
-                            if comment:
-                                con.execute(f'comment on column {name}."{column}" is {_quote(comment)}')
+                    _comment(con, name, docs.get(name))
+            _stamp(con, counts)
             con.execute("checkpoint")
         finally:
             con.close()
+        moved = set_aside(path)
         os.replace(building, path)
+        guard(path)
+        if moved and on_orphan:
+            on_orphan(moved)
     finally:
         for leftover in (building, f"{building}.wal"):
             if os.path.exists(leftover):
                 os.remove(leftover)
     return counts
+
+
+def _presented(source: str, con: duckdb.DuckDBPyConnection) -> str:
+    """The select that shows a lake table to analysts: instants as Vietnam wall-clock time, the month
+    partition as a DATE; every other column as it is."""
+    changed = []
+    for column, kind, *_ in con.execute(f"describe {source}").fetchall():
+        if kind == "TIMESTAMP WITH TIME ZONE":
+            changed.append(f'timezone(\'{TIMEZONE}\', "{column}") as "{column}"')
+        elif column == MONTH_PARTITION and kind == "VARCHAR":
+            changed.append(f'strptime("{column}", \'%Y-%m\')::date as "{column}"')
+    return f"select * replace ({', '.join(changed)}) from {source}" if changed else f"select * from {source}"
+
+
+def _comment(con: duckdb.DuckDBPyConnection, name: str, doc: TableDoc | None) -> None:
+    if not doc:
+        return
+    con.execute(f"comment on table {name} is {_quote(doc.comment())}")
+    for column, kind, *_ in con.execute(f"describe {name}").fetchall():
+        comment = doc.column_comment(column)
+        if comment:
+            local = LOCAL_TIME if kind == "TIMESTAMP" and "Asia/Ho_Chi_Minh" not in comment else ""
+            con.execute(f'comment on column {name}."{column}" is {_quote(comment + local)}')
+
+
+def _stamp(con: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> None:
+    """`ops.warehouse_build`: which publication a reader sees, and what it holds (compare in one query)."""
+    build_id = uuid.uuid4().hex
+    con.execute(
+        f"create table {BUILD_TABLE} (build_id varchar, published_at timestamp, table_name varchar, row_count bigint)"
+    )
+    now = datetime.now(UTC)
+    con.executemany(
+        f"insert into {BUILD_TABLE} values (?, timezone('{TIMEZONE}', ?::timestamptz), ?, ?)",
+        [(build_id, now, name, count) for name, count in sorted(counts.items())],
+    )
+    _comment(con, BUILD_TABLE, BUILD_DOC)
+
+
+def _write_locked(path: str) -> bool:
+    """True when another process holds the file in write mode (a read-only open is refused)."""
+    try:
+        connect(path, read_only=True).close()
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            return True
+        raise
+    return False
+
+
+def _real_wal(path: str) -> str | None:
+    wal = f"{path}.wal"
+    return wal if os.path.isfile(wal) and not os.path.islink(wal) else None
+
+
+def set_aside(path: str) -> str | None:
+    """Keep what a client wrote to the published file: when it has a WAL or is held in write mode, hard-link
+    the file and its WAL into `orphaned/<timestamp>/` (the client's session writes on there) and remove the
+    WAL from beside the warehouse. Returns that folder, or None when the file is clean. The file's name
+    stays in place until `os.replace`, so a reader never finds the warehouse missing."""
+    wal = _real_wal(path)
+    if not os.path.exists(path) or not (wal or _write_locked(path)):
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    folder = os.path.join(os.path.dirname(os.path.abspath(path)), ORPHANED, stamp)
+    os.makedirs(folder, exist_ok=True)
+    if wal:
+        os.link(wal, os.path.join(folder, os.path.basename(wal)))
+        os.remove(wal)
+        guard(path)
+    os.link(path, os.path.join(folder, os.path.basename(path)))
+    return folder
+
+
+def guard(path: str) -> None:
+    """Make the published file read-only for every client: `ioc.duckdb.wal` is a symlink to a path that
+    cannot exist, so readers find no WAL to replay while a write-mode session fails at its first commit
+    ("Cannot open file …ioc.duckdb.wal") instead of leaving a WAL the next warehouse would not match."""
+    wal = f"{path}.wal"
+    if os.path.islink(wal) and os.readlink(wal) == WAL_GUARD:
+        return
+    if os.path.lexists(wal) and not os.path.islink(wal):
+        return  # a real WAL: `set_aside` keeps it first
+    if os.path.islink(wal):
+        os.remove(wal)
+    os.symlink(WAL_GUARD, wal)

@@ -145,7 +145,7 @@ class Pipeline:
         return dict(self.query("select indicator_code, value from gold.ioc_scorecard"))
 
     def copy(self, target: Path) -> Pipeline:
-        shutil.copytree(self.root, target)
+        shutil.copytree(self.root, target, symlinks=True)  # the warehouse's WAL guard is a dangling link
         return Pipeline(target, dict(self.extra_env))
 
 

@@ -11,14 +11,14 @@ the warehouse always has every feed's last good version: a blocked feed never ho
 
 import dagster as dg
 
-from ioc_pipeline import alerts
+from ioc_pipeline import alerts as alerting
 from ioc_pipeline.assets import ops, scorecard
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.checks import outcomes
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.policies import WAREHOUSE_POOL
-from ioc_pipeline.resources import LakeResource, WarehouseResource
+from ioc_pipeline.resources import AlertsResource, LakeResource, WarehouseResource
 
 DOCS: dict[str, TableDoc] = {
     **{name: doc for domain in DOMAINS for name, doc in domain.module().DOCS.items()},
@@ -26,7 +26,8 @@ DOCS: dict[str, TableDoc] = {
     **ops.DOCS,
 }
 # Written by steps and sensors, not by assets of their own: published, documented, not waited for.
-STEP_DOCS: dict[str, TableDoc] = {**alerts.DOCS, **outcomes.DOCS}
+STEP_DOCS: dict[str, TableDoc] = {**alerting.DOCS, **outcomes.DOCS}
+ORPHAN_ALERT = "warehouse_orphaned"
 
 
 @dg.asset(
@@ -39,14 +40,30 @@ STEP_DOCS: dict[str, TableDoc] = {**alerts.DOCS, **outcomes.DOCS}
     description="Builds the analysts' DuckDB warehouse from the lake as a new file and swaps it in atomically.",
 )
 def publish_warehouse(
-    context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, alerts: AlertsResource
 ) -> dg.MaterializeResult:
-    counts = warehouse.publish(lake.lake(), {**DOCS, **STEP_DOCS})
+    store = lake.lake()
+    kept: list[str] = []
+
+    def orphaned(folder: str) -> None:
+        """A client had written to (or held in write mode) the published file: say where its work is."""
+        kept.append(folder)
+        message = (
+            f"a client had the warehouse open in write mode or left a WAL: the old file and its WAL, with "
+            f"whatever it wrote, are kept in {folder}; the new warehouse is published. Analysts' own tables "
+            "belong in a scratch database (`make sql`)."
+        )
+        context.log.warning(message)
+        alert = alerting.Alert(ORPHAN_ALERT, context.job_name, context.run_id, message, subject=folder)
+        alerting.raise_alert(store, alert, alerts.webhook_url or None)
+
+    counts = warehouse.publish(store, {**DOCS, **STEP_DOCS}, orphaned)
     context.log.info(f"published {len(counts)} tables to {warehouse.path}")
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(warehouse.path),
             "tables": dg.MetadataValue.json(counts),
             "dagster/row_count": sum(counts.values()),
+            "orphaned": kept,
         }
     )

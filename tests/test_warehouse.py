@@ -1,0 +1,223 @@
+"""The analysts' warehouse as analysts use it: real DuckDB clients (the CLI in write mode, read-only
+reader processes, a scratch database), real publish runs, on a copy of the published sample.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+
+from ioc_pipeline import sql
+from ioc_pipeline.warehouse import ORPHANED, connect
+from tests.conftest import Pipeline, failure_messages
+
+DUCKDB_CLI = str(Path(sys.executable).with_name("duckdb"))
+READERS = 4
+REFRESHES = 5
+
+
+class DuckCli:
+    """A real `duckdb` command-line session, stdin kept open, as an analyst's terminal would keep it."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [DUCKDB_CLI, "-csv", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.asked = 0
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def run(self, statements: str, timeout: float = 30.0) -> str:
+        """Send statements, then wait for a marker: everything printed in between (errors included)."""
+        self.asked += 1
+        marker = f"done-{self.asked}"
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{statements}\nselect '{marker}' as marker;\n")
+        self.process.stdin.flush()
+        out: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line.strip() == marker:
+                return "".join(out)
+            out.append(line)
+        raise AssertionError(f"the duckdb CLI did not answer {statements!r}: {''.join(out)}")
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(".quit\n")
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def _build_id(pipeline: Pipeline) -> str:
+    return pipeline.query("select distinct build_id from ops.warehouse_build")[0][0]
+
+
+def test_a_write_session_left_open_neither_breaks_a_refresh_nor_loses_its_table(published: Pipeline) -> None:
+    warehouse = published.warehouse
+    wal = Path(f"{warehouse}.wal")
+    # the published warehouse refuses writes from any client, loudly, at the first commit
+    assert wal.is_symlink() and not wal.exists()
+    refused = DuckCli(str(warehouse))
+    answer = refused.run("create table main.mine as select 42 as answer;")
+    assert "ioc.duckdb.wal" in answer, answer
+    refused.close()
+    assert published.query("select count(*) from duckdb_tables() where table_name = 'mine'") == [(0,)]
+
+    # a warehouse without the guard (published by an older version, or the link deleted): a write session
+    # creates a scratch table and stays open, its table in the WAL
+    wal.unlink()
+    analyst = DuckCli(str(warehouse))
+    assert "Error" not in analyst.run("create table main.mine as select 42 as answer;")
+    assert wal.is_file() and not wal.is_symlink()
+
+    result = published.run("publish")
+    assert result.success, failure_messages(result)
+
+    # new readers open the new warehouse (no WAL to replay, no lock)
+    assert _build_id(published)
+    assert wal.is_symlink() and not wal.exists()
+    # the session goes on writing into the kept file; after its checkpoint, a write is refused, loudly
+    assert "Error" not in analyst.run("insert into main.mine values (43);")
+    analyst.run("checkpoint;")
+    assert "ioc.duckdb.wal" in analyst.run("insert into main.mine values (44);")
+    assert published.query("select count(*) from gold.ioc_scorecard")[0][0] > 0
+    analyst.close()
+
+    kept = list((warehouse.parent / ORPHANED).glob("*/ioc.duckdb"))
+    assert len(kept) == 1
+    with connect(str(kept[0]), read_only=True) as con:
+        assert sorted(con.execute("select answer from main.mine").fetchall()) == [(42,), (43,)]
+    raised = published.lake.read("ops", "alerts").filter(pl.col("kind") == "warehouse_orphaned")
+    assert raised.height == 1 and str(kept[0].parent) in raised.get_column("message")[0]
+
+
+READER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from ioc_pipeline.warehouse import connect
+    path, stop = sys.argv[1], sys.argv[2]
+    queries, failed, mixed, builds = 0, [], [], {}
+    sql = (
+        "select b.build_id, b.row_count, (select count(*) from gold.public_service_kpis_by_agency_monthly) "
+        "from ops.warehouse_build b where b.table_name = 'gold.public_service_kpis_by_agency_monthly'"
+    )
+    while not os.path.exists(stop):
+        queries += 1
+        try:
+            with connect(path, read_only=True) as con:
+                build, stamped, seen = con.execute(sql).fetchone()
+            if stamped != seen:
+                mixed.append([build, stamped, seen])
+            builds.setdefault(build, set()).add(seen)
+        except Exception as error:
+            failed.append(f"{type(error).__name__}: {error}")
+        time.sleep(0.02)
+    print(json.dumps({"queries": queries, "failed": failed[:5], "failures": len(failed), "mixed": mixed[:5],
+                      "builds": {b: sorted(s) for b, s in builds.items()}}))
+    """
+)
+
+
+def test_readers_never_fail_nor_mix_versions_across_refreshes(published: Pipeline, tmp_path: Path) -> None:
+    store = published.lake
+    kpis = store.read("gold", "public_service_kpis_by_agency_monthly")
+    assert kpis.height >= REFRESHES
+    stop = tmp_path / "stop"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", READER, str(published.warehouse), str(stop)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(READERS)
+    ]
+    try:
+        for refresh in range(1, REFRESHES + 1):
+            store.write(kpis.head(refresh), "gold", "public_service_kpis_by_agency_monthly")  # each publish a new size
+            result = published.run("publish")
+            assert result.success, failure_messages(result)
+    finally:
+        stop.touch()
+        reports = [json.loads(reader.communicate(timeout=120)[0]) for reader in readers]
+    for report in reports:
+        assert report["failures"] == 0, report["failed"]
+        assert report["mixed"] == []
+        assert report["queries"] > REFRESHES
+        # one size per publication: a reader never saw one build's stamp with another build's rows
+        assert all(len(sizes) == 1 for sizes in report["builds"].values())
+    seen = {b for report in reports for b in report["builds"]}
+    assert len(seen) >= REFRESHES  # the readers did read across the refreshes
+    assert published.query("select count(*) from gold.public_service_kpis_by_agency_monthly") == [(REFRESHES,)]
+
+
+def test_a_scratch_database_keeps_the_analysts_tables_across_refreshes(published: Pipeline) -> None:
+    scratch = Path(sql.scratch_path(str(published.warehouse), "analyst"))
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    startup = sql.startup(str(published.warehouse))
+    made = subprocess.run(
+        [
+            DUCKDB_CLI,
+            str(scratch),
+            "-csv",
+            "-cmd",
+            startup,
+            "-c",
+            "create table mine as select indicator_code, value from ioc.gold.ioc_scorecard; select count(*) from mine;",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    rows = int(made.stdout.split()[-1])
+    assert rows > 0
+    refused = subprocess.run(
+        [DUCKDB_CLI, str(scratch), "-cmd", startup, "-c", "create table ioc.main.mine as select 1;"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "read-only" in refused.stderr.lower()
+    result = published.run("publish")
+    assert result.success, failure_messages(result)
+    again = subprocess.run(
+        [
+            DUCKDB_CLI,
+            str(scratch),
+            "-csv",
+            "-noheader",
+            "-cmd",
+            startup,
+            "-c",
+            "select count(*) from mine; select count(*) from ioc.ops.warehouse_build;",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr
+    assert int(again.stdout.split()[0]) == rows
