@@ -3,10 +3,13 @@ refused token), hand-computed indicators, month partitions, and no personal data
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import sqlite3
 import unicodedata
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import duckdb
@@ -373,6 +376,62 @@ HAND = {
 }
 
 
+def _deliver(pipeline: Pipeline, files: dict[str, list[dict]], delivered: str) -> None:
+    """Write the export files as a department would, modified at `delivered` (Vietnam time)."""
+    (pipeline.landing / "public_service").mkdir(parents=True, exist_ok=True)
+    moment = dt.datetime.strptime(delivered, "%d/%m/%Y %H:%M").replace(tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
+    for name, records in files.items():
+        path = pipeline.landing / "public_service" / name
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        os.utime(path, (moment.timestamp(), moment.timestamp()))
+
+
+# Due dates that fall after the last change of their month: a quiet end of January, and February
+# delivered on 10/02 12:00 with its newest change on 04/02.
+AS_OF = {
+    "dossiers_202201.ndjson": [
+        # J1: open, due 31/01 17:00, last change 20/01 -> overdue at the end of January
+        _v("J1", "Sở A", 1, "05/01/2022 08:00", 4, "20/01/2022 09:00", NgayHenTra="31/01/2022 17:00"),
+        # J2: open, due 02/02 09:00: after the end of January -> not overdue for January
+        _v("J2", "Sở A", 1, "20/01/2022 08:00", 4, "20/01/2022 10:00", NgayHenTra="02/02/2022 09:00"),
+    ],
+    "dossiers_202202.ndjson": [
+        # F1: open, due 07/02 17:00, last change 04/02 (the newest of the data) -> overdue at the delivery 10/02
+        _v("F1", "Sở A", 1, "01/02/2022 08:00", 4, "04/02/2022 10:00", NgayHenTra="07/02/2022 17:00"),
+        # F2: open, due 20/02: after the delivery -> not overdue
+        _v("F2", "Sở A", 1, "03/02/2022 08:00", 4, "03/02/2022 09:00", NgayHenTra="20/02/2022 17:00"),
+        # F3: finished 03/02, due 10/02 -> on time
+        _v(
+            "F3",
+            "Sở A",
+            1,
+            "02/02/2022 08:00",
+            10,
+            "03/02/2022 09:00",
+            NgayHenTra="10/02/2022 17:00",
+            NgayKetThucXuLy="03/02/2022 08:00",
+            NgayTra="03/02/2022 09:00",
+        ),
+    ],
+}
+
+
+def test_open_dossiers_are_judged_at_the_end_of_the_month_or_at_the_extraction(tmp_path: Path) -> None:
+    """Not at the newest change: J2 would count in January and F1 would not count in February."""
+    pipeline = new_pipeline(tmp_path / "data", feeds=())
+    _deliver(pipeline, AS_OF, "10/02/2022 12:00")
+    results = pipeline.refresh()
+    assert succeeded(results), failure_messages(results)
+    rows = pipeline.query(
+        "select month::varchar, dossiers_received, dossiers_finished, finished_on_time, open_overdue, on_time_pct, "
+        "as_of::varchar from gold.public_service_kpis_monthly order by 1"
+    )
+    assert rows == [
+        ("2022-01-01", 2, 0, 0, 1, 0.0, "2022-02-01 00:00:00"),  # J1 only; 0 on time of (0 finished + 1 overdue)
+        ("2022-02-01", 3, 1, 1, 1, 50.0, "2022-02-10 12:00:00"),  # F1 only; 1 on time of (1 + 1)
+    ]
+
+
 def test_every_indicator_equals_the_hand_computed_value(tmp_path: Path) -> None:
     pipeline = new_pipeline(tmp_path / "data", feeds=("telecom", "postal"))
     (pipeline.landing / "procedures").mkdir(parents=True)
@@ -380,14 +439,12 @@ def test_every_indicator_equals_the_hand_computed_value(tmp_path: Path) -> None:
         {**row, "DVCTrucTuyen": "", "NgayCapNhat": "01/01/2022"} for row in CATALOG
     ]  # the foundation needs every column
     (pipeline.landing / "procedures" / "tthc_20220131.json").write_text(json.dumps(catalog, ensure_ascii=False))
-    (pipeline.landing / "public_service").mkdir(parents=True)
-    for name, records in HAND.items():
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        (pipeline.landing / "public_service" / name).write_text(text, encoding="utf-8")
+    _deliver(pipeline, HAND, "15/02/2022 12:30")
     results = pipeline.refresh()
     assert succeeded(results), failure_messages(results)
 
-    # the snapshot is the newest change: D6 at 15/02/2022 12:00; D4 (due 12/01) is overdue, D6 (due 28/02) not.
+    # January is judged at its end: D4 (due 12/01) is overdue; February is not over at the delivery
+    # (15/02/2022 12:30, the export's modification time): D6 (due 28/02) is not overdue.
     # January: D1..D5 received; finished D1, D2, D3; on time only D1 (D2 after its due date, D3 supplemented twice).
     # processing days: D1 07/01 10:00 - 03/01 08:00 = 4 d 2 h = 4.083333; D2 6.0; D3 7.0 -> mean 17.083333 / 3.
     # catalog: 4 procedures, 2 online (levels 4 and 3) -> 50 %; Sở A 2 of 2 -> 100 %, Sở B 0 of 2 -> 0 %.
@@ -429,8 +486,9 @@ def test_every_indicator_equals_the_hand_computed_value(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == list(expected)
     for month, *values in rows:
         assert dict(zip(columns, values, strict=True)) == pytest.approx(expected[month]), month
-    assert pipeline.query("select distinct as_of::varchar from gold.public_service_kpis_monthly") == [
-        ("2022-02-15 05:00:00+00",)
+    assert pipeline.query("select month::varchar, as_of::varchar from gold.public_service_kpis_monthly order by 1") == [
+        ("2022-01-01", "2022-02-01 00:00:00"),  # Vietnam time in the warehouse
+        ("2022-02-01", "2022-02-15 12:30:00"),
     ]
 
     # by agency, January: Sở A = D1, D2, D5 (finished D1, D2; on time D1; online D1, D5);

@@ -14,8 +14,10 @@ to (`months_changed`); `months_to_refresh(instance)` compares those events with 
 materialization of each silver partition, and `python -m ioc_pipeline.cli run` (or a sensor)
 materializes exactly those partitions, so an update to an old dossier re-materializes its month.
 
-Indicators (Decision 766/QĐ-TTg's public-service scoring), per month of receipt; "as of" is the
-snapshot: the newest NgayCapNhat delivered (`as_of` column). Each formula sits in `KPI_DOCS`.
+Indicators (Decision 766/QĐ-TTg's public-service scoring), per month of receipt, each month as of its
+end (a dossier still open then is late once NgayHenTra has passed), or as of the extraction (the
+gateway pull, the export's delivery: `extracted_at`) while the month is not over; never as of the
+newest change, which a quiet week would hold back. Each formula sits in `KPI_DOCS`.
 """
 
 import calendar
@@ -39,6 +41,7 @@ from ioc_pipeline.pii import PiiKeyError
 from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import AlertsResource, DossierGatewayResource, LakeResource, LandingResource, PiiResource
 from ioc_pipeline.sources import dossiers as source
+from ioc_pipeline.sources import fates
 from ioc_pipeline.sources.files import LOAD_ID, SOURCE_FILE, SOURCE_ROW
 from ioc_pipeline.units import REFORM_DATE, UnitResolver
 
@@ -133,7 +136,8 @@ KPI_DOCS: dict[str, tuple[str, str]] = {
     "finished_late": ("Số hồ sơ giải quyết quá hạn", "dossiers_finished - finished_on_time"),
     "open_overdue": (
         "Số hồ sơ đang giải quyết quá hạn",
-        "not finished, not refused/withdrawn/stopped (status 3, 7, 8), and NgayHenTra < as_of",
+        "not finished, not refused/withdrawn/stopped (status 3, 7, 8), and NgayHenTra before as_of "
+        "(the end of the month, or the extraction while the month is not over)",
     ),
     "closed_unfinished": ("Số hồ sơ bị từ chối, rút, dừng", "status 3, 7 or 8 and not finished"),
     "dossiers_online": ("Số hồ sơ trực tuyến", "channel 2 (Trực tuyến)"),
@@ -158,7 +162,11 @@ KPI_DOCS: dict[str, tuple[str, str]] = {
         "100 × catalog procedures with an online class (full or partial) / catalog procedures "
         "(silver.procedures; by agency: the agency's procedures)",
     ),
-    "as_of": ("Thời điểm chốt số liệu", "snapshot: the newest NgayCapNhat delivered"),
+    "as_of": (
+        "Thời điểm chốt số liệu: cuối tháng, hoặc lúc trích xuất dữ liệu nếu tháng chưa hết",
+        "as of: the end of the month, or the moment the data was extracted (the gateway pull, the export's "
+        "delivery) while the month is not over",
+    ),
 }
 
 DOCS = {
@@ -613,11 +621,25 @@ KPI_INPUT_SCHEMA = {
 KPI_INPUTS = list(KPI_INPUT_SCHEMA)
 
 
-def kpis(silver: pl.LazyFrame, catalog: pl.DataFrame | None, by: list[str]) -> pl.DataFrame:
-    """The indicators of `KPI_DOCS` per month of receipt (and per `by`), as of the newest change."""
-    as_of = silver.select(pl.col("updated_at").max()).collect(engine="streaming").item()
+def kpis(
+    silver: pl.LazyFrame, catalog: pl.DataFrame | None, by: list[str], extracted_at: dt.datetime | None = None
+) -> pl.DataFrame:
+    """The indicators of `KPI_DOCS` per month of receipt (and per `by`). A month is judged as of its end,
+    or as of `extracted_at` (when the data left its source) while the month is not over yet; without
+    `extracted_at` (no delivery known), as of the newest change delivered."""
+    if extracted_at is None:
+        extracted_at = silver.select(pl.col("updated_at").max()).collect(engine="streaming").item()
+    period_end = (
+        pl.col("received_month").dt.offset_by("1mo").cast(pl.Datetime("us")).dt.replace_time_zone(parsing.TIMEZONE)
+    )
+    as_of = (
+        pl.min_horizontal(period_end, pl.lit(extracted_at, pl.Datetime("us", parsing.TIMEZONE)))
+        if extracted_at is not None
+        else period_end
+    )
+    silver = silver.with_columns(as_of.alias("as_of"))
     finished = pl.col("is_finished")
-    open_overdue = ~finished & ~pl.col("is_closed_unfinished") & (pl.col("due_at") < pl.lit(as_of))
+    open_overdue = ~finished & ~pl.col("is_closed_unfinished") & (pl.col("due_at") < pl.col("as_of"))
     counts = (
         silver.group_by(["received_month", *by])
         .agg(
@@ -632,6 +654,7 @@ def kpis(silver: pl.LazyFrame, catalog: pl.DataFrame | None, by: list[str]) -> p
             (finished & pl.col("e_result")).sum().alias("dossiers_e_result"),
             pl.col("applicant_id").n_unique().alias("distinct_applicants"),
             pl.col("processing_days").filter(finished).mean().alias("avg_processing_days"),
+            pl.col("as_of").first(),
         )
         .collect(engine="streaming")
     )
@@ -648,7 +671,6 @@ def kpis(silver: pl.LazyFrame, catalog: pl.DataFrame | None, by: list[str]) -> p
         pct("dossiers_paid_online", "dossiers_received").alias("paid_online_pct"),
         pct("dossiers_digitized", "dossiers_received").alias("digitized_pct"),
         pct("dossiers_e_result", "dossiers_finished").alias("e_result_pct"),
-        pl.lit(as_of).alias("as_of"),
     )
     if by:
         table = table.join(_catalog_online(catalog, by), on=by, how="left")
@@ -673,7 +695,26 @@ def _catalog_online(catalog: pl.DataFrame | None, by: list[str]) -> pl.DataFrame
     return share.rename({"_agency": by[0]})
 
 
+def extracted_at(store: Lake) -> dt.datetime | None:
+    """When the newest dossier data left its source: the delivered export files' modification time (the
+    delivery) when the newest bronze load read files, else that load's start (the gateway pull)."""
+    if not store.exists("bronze", TABLE):
+        return None
+    load_id = store.scan("bronze", TABLE).select(pl.col(LOAD_ID).max()).collect().item()
+    if load_id is None:
+        return None
+    if store.exists(fates.LAYER, fates.LANDING_FILES):
+        files = store.scan(fates.LAYER, fates.LANDING_FILES).filter(
+            (pl.col("feed") == TABLE) & (pl.col("load_id") == load_id)
+        )
+        delivered = files.select(pl.col("modified_at").max()).collect().item()
+        if delivered is not None:
+            return delivered.astimezone(source.TZ)
+    return dt.datetime.fromtimestamp(float(load_id), source.TZ)
+
+
 def _kpi_table(store: Lake, by: list[str]) -> pl.DataFrame:
+    extracted = extracted_at(store)
     if store.exists("silver", TABLE):
         silver = store.scan("silver", TABLE).select(KPI_INPUTS)
     else:
@@ -683,10 +724,10 @@ def _kpi_table(store: Lake, by: list[str]) -> pl.DataFrame:
         agency_key = parsing.folded(pl.col("agency")).alias("_agency_key")
         names = silver.group_by(agency_key).agg(pl.col("agency").first()).collect()
         silver = silver.with_columns(agency_key).drop("agency").rename({"_agency_key": "agency"})
-        table = kpis(silver, catalog, ["agency"])
+        table = kpis(silver, catalog, ["agency"], extracted)
         display = dict(names.iter_rows())
         return table.with_columns(pl.col("agency").replace_strict(display, default=pl.col("agency")))
-    return kpis(silver, catalog, [])
+    return kpis(silver, catalog, [], extracted)
 
 
 def _gold_asset(name: str, by: list[str], description: str) -> dg.AssetsDefinition:
