@@ -16,12 +16,17 @@ class TableDoc:
     vi: str
     en: str
     columns: dict[str, tuple[str, str]] = field(default_factory=dict)  # column -> (vi, en)
+    other: tuple[str, str] | None = None  # any column not listed (a delivered table's extra headers)
+
+    @property
+    def texts(self) -> tuple[str, str]:
+        return self.vi, self.en
 
     def comment(self) -> str:
         return f"{self.vi} / {self.en}"
 
     def column_comment(self, column: str) -> str | None:
-        found = self.columns.get(column)
+        found = self.columns.get(column, self.other)
         return f"{found[0]} / {found[1]}" if found else None
 
 

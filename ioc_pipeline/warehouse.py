@@ -131,9 +131,10 @@ def _comment(con: duckdb.DuckDBPyConnection, name: str, doc: TableDoc | None) ->
     con.execute(f"comment on table {name} is {_quote(doc.comment())}")
     for column, kind, *_ in con.execute(f"describe {name}").fetchall():
         comment = doc.column_comment(column)
+        if comment and kind == "TIMESTAMP":  # an instant of the lake, shown as Vietnam time (`_presented`)
+            comment = comment.replace(" (UTC)", "").replace(" (Asia/Ho_Chi_Minh)", "") + LOCAL_TIME
         if comment:
-            local = LOCAL_TIME if kind == "TIMESTAMP" and "Asia/Ho_Chi_Minh" not in comment else ""
-            con.execute(f'comment on column {name}."{column}" is {_quote(comment + local)}')
+            con.execute(f'comment on column {name}."{column}" is {_quote(comment)}')
 
 
 def _stamp(con: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> None:

@@ -88,7 +88,7 @@ def test_silver_types_and_online_class(sample_run: Pipeline) -> None:
             "select column_name, data_type from duckdb_columns() where table_name='procedures' and schema_name='silver'"
         )
     )
-    assert types["service_level"] == "TINYINT" and types["tiers"] == "VARCHAR[]" and types["updated_at"] == "DATE"
+    assert types["service_level"] == "TINYINT" and types["tiers"] == "VARCHAR[]" and types["updated_on"] == "DATE"
 
 
 def test_running_the_same_delivery_twice_changes_nothing(published: Pipeline) -> None:

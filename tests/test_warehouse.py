@@ -14,9 +14,12 @@ import threading
 import time
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 
 from ioc_pipeline import sql
+from ioc_pipeline.assets.layers import QUARANTINE_DOC
+from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.warehouse import ORPHANED, connect
 from tests.conftest import Pipeline, failure_messages
 
@@ -221,3 +224,101 @@ def test_a_scratch_database_keeps_the_analysts_tables_across_refreshes(published
     )
     assert again.returncode == 0, again.stderr
     assert int(again.stdout.split()[0]) == rows
+
+
+# --------------------------------------------------------------------------------------------------
+# documentation, types, partition pages (the published sample, read-only)
+# --------------------------------------------------------------------------------------------------
+
+BILINGUAL = " / "  # TableDoc.comment(): "<Vietnamese> / <English>"
+
+
+def _columns(pipeline: Pipeline) -> list[tuple[str, str, str, str, str | None]]:
+    return pipeline.query(
+        "select schema_name, table_name, column_name, data_type, comment from duckdb_columns() "
+        "where database_name = current_database() and schema_name in ('silver', 'gold', 'quarantine', 'ops')"
+    )
+
+
+def test_every_table_and_column_is_documented_in_both_languages(sample_run: Pipeline) -> None:
+    tables = sample_run.query(
+        "select schema_name || '.' || table_name, comment from duckdb_tables() where database_name = current_database()"
+    )
+    assert {schema.split(".")[0] for schema, _ in tables} == {"silver", "gold", "quarantine", "ops"}
+    assert [name for name, comment in tables if not comment or BILINGUAL not in comment] == []
+    columns = _columns(sample_run)
+    assert len(columns) > 300
+    missing = [f"{s}.{t}.{c}" for s, t, c, _, comment in columns if not comment or BILINGUAL not in comment]
+    assert missing == []
+
+
+def test_every_asset_schema_in_the_ui_describes_its_columns(sample_run: Pipeline) -> None:
+    with sample_run.environment(), dg.DagsterInstance.get() as instance:
+        keys = build_defs().resolve_asset_graph().get_all_asset_keys()
+        schemas: dict[str, dg.TableSchema] = {}
+        for key in keys:
+            event = instance.get_latest_materialization_event(key)
+            found = event.asset_materialization.metadata.get("dagster/column_schema") if event else None
+            if found is not None:
+                schemas[key.to_user_string()] = found.value
+    tables = {f"{layer}/{table}" for layer, table in (name.split(".") for name, _ in _tables(sample_run))}
+    layered = {t for t in tables if t.split("/")[0] in ("silver", "gold", "quarantine")}
+    assert layered <= set(schemas), layered - set(schemas)  # every published lake table shows its schema
+    undocumented = [f"{key}.{c.name}" for key, schema in schemas.items() for c in schema.columns if not c.description]
+    assert undocumented == []
+
+
+def _tables(pipeline: Pipeline) -> list[tuple[str, str]]:
+    return pipeline.query(
+        "select schema_name || '.' || table_name, comment from duckdb_tables() where database_name = current_database()"
+    )
+
+
+INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
+
+
+def test_one_type_per_meaning_across_the_warehouse(sample_run: Pipeline) -> None:
+    columns = _columns(sample_run)
+    typed = [(s, t, c, kind) for s, t, c, kind, _ in columns if s != "quarantine" or not _as_delivered(c)]
+    by_name: dict[str, set[str]] = {}
+    for _, _, column, kind in typed:
+        by_name.setdefault(column, set()).add(kind)
+    assert {c: k for c, k in by_name.items() if len(k) > 1} == {}  # one name, one type
+    assert [c for c, k in by_name.items() if "TIMESTAMP WITH TIME ZONE" in k] == []  # Vietnam time, no offsets
+    assert by_name["month"] == {"DATE"} and by_name["received_month"] == {"DATE"}
+    assert {c for c, k in by_name.items() if c.endswith("_month")} <= {"received_month"}
+    codes = {c: k for c, k in by_name.items() if c.endswith("_code")}
+    assert len(codes) > 5 and all(k == {"VARCHAR"} for k in codes.values()), codes
+    counts = [c for c in by_name if c.startswith(("dossiers_", "sites_", "finished_", "open_", "closed_"))]
+    counts += [c for c in by_name if c.endswith(("_count", "_rows")) or c in ("stations", "sites", "service_points")]
+    counts = [c for c in counts if not c.endswith(("_pct", "_at", "_on"))]  # rates and moments are not counts
+    assert len(counts) > 10 and all(by_name[c] <= INTEGER_TYPES for c in counts), {c: by_name[c] for c in counts}
+    # timestamps read as Vietnam wall-clock time, whatever the client's TimeZone
+    received = sample_run.query("select min(received_at)::varchar from silver.dossiers")[0][0]
+    assert received.startswith("2022-01-") and "+" not in received
+
+
+def _as_delivered(column: str) -> bool:
+    """A quarantine column holding the delivered text (bronze): every column but the gate's and the month."""
+    return column not in QUARANTINE_DOC.columns and column != "month"
+
+
+def test_each_month_of_a_single_run_carries_its_own_figures(sample_run: Pipeline) -> None:
+    """The sample's four months run in one run: each partition's latest materialization is its own."""
+    months = [m for (m,) in sample_run.query("select distinct strftime(month, '%Y-%m') from silver.dossiers")]
+    rows = dict(sample_run.query("select strftime(month, '%Y-%m'), count(*) from silver.dossiers group by 1"))
+    refused = dict(sample_run.query("select strftime(month, '%Y-%m'), count(*) from quarantine.dossiers group by 1"))
+    assert len(months) == 4
+    with sample_run.environment(), dg.DagsterInstance.get() as instance:
+        for month in months:
+            latest = {}
+            for key in (["silver", "dossiers"], ["quarantine", "dossiers"]):
+                records = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[month]), limit=1
+                ).records
+                latest[key[0]] = records[0].asset_materialization.metadata
+            assert latest["silver"]["dagster/row_count"].value == rows[month]
+            assert latest["silver"]["quarantined_rows"].value == refused.get(month, 0)
+            assert latest["silver"]["batch"].value == month
+            assert latest["quarantine"]["dagster/row_count"].value == refused.get(month, 0)
+    assert len(set(rows.values())) > 1 or len(set(refused.values())) > 1  # the months differ: the test can fail

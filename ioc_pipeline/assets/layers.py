@@ -32,7 +32,7 @@ from ioc_pipeline.lake import FileInfo, Lake, Landing
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import AlertsResource, LakeResource, LandingResource
-from ioc_pipeline.sources.files import LOAD_ID, SNAPSHOT, SOURCE_FILE, SOURCE_ROW, Feed, ingest
+from ioc_pipeline.sources.files import FILE_HASH, LOAD_ID, SNAPSHOT, SOURCE_FILE, SOURCE_ROW, Feed, ingest
 
 OWNERS = ["team:ioc-data"]
 # The lineage columns every silver table of a file feed ends with (`lineage_columns`), documented once.
@@ -43,7 +43,7 @@ LINEAGE_DOCS = {
 }
 
 
-def bronze_asset(feed: Feed, group: str, description: str) -> dg.AssetsDefinition:
+def bronze_asset(feed: Feed, group: str, description: str, doc: TableDoc | None = None) -> dg.AssetsDefinition:
     """The dlt ingestion of one file feed into bronze (files loaded once, by content hash). A refused file
     does not fail the step: it is recorded (ops/refused_files, an alert) and the `delivered_files_readable`
     check fails while it is the feed's newest delivery (see assets/deliveries.py)."""
@@ -71,6 +71,7 @@ def bronze_asset(feed: Feed, group: str, description: str) -> dg.AssetsDefinitio
         return dg.MaterializeResult(
             metadata=table_metadata(
                 preview,
+                doc=doc,
                 **{
                     "dagster/row_count": store.row_count("bronze", feed.table),
                     "delivered": delivered,
@@ -283,6 +284,35 @@ QUARANTINE_DOC = TableDoc(
         "reason_vi": ("Lý do (tiếng Việt)", "reason, in Vietnamese"),
     },
 )
+
+
+# The columns bronze adds to a delivery (and quarantine keeps), documented once.
+DELIVERY_DOCS = {
+    SNAPSHOT: ("Ngày chốt ghi trong tên tệp", "snapshot date, from the file name"),
+    FILE_HASH: ("Mã băm SHA-256 của tệp", "SHA-256 of the delivered file"),
+    LOAD_ID: ("Mã lần nạp dlt", "dlt load id"),
+    "_file_carrier": ("Nhà mạng, theo tên tệp", "carrier, from the file name"),
+    "_updated_at": ("NgayCapNhat đã đọc", "NgayCapNhat parsed: the version order"),
+    "_month": ("Tháng tiếp nhận (YYYY-MM)", "month of receipt (YYYY-MM): the silver partition"),
+    "_parse_error": ("Lỗi khi đọc dòng", "why the line could not be read"),
+    "versions_delivered": ("Số phiên bản đã nhận", "versions of the record delivered so far"),
+    "month": ("Tháng (phân vùng)", "month partition"),
+}
+EXTRA_COLUMN = ("Cột ngoài hợp đồng, nguyên văn như đã gửi", "a column outside the contract, as delivered")
+
+
+def delivered_doc(feed: Feed, silver: TableDoc | None, vi: str, en: str) -> TableDoc:
+    """The doc of a table that holds the feed's rows as delivered (bronze, quarantine): each contract column
+    named by its delivered header, described like its silver column, as text; a header outside the
+    contract is documented as such."""
+    headers: dict[str, str] = {}
+    for header, column in feed.columns.items():
+        headers.setdefault(column, header)
+    columns = {}
+    for column, header in headers.items():
+        vi_text, en_text = silver.columns.get(column, (header, column)) if silver else (header, column)
+        columns[column] = (f"{vi_text} (cột {header}, nguyên văn)", f"{en_text} (header {header}, as delivered)")
+    return TableDoc(vi, en, {**columns, **DELIVERY_DOCS, **LINEAGE_DOCS, **QUARANTINE_DOC.columns}, EXTRA_COLUMN)
 
 
 def lineage_columns() -> list[pl.Expr]:

@@ -47,12 +47,6 @@ POINT_TYPES = {
 }
 TYPE_COLUMNS = dict.fromkeys(POINT_TYPES.values())  # ordered, unique
 
-bronze_postal_enterprises = layers.bronze_asset(
-    ENTERPRISES, GROUP, "The postal enterprise register as delivered (every snapshot, every column as text)."
-)
-bronze_postal_service_points = layers.bronze_asset(
-    SERVICE_POINTS, GROUP, "The postal service point register as delivered (every snapshot, every column as text)."
-)
 
 ENTERPRISE_COLUMNS = [
     "tax_code",
@@ -147,6 +141,23 @@ DOCS = {
         },
     ),
 }
+
+for _feed in (ENTERPRISES, SERVICE_POINTS):
+    _doc = DOCS[f"quarantine.{_feed.table}"]
+    DOCS[f"quarantine.{_feed.table}"] = layers.delivered_doc(_feed, DOCS[f"silver.{_feed.table}"], *_doc.texts)
+
+bronze_postal_enterprises = layers.bronze_asset(
+    ENTERPRISES,
+    GROUP,
+    "The postal enterprise register as delivered (every snapshot, every column as text).",
+    DOCS["quarantine.postal_enterprises"],
+)
+bronze_postal_service_points = layers.bronze_asset(
+    SERVICE_POINTS,
+    GROUP,
+    "The postal service point register as delivered (every snapshot, every column as text).",
+    DOCS["quarantine.postal_service_points"],
+)
 
 
 def tax_code(col: str) -> pl.Expr:

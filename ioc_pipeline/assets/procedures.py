@@ -25,9 +25,6 @@ GROUP = "procedures"
 TIERS = {"cap tinh": "Cấp tỉnh", "cap huyen": "Cấp huyện", "cap xa": "Cấp xã"}
 ONLINE_CLASSES = {"toan trinh": "full", "mot phan": "partial"}
 
-bronze_procedures = layers.bronze_asset(
-    FEED, GROUP, "The procedure catalog as delivered (every snapshot, every column as text), with file, row and load."
-)
 
 SILVER_COLUMNS = [
     "procedure_code",
@@ -38,7 +35,7 @@ SILVER_COLUMNS = [
     "service_level",
     "online_class",
     "online_class_source",
-    "updated_at",
+    "updated_on",
     *layers.LINEAGE_DOCS,
 ]
 
@@ -58,7 +55,7 @@ DOCS = {
                 "online class per Decree 42/2022",
             ),
             "online_class_source": ("Nguồn phân loại (delivered/derived)", "class delivered or derived from level"),
-            "updated_at": ("Ngày cập nhật", "last update"),
+            "updated_on": ("Ngày cập nhật (NgayCapNhat)", "day of the last update (a date: `_on`, not `_at`)"),
             **layers.LINEAGE_DOCS,
         },
     ),
@@ -77,6 +74,17 @@ DOCS = {
         },
     ),
 }
+
+DOCS["quarantine.procedures"] = layers.delivered_doc(
+    FEED, DOCS["silver.procedures"], *DOCS["quarantine.procedures"].texts
+)
+
+bronze_procedures = layers.bronze_asset(
+    FEED,
+    GROUP,
+    "The procedure catalog as delivered (every snapshot, every column as text), with file, row and load.",
+    DOCS["quarantine.procedures"],
+)
 
 
 def typed_procedures(delivered: pl.DataFrame) -> pl.DataFrame:
@@ -103,11 +111,11 @@ def typed_procedures(delivered: pl.DataFrame) -> pl.DataFrame:
         pl.when(online_given.is_not_null() & ~online_folded.is_in(list(ONLINE_CLASSES)))
         .then(online_given)
         .alias("online_class_unparsed"),
-        parsing.date("updated_at").alias("updated_at"),
+        parsing.date("updated_at").alias("updated_on"),
         parsing.text("updated_at").alias("updated_at_text"),
         *layers.lineage_columns(),
     ).with_columns(
-        pl.when(pl.col("updated_at_text").is_not_null() & pl.col("updated_at").is_null())
+        pl.when(pl.col("updated_at_text").is_not_null() & pl.col("updated_on").is_null())
         .then(pl.col("updated_at_text"))
         .alias("updated_at_unparsed"),
         pl.col("tiers_folded")

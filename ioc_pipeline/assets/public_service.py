@@ -31,8 +31,16 @@ import dagster as dg
 import polars as pl
 
 from ioc_pipeline import gate, parsing
-from ioc_pipeline.assets import deliveries
-from ioc_pipeline.assets.layers import OWNERS, GatedTable, gate_batch, gated_specs, indicator, quarantine_metadata
+from ioc_pipeline.assets import deliveries, layers
+from ioc_pipeline.assets.layers import (
+    OWNERS,
+    Gated,
+    GatedTable,
+    gate_batch,
+    gated_specs,
+    indicator,
+    quarantine_metadata,
+)
 from ioc_pipeline.checks.dossiers import RULES
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
@@ -109,7 +117,7 @@ SILVER_COLUMNS = [
     "e_result",
     "is_finished",
     "is_closed_unfinished",
-    "finished_on_time",
+    "is_finished_on_time",
     "processing_days",
     "applicant_id",
     "received_month",
@@ -196,7 +204,10 @@ DOCS = {
             "e_result": ("Có kết quả điện tử", "result issued electronically"),
             "is_finished": ("Đã giải quyết", "finished: status 9/10 or a finish time"),
             "is_closed_unfinished": ("Từ chối/rút/dừng", "refused, withdrawn or stopped (3, 7, 8)"),
-            "finished_on_time": ("Giải quyết đúng hạn", "on time by the contract's rule (null if not finished)"),
+            "is_finished_on_time": (
+                "Giải quyết đúng hạn",
+                "finished on time by the contract's rule (null if not finished)",
+            ),
             "processing_days": ("Số ngày giải quyết", "days from receipt to finish"),
             "applicant_id": ("Bí danh người nộp (HMAC)", "applicant pseudonym (keyed HMAC of the citizen ID)"),
             "received_month": ("Tháng tiếp nhận", "month of receipt (the partition)"),
@@ -220,6 +231,9 @@ DOCS = {
         KPI_DOCS,
     ),
 }
+DOCS["quarantine.dossiers"] = layers.delivered_doc(
+    source.FEED, DOCS["silver.dossiers"], *DOCS["quarantine.dossiers"].texts
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -328,9 +342,9 @@ def current_versions(bronze: pl.LazyFrame) -> pl.DataFrame:
     newest = (
         keys.filter(pl.col("_key").is_not_null())
         .group_by("_key")
-        .agg(pl.col("_n").last(), pl.len().alias("versions_delivered"))
+        .agg(pl.col("_n").last(), pl.len().cast(pl.Int32).alias("versions_delivered"))
     )
-    loose = keys.filter(pl.col("_key").is_null()).select("_n", pl.lit(1, pl.UInt32).alias("versions_delivered"))
+    loose = keys.filter(pl.col("_key").is_null()).select("_n", pl.lit(1, pl.Int32).alias("versions_delivered"))
     chosen = pl.concat([newest.select("_n", "versions_delivered"), loose])
     rows = numbered.filter(pl.col("_n").is_in(chosen.get_column("_n").implode())).collect()
     return rows.join(chosen, on="_n").drop("_n").sort(SOURCE_FILE, SOURCE_ROW)
@@ -445,17 +459,47 @@ def typed_dossiers(delivered: pl.DataFrame) -> pl.DataFrame:
             (pl.col("supplement_count") <= MAX_SUPPLEMENTS_ON_TIME)
             & (pl.col("due_at").is_null() | (finish.is_not_null() & (finish <= pl.col("due_at"))).fill_null(False))
         )
-        .alias("finished_on_time"),
+        .alias("is_finished_on_time"),
         ((pl.col("finished_at") - pl.col("received_at")).dt.total_seconds() / 86400.0).alias("processing_days"),
         *[pl.col(c).fill_null(False) for c in flags],
     )
-    return _resolve_units(frame)
+    # codes are text everywhere (the national code lists are codes, not quantities)
+    return _resolve_units(frame).with_columns(pl.col("channel_code", "status_code").cast(pl.String))
 
 
 def _catalog_codes(store: Lake) -> pl.Series | None:
     if not store.exists("silver", "procedures"):
         return None
     return store.scan("silver", "procedures").select("procedure_code").collect().get_column("procedure_code")
+
+
+def _month_pages(
+    store: Lake, month: str, gated: Gated | None, unknown: dict[str, int] | None
+) -> list[dg.AssetMaterialization]:
+    """One month's own materializations of silver and quarantine: its rows, quarantined rows, decision and
+    figures, whatever other months ran with it (Dagster records a single-run backfill's result on every
+    partition of the range; these events, logged after it, are each partition's latest)."""
+    if gated is None:
+        kept = store.row_count("silver", TABLE, _month_partition(month)) or 0
+        nothing = {"delivered": False, "dagster/row_count": kept, "delivered_rows": 0}
+        return [
+            dg.AssetMaterialization(SILVER_KEY, partition=month, metadata={**nothing, "published": False}),
+            dg.AssetMaterialization(QUARANTINE_KEY, partition=month, metadata=nothing),
+        ]
+    silver = table_metadata(
+        gated.clean,
+        doc=SILVER.doc,
+        delivered=True,
+        published=gated.published,
+        delivered_rows=gated.delivered,
+        quarantined_rows=gated.quarantine.height,
+        **gated.outcome.metadata(),
+        **({"unknown_procedure_codes": dg.MetadataValue.json(unknown)} if unknown is not None else {}),
+    )
+    return [
+        dg.AssetMaterialization(SILVER_KEY, partition=month, metadata=silver),
+        dg.AssetMaterialization(QUARANTINE_KEY, partition=month, metadata=quarantine_metadata(gated.quarantine)),
+    ]
 
 
 def _month_partition(month: str) -> str:
@@ -532,11 +576,13 @@ def silver_dossiers(
     previews: list[pl.DataFrame] = []
     rejected: list[pl.DataFrame] = []
     checks_by_month: dict[str, list[dg.AssetCheckResult]] = {}
+    pages: list[dg.AssetMaterialization] = []  # each month's own figures (see `_month_pages`)
     for month in months:
         bronze = store.scan("bronze", TABLE).filter(pl.col(source.MONTH) == month) if has_bronze else None
         delivered = current_versions(bronze).with_row_index(ROW_ID) if bronze is not None else pl.DataFrame()
         if delivered.is_empty():
             context.log.info(f"dossiers {month}: no versions delivered, nothing to rebuild")
+            pages.extend(_month_pages(store, month, None, None))
             continue
         gated = gate_batch(
             context, store, SILVER, delivered, _month_partition(month), month, alerts.webhook_url or None
@@ -549,6 +595,7 @@ def silver_dossiers(
         if catalog is not None:
             codes = gated.clean.filter(~pl.col("procedure_code").is_in(catalog) | pl.col("procedure_code").is_null())
             unknown[month] = dict(codes.group_by(pl.col("procedure_code").fill_null("(missing)")).len().iter_rows())
+        pages.extend(_month_pages(store, month, gated, unknown.get(month)))
         del gated  # keep one month in memory at a time
     if not summaries:
         # the nightly's months before their first dossier: nothing to rebuild is a success, not a failure
@@ -579,22 +626,28 @@ def silver_dossiers(
             },
         )
     )
+    # The run's materialization is recorded for every month of the range with the same metadata: it
+    # carries the run's totals (named so), and each month's own page follows right after it.
     yield dg.MaterializeResult(
         asset_key=SILVER_KEY,
-        metadata=table_metadata(
-            clean,
-            **{
-                "dagster/row_count": sum(m["rows"] for m in summaries.values()),
-                "published_months": [m for m, v in summaries.items() if v["published"]],
-                "blocked_months": [m for m, v in summaries.items() if not v["published"]],
-                "delivered_rows": sum(m["delivered"] for m in summaries.values()),
-                "quarantined_rows": quarantine.height,
-                "rows_by_month": {m: v["rows"] for m, v in summaries.items()},
-            },
-        ),
+        metadata={
+            "run_months": months,
+            "published_months": [m for m, v in summaries.items() if v["published"]],
+            "blocked_months": [m for m, v in summaries.items() if not v["published"]],
+            "run_rows": sum(m["rows"] for m in summaries.values()),
+            "run_delivered_rows": sum(m["delivered"] for m in summaries.values()),
+            "run_quarantined_rows": quarantine.height,
+            "rows_by_month": {m: v["rows"] for m, v in summaries.items()},
+            "preview": table_metadata(clean, doc=SILVER.doc)["preview"],
+        },
         check_results=checks,
     )
-    yield dg.MaterializeResult(asset_key=QUARANTINE_KEY, metadata=quarantine_metadata(quarantine))
+    yield dg.MaterializeResult(
+        asset_key=QUARANTINE_KEY,
+        metadata={"run_months": months, "run_quarantined_rows": quarantine.height},
+    )
+    for page in pages:
+        context.log_event(page)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -605,8 +658,8 @@ def silver_dossiers(
 KPI_INPUT_SCHEMA = {
     "received_month": pl.Date,
     "agency": pl.String,
-    "channel_code": pl.Int8,
-    "status_code": pl.Int8,
+    "channel_code": pl.String,
+    "status_code": pl.String,
     "due_at": pl.Datetime("us", parsing.TIMEZONE),
     "updated_at": pl.Datetime("us", parsing.TIMEZONE),
     "paid_online": pl.Boolean,
@@ -614,7 +667,7 @@ KPI_INPUT_SCHEMA = {
     "e_result": pl.Boolean,
     "is_finished": pl.Boolean,
     "is_closed_unfinished": pl.Boolean,
-    "finished_on_time": pl.Boolean,
+    "is_finished_on_time": pl.Boolean,
     "processing_days": pl.Float64,
     "applicant_id": pl.String,
 }
@@ -645,10 +698,10 @@ def kpis(
         .agg(
             pl.len().alias("dossiers_received"),
             finished.sum().alias("dossiers_finished"),
-            pl.col("finished_on_time").fill_null(False).sum().alias("finished_on_time"),
+            pl.col("is_finished_on_time").fill_null(False).sum().alias("finished_on_time"),
             open_overdue.fill_null(False).sum().alias("open_overdue"),
             pl.col("is_closed_unfinished").sum().alias("closed_unfinished"),
-            (pl.col("channel_code") == 2).sum().alias("dossiers_online"),
+            (pl.col("channel_code") == "2").sum().alias("dossiers_online"),
             pl.col("paid_online").sum().alias("dossiers_paid_online"),
             pl.col("digitized").sum().alias("dossiers_digitized"),
             (finished & pl.col("e_result")).sum().alias("dossiers_e_result"),

@@ -44,6 +44,8 @@ DOCS = {
             "era": ("Thời kỳ: pre_2025/post_2025", "era of validity"),
             "valid_from": ("Hiệu lực từ", "valid from"),
             "valid_to": ("Hiệu lực đến", "valid to"),
+            "latitude": ("Vĩ độ trung tâm (WGS84)", "latitude of the unit's centre (WGS84)"),
+            "longitude": ("Kinh độ trung tâm (WGS84)", "longitude of the unit's centre (WGS84)"),
         },
     ),
     "silver.admin_unit_crosswalk": TableDoc(
@@ -51,6 +53,14 @@ DOCS = {
         "Crosswalk from each pre-2025 commune to its post-reform unit",
         {
             "old_commune_code": ("Mã xã cũ", "pre-2025 commune code"),
+            "old_commune_name": ("Tên xã cũ", "pre-2025 commune name"),
+            "old_district_code": ("Mã huyện cũ", "pre-2025 district code"),
+            "old_district_name": ("Tên huyện cũ", "pre-2025 district name"),
+            "new_unit_name": ("Tên đơn vị mới", "post-2025 unit name"),
+            "distance_km": (
+                "Khoảng cách giữa tâm xã cũ và tâm đơn vị mới (km)",
+                "distance between the old commune's centre and the new unit's centre (km)",
+            ),
             "new_unit_code": ("Mã đơn vị mới", "post-2025 unit code"),
             "is_primary": ("Đơn vị mới chính", "primary target when the commune was split"),
             "is_split": ("Xã cũ bị chia tách", "the old commune went to several new units"),

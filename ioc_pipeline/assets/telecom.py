@@ -34,12 +34,6 @@ GROUP = "telecom"
 FILE_CARRIER = "_file_carrier"
 TECH_COLUMNS = {tech: f"sites_{tech.lower()}" for tech in TECHNOLOGIES}
 
-bronze_bts_stations = layers.bronze_asset(
-    FEED,
-    GROUP,
-    "The carriers' BTS registers as delivered (every snapshot of every carrier, every column as text), "
-    "with file, row and load.",
-)
 
 SILVER_COLUMNS = [
     "carrier",
@@ -143,6 +137,18 @@ DOCS = {
         },
     ),
 }
+
+DOCS["quarantine.bts_stations"] = layers.delivered_doc(
+    FEED, DOCS["silver.bts_stations"], *DOCS["quarantine.bts_stations"].texts
+)
+
+bronze_bts_stations = layers.bronze_asset(
+    FEED,
+    GROUP,
+    "The carriers' BTS registers as delivered (every snapshot of every carrier, every column as text), "
+    "with file, row and load.",
+    DOCS["quarantine.bts_stations"],
+)
 
 
 def carrier_code(text: pl.Expr) -> pl.Expr:
