@@ -35,6 +35,7 @@ SCHEMAS = ("silver", "gold", "quarantine", "ops")
 TIMEZONE = "Asia/Ho_Chi_Minh"
 LOCAL_TIME = " (giờ Việt Nam / Vietnam time, Asia/Ho_Chi_Minh)"
 MONTH_PARTITION = "month"  # the lake's hive partition month=YYYY-MM
+SNAPSHOT_COLUMN = "as_of_date"  # gold tables that keep every snapshot get a `<table>_latest` view
 ORPHANED = "orphaned"
 # where `ioc.duckdb.wal` points: a folder that is never created, named for whoever reads the link
 WAL_GUARD = "read-only--use-make-sql-or-duckdb-readonly/ioc.duckdb.wal"
@@ -97,6 +98,8 @@ def build(
                     con.execute("drop view _lake")
                     counts[name] = con.execute(f"select count(*) from {name}").fetchone()[0]
                     _comment(con, name, docs.get(name))
+                    if schema == "gold":
+                        _latest_view(con, name, docs.get(name))
             _stamp(con, counts)
             con.execute("checkpoint")
         finally:
@@ -135,6 +138,29 @@ def _comment(con: duckdb.DuckDBPyConnection, name: str, doc: TableDoc | None) ->
             comment = comment.replace(" (UTC)", "").replace(" (Asia/Ho_Chi_Minh)", "") + LOCAL_TIME
         if comment:
             con.execute(f'comment on column {name}."{column}" is {_quote(comment)}')
+
+
+def _latest_view(con: duckdb.DuckDBPyConnection, name: str, doc: TableDoc | None) -> None:
+    """`<table>_latest`: the newest snapshot of a gold table that keeps every snapshot (by `as_of_date`; the
+    scorecard's per indicator), for the common question; the table itself answers trend questions."""
+    columns = [r[0] for r in con.execute(f"describe {name}").fetchall()]
+    if SNAPSHOT_COLUMN not in columns:
+        return
+    per = "partition by indicator_code" if "indicator_code" in columns else ""
+    view = f"{name}_latest"
+    con.execute(
+        f"create view {view} as select * from {name} qualify {SNAPSHOT_COLUMN} = max({SNAPSHOT_COLUMN}) over ({per})"
+    )
+    if doc:
+        newest = (
+            ("bản chốt mới nhất", "newest snapshot") if not per else ("bản mới nhất mỗi chỉ số", "newest per indicator")
+        )
+        latest = TableDoc(f"{doc.vi} ({newest[0]})", f"{doc.en} ({newest[1]})", doc.columns, doc.other)
+        con.execute(f"comment on view {view} is {_quote(latest.comment())}")
+        for column in columns:
+            comment = latest.column_comment(column)
+            if comment:
+                con.execute(f'comment on column {view}."{column}" is {_quote(comment)}')
 
 
 def _stamp(con: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> None:

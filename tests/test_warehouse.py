@@ -246,6 +246,11 @@ def test_every_table_and_column_is_documented_in_both_languages(sample_run: Pipe
     )
     assert {schema.split(".")[0] for schema, _ in tables} == {"silver", "gold", "quarantine", "ops"}
     assert [name for name, comment in tables if not comment or BILINGUAL not in comment] == []
+    views = sample_run.query(
+        "select schema_name || '.' || view_name, comment from duckdb_views() where database_name = current_database()"
+    )
+    assert "gold.ioc_scorecard_latest" in dict(views)
+    assert [name for name, comment in views if not comment or BILINGUAL not in comment] == []
     columns = _columns(sample_run)
     assert len(columns) > 300
     missing = [f"{s}.{t}.{c}" for s, t, c, _, comment in columns if not comment or BILINGUAL not in comment]
@@ -322,3 +327,59 @@ def test_each_month_of_a_single_run_carries_its_own_figures(sample_run: Pipeline
             assert latest["silver"]["batch"].value == month
             assert latest["quarantine"]["dagster/row_count"].value == refused.get(month, 0)
     assert len(set(rows.values())) > 1 or len(set(refused.values())) > 1  # the months differ: the test can fail
+
+
+# --------------------------------------------------------------------------------------------------
+# history: snapshot feeds keep every snapshot
+# --------------------------------------------------------------------------------------------------
+
+POINTS = ("postal", "service_points_20220430.csv")
+
+
+def _points_total(pipeline: Pipeline, table: str) -> dict[str, int]:
+    rows = pipeline.query(f"select as_of_date::varchar, sum(service_points) from gold.{table} group by 1 order by 1")
+    return {day: int(total) for day, total in rows}
+
+
+def test_two_snapshots_delivered_one_after_the_other_are_both_kept(published: Pipeline) -> None:
+    before = _points_total(published, "postal_network_by_commune")
+    assert list(before) == ["2022-04-30"]
+    # the department delivers May's register: five points of April closed
+    april = published.landing.joinpath(*POINTS).read_text(encoding="utf-8").splitlines(keepends=True)
+    clean = {code for (code,) in published.query("select point_code from silver.postal_service_points")}
+    closed = [line for line in april[1:] if line.split(",")[0] in clean][:5]
+    may = [line for line in april if line not in closed]
+    published.landing.joinpath("postal", "service_points_20220531.csv").write_text("".join(may), encoding="utf-8")
+    result = published.run("refresh_postal")
+    assert result.success, failure_messages(result)
+
+    after = _points_total(published, "postal_network_by_commune")
+    assert after == {"2022-04-30": before["2022-04-30"], "2022-05-31": before["2022-04-30"] - 5}
+    assert _points_total(published, "postal_network_by_commune_latest") == {"2022-05-31": after["2022-05-31"]}
+    assert published.query("select count(*) from gold.postal_network_by_commune group by as_of_date") == [
+        (108,),
+        (108,),
+    ]
+    # the scorecard keeps both figures; its latest view answers "how many now"
+    history = published.query(
+        "select as_of_date::varchar, value from gold.ioc_scorecard "
+        "where indicator_code = 'postal_service_points' order by 1"
+    )
+    assert [(d, int(v)) for d, v in history] == list(after.items())
+    assert published.query(
+        "select as_of_date::varchar, value from gold.ioc_scorecard_latest "
+        "where indicator_code = 'postal_service_points'"
+    ) == [("2022-05-31", after["2022-05-31"])]
+    assert published.query("select count(*) = count(distinct indicator_code) from gold.ioc_scorecard_latest") == [
+        (True,)
+    ]
+
+
+def test_the_readmes_trend_queries_answer(sample_run: Pipeline) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- trend queries -->", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    queries = [q.strip() for q in block.split(";") if q.strip()]
+    assert len(queries) == 2
+    sites, on_time = (sample_run.query(q) for q in queries)
+    assert sites and all(n > 0 for _, n in sites)  # BTS sites with 4G per snapshot month
+    assert len(on_time) == 4 and all(0 <= pct <= 100 for _, pct in on_time)  # on-time rate per month

@@ -370,6 +370,23 @@ def gated_silver(
     return _silver
 
 
+SNAPSHOT_KEY = "as_of_date"  # what a gold table of a snapshot feed is dated by
+
+
+def latest(frame: pl.DataFrame, by: list[str] | None = None) -> pl.DataFrame:
+    """The rows of the newest snapshot (per `by`, e.g. per indicator) of a table that keeps every snapshot."""
+    newest = pl.col(SNAPSHOT_KEY).max()
+    return frame.filter(pl.col(SNAPSHOT_KEY) == (newest.over(by) if by else newest))
+
+
+def keep_history(previous: pl.DataFrame | None, current: pl.DataFrame) -> pl.DataFrame:
+    """Every earlier snapshot of a table and the current one; a snapshot built again replaces its own rows."""
+    if previous is None or SNAPSHOT_KEY not in previous.columns:
+        return current
+    kept = previous.filter(~pl.col(SNAPSHOT_KEY).is_in(current.get_column(SNAPSHOT_KEY).unique().implode()))
+    return pl.concat([kept, current], how="diagonal_relaxed").sort(SNAPSHOT_KEY, maintain_order=True)
+
+
 def derived_asset(
     key: tuple[str, str],
     reads: list[tuple[str, str]],
@@ -379,9 +396,12 @@ def derived_asset(
     doc: TableDoc | None,
     preview_rows: int = 10,
     report: Callable[..., dict[str, Any]] | None = None,
+    history: bool = False,
 ) -> dg.AssetsDefinition:
     """A table computed from other lake tables (`key` = (layer, table), `reads` likewise): reads its
     inputs, `build(*inputs)`, writes, and reports `table_metadata` plus `report(table, *inputs)`.
+    With `history`, the table keeps every snapshot it was built for (by `as_of_date`; `latest` reads the
+    newest): the gold tables of snapshot feeds, so trends can be asked.
 
     When an input was never written (its feed has not been delivered yet), the step succeeds
     without writing, with `delivered: false`: gold of an undelivered feed is absent, not zeros."""
@@ -409,8 +429,14 @@ def derived_asset(
             )
         inputs = [store.read(*read) for read in reads]
         built = build(*inputs)
-        store.write(built, layer, table)
         extra = report(built, *inputs) if report else {}
+        if history:
+            kept = keep_history(store.read(layer, table) if store.exists(layer, table) else None, built)
+            store.write(kept, layer, table)
+            extra["snapshots"] = [str(d) for d in kept.get_column(SNAPSHOT_KEY).unique().sort()]
+            extra["rows_all_snapshots"] = kept.height
+        else:
+            store.write(built, layer, table)
         return dg.MaterializeResult(metadata=table_metadata(built, preview_rows=preview_rows, doc=doc, **extra))
 
     return _derived

@@ -348,7 +348,7 @@ def network_by_new_unit(points: pl.DataFrame) -> pl.DataFrame:
 
 def _gold(name: str, build: Callable[[pl.DataFrame], pl.DataFrame], description: str) -> dg.AssetsDefinition:
     points = [("silver", "postal_service_points")]
-    return layers.derived_asset(("gold", name), points, build, GROUP, description, DOCS[f"gold.{name}"])
+    return layers.derived_asset(("gold", name), points, build, GROUP, description, DOCS[f"gold.{name}"], history=True)
 
 
 gold_postal_network_by_commune = _gold(
@@ -391,7 +391,7 @@ def indicators(store: Lake) -> list[dict]:
             )
         )
     if store.exists("gold", "postal_network_by_new_unit"):
-        network = store.read("gold", "postal_network_by_new_unit")
+        network = layers.latest(store.read("gold", "postal_network_by_new_unit"))
         rows.append(
             layers.indicator(
                 "postal_service_points",

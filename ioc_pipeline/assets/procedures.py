@@ -188,6 +188,7 @@ gold_procedure_service_levels = layers.derived_asset(
     "Counts and shares of the catalog's procedures by service level, online class and tier.",
     DOCS["gold.procedure_service_levels"],
     preview_rows=20,
+    history=True,
 )
 
 
@@ -200,7 +201,7 @@ def indicators(store: Lake) -> list[dict]:
     """Scorecard rows of the catalog: counts by level and online class, shares on 0–100."""
     if not store.exists("gold", "procedure_service_levels"):
         return []
-    levels = store.read("gold", "procedure_service_levels")
+    levels = layers.latest(store.read("gold", "procedure_service_levels"))
     count = {(d, c): n for d, c, n in levels.select("dimension", "category", "procedures").iter_rows()}
     total = count.get(("total", "all"), 0)
     as_of = levels["as_of_date"].max()

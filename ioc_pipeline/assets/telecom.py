@@ -351,7 +351,9 @@ def coverage_by_new_unit(sites: pl.DataFrame) -> pl.DataFrame:
 
 
 def coverage_gaps(by_commune: pl.DataFrame, by_new_unit: pl.DataFrame) -> pl.DataFrame:
-    """Units with no 4G site (`gap` = no_4g_site) or no site at all (`gap` = no_site), at both levels."""
+    """Units with no 4G site (`gap` = no_4g_site) or no site at all (`gap` = no_site), at both levels, in the
+    newest snapshot of the coverage tables (they keep every snapshot; so does this one)."""
+    by_commune, by_new_unit = layers.latest(by_commune), layers.latest(by_new_unit)
     gap = pl.when(pl.col("sites") == 0).then(pl.lit("no_site")).otherwise(pl.lit("no_4g_site")).alias("gap")
     old = by_commune.filter(pl.col("sites_4g") == 0).select(
         "as_of_date",
@@ -391,7 +393,9 @@ def _gaps_report(gaps: pl.DataFrame, *_: pl.DataFrame) -> dict[str, object]:
 def _gold(
     name: str, reads: list[tuple[str, str]], build: Callable[..., pl.DataFrame], description: str, **kwargs: Any
 ) -> dg.AssetsDefinition:
-    return layers.derived_asset(("gold", name), reads, build, GROUP, description, DOCS[f"gold.{name}"], **kwargs)
+    return layers.derived_asset(
+        ("gold", name), reads, build, GROUP, description, DOCS[f"gold.{name}"], history=True, **kwargs
+    )
 
 
 SITES = [("silver", "bts_sites")]
@@ -431,7 +435,7 @@ def indicators(store: Lake) -> list[dict]:
     force on the snapshot date with no 4G site (old communes before the 2025 reform, new units after)."""
     if not store.exists("gold", "telecom_coverage_by_new_unit"):
         return []
-    by_unit = store.read("gold", "telecom_coverage_by_new_unit")
+    by_unit = layers.latest(store.read("gold", "telecom_coverage_by_new_unit"))
     as_of = by_unit["as_of_date"].max()
     source = "gold/telecom_coverage_by_new_unit"
 
@@ -444,7 +448,7 @@ def indicators(store: Lake) -> list[dict]:
         for tech, column in TECH_COLUMNS.items()
     ]
     if store.exists("gold", "telecom_coverage_gaps"):
-        gaps = store.read("gold", "telecom_coverage_gaps")
+        gaps = layers.latest(store.read("gold", "telecom_coverage_gaps"))
         level = "old_commune" if as_of < units.REFORM_DATE else "new_unit"
         rows.append(
             row(
