@@ -28,7 +28,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import gate, parsing
+from ioc_pipeline import gate, parsing, vocabularies
 from ioc_pipeline.assets import deliveries
 from ioc_pipeline.assets.layers import OWNERS, GatedTable, gate_batch, gated_specs, indicator, quarantine_metadata
 from ioc_pipeline.checks.dossiers import RULES
@@ -55,19 +55,8 @@ CATALOG_CHECK = "procedure_code_in_catalog"
 CATALOG_KEY = dg.AssetKey(["silver", "procedures"])
 MONTHS_CHANGED = "months_changed"
 
-STATUS_NAMES = {
-    1: "Mới đăng ký",
-    2: "Được tiếp nhận",
-    3: "Không được tiếp nhận",
-    4: "Đang xử lý",
-    5: "Yêu cầu bổ sung",
-    6: "Yêu cầu thực hiện nghĩa vụ tài chính",
-    7: "Công dân rút hồ sơ",
-    8: "Dừng xử lý",
-    9: "Đã xử lý xong",
-    10: "Đã trả kết quả",
-}
-CHANNELS = {1: ("in_person", "Trực tiếp"), 2: ("online", "Trực tuyến"), 3: ("postal", "Bưu chính công ích")}
+STATUS_NAMES = vocabularies.DOSSIER_STATUS_NAMES
+CHANNELS = vocabularies.DOSSIER_CHANNELS
 FINISHED_STATUSES = [9, 10]
 CLOSED_UNFINISHED_STATUSES = [3, 7, 8]  # refused at reception, withdrawn by the applicant, processing stopped
 MAX_SUPPLEMENTS_ON_TIME = 1  # asked to supplement more than once: late (the national scoring rule)

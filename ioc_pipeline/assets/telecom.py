@@ -21,7 +21,7 @@ import polars as pl
 
 from ioc_pipeline import parsing, units
 from ioc_pipeline.assets import layers, reference
-from ioc_pipeline.checks.telecom import RULES, TECHNOLOGIES
+from ioc_pipeline.checks.telecom import RULES
 from ioc_pipeline.checks.units import place_columns, resolved
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
@@ -29,6 +29,7 @@ from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.sites import SITE_RADIUS_M, assign_sites
 from ioc_pipeline.sources.files import SOURCE_FILE
 from ioc_pipeline.sources.telecom import FEED
+from ioc_pipeline.vocabularies import TECHNOLOGIES
 
 GROUP = "telecom"
 FILE_CARRIER = "_file_carrier"
