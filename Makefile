@@ -53,6 +53,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check ioc_pipeline tests bench
 	$(BIN)/ruff format --check ioc_pipeline tests bench
 
+## validate: check a department's file(s) offline with the pipeline's readers and rules (FILE="a.csv b.xlsx" [OUT=dir])
+validate: $(STAMP)
+	@test -n "$(FILE)" || { echo 'usage: make validate FILE="viettel_20220531.csv [more files]" [OUT=folder]'; exit 2; }
+	$(BIN)/python -m ioc_pipeline.cli validate $(FILE) $(if $(OUT),--out $(OUT))
+
 ## sample: regenerate the committed sample delivery under data/landing
 sample: $(STAMP)
 	$(BIN)/python -m ioc_pipeline.sample --out data/landing

@@ -477,7 +477,7 @@ SILVER = GatedTable(
     doc=DOCS.get("silver.dossiers"),
     batch=lambda bronze: current_versions(bronze.lazy()),
     # validating an export offline: pseudonymised with a throwaway key, like bronze, never shown
-    reader=lambda landing, file: source.read_export(landing, file, source.FEED, secrets.token_bytes(32))[1],
+    reader=lambda landing, file, feed: source.read_export(landing, file, feed, secrets.token_bytes(32)),
 )
 GATED = [SILVER]  # `cli validate` finds a file's feed among the gated tables
 
