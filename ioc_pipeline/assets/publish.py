@@ -15,6 +15,7 @@ from ioc_pipeline import alerts
 from ioc_pipeline.assets import ops, scorecard
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.checks import outcomes
+from ioc_pipeline.sources import fates
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.policies import WAREHOUSE_POOL
@@ -26,7 +27,7 @@ DOCS: dict[str, TableDoc] = {
     **ops.DOCS,
 }
 # Written by steps and sensors, not by assets of their own: published, documented, not waited for.
-STEP_DOCS: dict[str, TableDoc] = {**alerts.DOCS, **outcomes.DOCS}
+STEP_DOCS: dict[str, TableDoc] = {**alerts.DOCS, **outcomes.DOCS, **fates.DOCS}
 
 
 @dg.asset(
