@@ -15,11 +15,11 @@ from ioc_pipeline import alerts
 from ioc_pipeline.assets import ops, scorecard
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.checks import outcomes
-from ioc_pipeline.sources import fates
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.policies import WAREHOUSE_POOL
 from ioc_pipeline.resources import LakeResource, WarehouseResource
+from ioc_pipeline.sources import fates
 
 DOCS: dict[str, TableDoc] = {
     **{name: doc for domain in DOMAINS for name, doc in domain.module().DOCS.items()},
