@@ -49,6 +49,8 @@ def build(store: Lake, path: str, docs: dict[str, TableDoc]) -> dict[str, int]:
             },
         )
         try:
+            if (remote := store.object_store()) is not None:
+                con.register_filesystem(remote)  # `read_parquet('s3://…')` through s3fs: no httpfs here
             for schema in SCHEMAS:
                 con.execute(f"create schema {schema}")
                 for table in store.tables(schema):
