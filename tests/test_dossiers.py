@@ -3,20 +3,24 @@ refused token), hand-computed indicators, month partitions, and no personal data
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 import sqlite3
 import unicodedata
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import requests
 
 from ioc_pipeline import cli
 from ioc_pipeline.assets.public_service import CATALOG_CHECK, month_ranges
-from ioc_pipeline.pii import normalise_citizen_id
+from ioc_pipeline.pii import SAMPLE_KEY, PiiKeyError, normalise_citizen_id, pseudonymise, resolve_key
 from ioc_pipeline.sample import dossiers as sample
 from ioc_pipeline.sample.__main__ import SEED
 from ioc_pipeline.sample.gateway import Gateway, GatewayServer
@@ -602,14 +606,40 @@ def test_production_mode_refuses_to_start_without_a_key(published: Pipeline, cap
         if getattr(e.event_specific_data, "error", None)
     )
     assert "IOC_PII_KEY is not set" in text
-    published.extra_env = {"IOC_MODE": "production", "IOC_PII_KEY": "k" * 32}
+    published.extra_env = {"IOC_MODE": "production", "IOC_PII_KEY": secrets.token_hex(32)}
     assert succeeded(published.refresh())
 
 
-def test_the_pseudonym_depends_on_the_key() -> None:
-    from ioc_pipeline.pii import pseudonym
+def test_the_pseudonym_production_computes_is_the_keyed_hmac_of_the_normalised_id() -> None:
+    ids = pl.Series(["094088000001", "094 088 000 001", "94088000001", "094088000002", None, "không có"])
+    one, other = pseudonymise(ids, b"a" * 16), pseudonymise(ids, b"b" * 16)
+    expected = hmac.new(b"a" * 16, b"094088000001", hashlib.sha256).hexdigest()[:32]  # RFC 2104, by the stdlib
+    assert one.to_list()[:3] == [expected] * 3  # spaces and a lost leading zero: the same person
+    assert one[3] != expected and one[3] is not None
+    assert one.to_list()[4:] == [None, None]
+    assert other.to_list()[:3] != one.to_list()[:3] and other[0] is not None  # another key, another pseudonym
+    assert not any("094088" in value or "94088" in value for value in one.drop_nulls().to_list())
+    assert pseudonymise(ids, b"a" * 16).to_list() == one.to_list()  # stable (remembered IDs give the same)
 
-    assert pseudonym(b"a" * 16, "094088000001") == pseudonym(b"a" * 16, "094 088 000 001")
-    assert pseudonym(b"a" * 16, "094088000001") == pseudonym(b"a" * 16, "94088000001")  # lost leading zero
-    assert pseudonym(b"a" * 16, "094088000001") != pseudonym(b"b" * 16, "094088000001")
-    assert pseudonym(b"a" * 16, None) is None
+
+@pytest.mark.parametrize(
+    ("key", "rule"),
+    [
+        (None, "is not set"),
+        ("short-key", "too short"),
+        (SAMPLE_KEY, "public sample key"),
+        ("________________", "distinct characters"),
+        ("aaaaaaaaaaaaaaaa", "distinct characters"),
+        ("abababababababababababab", "distinct characters"),
+    ],
+)
+def test_production_refuses_missing_sample_and_low_entropy_keys(key: str | None, rule: str) -> None:
+    with pytest.raises(PiiKeyError, match=rule) as refused:
+        resolve_key(key, "production")
+    assert key is None or key not in str(refused.value)
+    resolve_key(key if key and len(key) >= 16 else None, "sample")  # development keeps working
+
+
+def test_a_random_key_is_accepted_in_production() -> None:
+    key = secrets.token_hex(32)
+    assert resolve_key(key, "production") == key.encode() == resolve_key(key, None)
