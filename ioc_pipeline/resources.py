@@ -8,6 +8,7 @@ came from, and the embedded default otherwise.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import dagster as dg
 
@@ -80,6 +81,10 @@ def resources() -> dict[str, dg.ConfigurableResource]:
             token=setting("IOC_DOSSIER_API_TOKEN", ""),
             page_size=int_setting("IOC_DOSSIER_API_PAGE_SIZE", 20000),
             backoff_seconds=float(os.environ.get("IOC_DOSSIER_API_BACKOFF_SECONDS") or 1.0),
+            max_attempts=int_setting("IOC_DOSSIER_API_MAX_ATTEMPTS", 6),
+            timeout_seconds=int_setting("IOC_DOSSIER_API_TIMEOUT_SECONDS", 60),
+            lookback_hours=int_setting("IOC_DOSSIER_API_LOOKBACK_HOURS", 48),
+            reconcile_days=int_setting("IOC_DOSSIER_API_RECONCILE_DAYS", 7),
         ),
         "pii": PiiResource(key=setting("IOC_PII_KEY", ""), mode=setting("IOC_MODE", "production")),
         "alerts": AlertsResource(webhook_url=setting("IOC_ALERT_WEBHOOK_URL", "")),
@@ -93,7 +98,10 @@ class DossierGatewayResource(dg.ConfigurableResource):
     token: str = ""
     page_size: int = 20000
     backoff_seconds: float = 1.0
-    max_attempts: int = 6
+    max_attempts: int = 6  # requests of one page before the load fails (then the step's retry policy)
+    timeout_seconds: int = 60  # to connect, and between two bytes of an answer
+    lookback_hours: int = 48  # asked again before the newest version loaded: late backdated versions
+    reconcile_days: int = 7  # counts per month compared with the gateway's this often (0: every load)
 
     def gateway(self) -> Gateway | None:
         if not self.url.strip():
@@ -104,6 +112,9 @@ class DossierGatewayResource(dg.ConfigurableResource):
             page_size=self.page_size,
             backoff=self.backoff_seconds,
             max_attempts=self.max_attempts,
+            timeout=self.timeout_seconds,
+            lookback=timedelta(hours=self.lookback_hours),
+            reconcile_every=timedelta(days=self.reconcile_days),
         )
 
 

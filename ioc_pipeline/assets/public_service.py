@@ -34,7 +34,7 @@ from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.pii import PiiKeyError
-from ioc_pipeline.policies import pool_for
+from ioc_pipeline.policies import NETWORK_RETRY, pool_for
 from ioc_pipeline.resources import DossierGatewayResource, LakeResource, LandingResource, PiiResource
 from ioc_pipeline.sources import dossiers as source
 from ioc_pipeline.sources.files import LOAD_ID, SOURCE_FILE, SOURCE_ROW
@@ -258,9 +258,10 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         for error in report.errors:
             context.log.error(f"delivery refused: {error}")
         if report.errors:
-            raise dg.Failure(
+            raise dg.Failure(  # a refused file stays refused: the network retry policy must not re-read it
                 description="; ".join(str(e) for e in report.errors),
                 metadata={"refused_files": [e.path for e in report.errors], "loaded_files": report.loaded},
+                allow_retries=False,
             )
         gateway_stats = loaded.gateway
         context.log.info(f"dossiers: {report.rows} versions loaded ({loaded.mode}); months changed: {loaded.months}")
@@ -272,14 +273,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             "dlt_load_ids": report.load_ids,
         }
         if gateway_stats:
-            metadata.update(
-                updated_from=gateway_stats.updated_from or "",
-                pages=gateway_stats.pages,
-                versions_answered=gateway_stats.rows,
-                requests=gateway_stats.requests,
-                retries=gateway_stats.retries,
-                retried_statuses=gateway_stats.retried_statuses,
-            )
+            metadata.update(gateway_stats.metadata())
         else:
             metadata.update(files_loaded=report.loaded, files_skipped_already_loaded=report.skipped)
         return dg.MaterializeResult(metadata=metadata)
@@ -296,7 +290,7 @@ def _root_cause(error: BaseException) -> BaseException:
     return seen
 
 
-bronze_dossiers = bronze_dossiers_asset()
+bronze_dossiers = bronze_dossiers_asset(retry_policy=NETWORK_RETRY)
 
 
 # --------------------------------------------------------------------------------------------------
