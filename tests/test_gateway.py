@@ -6,17 +6,20 @@ run-level retry policy of the network step."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 
-from ioc_pipeline.assets.public_service import bronze_dossiers
 from ioc_pipeline.lake import Lake, Landing
-from ioc_pipeline.policies import NETWORK_RETRY
 from ioc_pipeline.resources import resources
 from ioc_pipeline.sample import dossiers as sample
 from ioc_pipeline.sample.__main__ import SEED
@@ -227,8 +230,29 @@ def test_incremental_with_a_window_equals_a_full_reload_in_bronze(served, tmp_pa
 # --------------------------------------------------------------------------------------------------
 
 
-def test_the_network_step_has_the_network_retry_policy() -> None:
-    assert bronze_dossiers.op.retry_policy == NETWORK_RETRY
+def test_ctrl_c_during_the_network_step_stops_the_run_instead_of_retrying_it(served, tmp_path: Path) -> None:
+    gateway, server = served
+    gateway.slow_seconds = 2.0
+    pipeline = _api_pipeline(tmp_path / "data", server.url)
+
+    def interrupt_when_asked() -> None:
+        for _ in range(600):
+            if gateway.requests:
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C (or `kill -INT`) does to `make run`
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=interrupt_when_asked, daemon=True).start()
+    started = time.monotonic()
+    bronze = [dg.AssetKey(["bronze", "dossiers"])]
+    results = [pipeline.run("refresh_public_service", asset_selection=bronze)]  # Dagster: an interrupted step
+    assert time.monotonic() - started < 60 and not succeeded(results)
+    events = [e for r in results for e in r.all_events]
+    assert not [e for e in events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    (failed,) = [e for e in events if e.event_type_value == "STEP_FAILURE"]
+    assert failed.step_key == "bronze__dossiers" and "Interrupted" in failed.event_specific_data.error.cls_name
+    time.sleep(3)  # a retried step would have asked again within the first retry's delay
+    assert len(gateway.requests) == 1
 
 
 def test_the_bronze_step_is_retried_when_the_gateway_fails_twice_then_answers(served, tmp_path: Path) -> None:
@@ -236,11 +260,13 @@ def test_the_bronze_step_is_retried_when_the_gateway_fails_twice_then_answers(se
     pipeline = _api_pipeline(tmp_path / "data", server.url)
     pipeline.extra_env["IOC_DOSSIER_API_MAX_ATTEMPTS"] = "1"  # each step attempt asks once
     gateway.fail_500 = 2
-    results = pipeline.refresh()
+    results = [pipeline.run("refresh_public_service", asset_selection=[dg.AssetKey(["bronze", "dossiers"])])]
     assert succeeded(results), failure_messages(results)
     assert [r["status"] for r in gateway.requests[:3]] == [500, 500, 200]
     retried = [e for e in results[0].all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert [e.step_key for e in retried] == ["bronze__dossiers", "bronze__dossiers"]
+    waits = [e.event_specific_data.seconds_to_wait for e in retried]
+    assert 0 <= waits[0] <= 2 and 0 <= waits[1] <= 6  # NETWORK_RETRY: 1 s, then 3 s, jittered
     bronze = _bronze_metadata(results)
     assert bronze["rows_loaded"] == bronze["versions_answered"] == len(gateway)
     assert (bronze["versions_already_loaded"], bronze["reconciled"]) == (0, False)  # a first load is complete

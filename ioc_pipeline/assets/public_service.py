@@ -34,7 +34,7 @@ from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.pii import PiiKeyError
-from ioc_pipeline.policies import NETWORK_RETRY, pool_for
+from ioc_pipeline.policies import pool_for, retry_network_failure
 from ioc_pipeline.resources import DossierGatewayResource, LakeResource, LandingResource, PiiResource
 from ioc_pipeline.sources import dossiers as source
 from ioc_pipeline.sources.files import LOAD_ID, SOURCE_FILE, SOURCE_ROW
@@ -218,8 +218,9 @@ DOCS = {
 
 
 def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.AssetsDefinition:
-    """The bronze asset; `retry_policy` is the hook for retrying a failed gateway load as a whole (a
-    refused token is never retried: it raises a Failure with allow_retries=False)."""
+    """The bronze asset. A gateway that kept failing retries the step with `NETWORK_RETRY`
+    (`retry_network_failure`; a refused token is never retried); `retry_policy` stays a hook for a policy
+    on every failure (which Dagster applies to an interrupted step too)."""
 
     @dg.asset(
         key=BRONZE_KEY,
@@ -251,17 +252,16 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             cause = _root_cause(error)
             if isinstance(cause, source.GatewayAuthError):
                 raise dg.Failure(description=str(cause), allow_retries=False) from None
-            if isinstance(cause, source.GatewayError):
-                raise dg.Failure(description=str(cause)) from None
+            if isinstance(cause, source.GatewayError):  # after the source's own retries of the page
+                raise retry_network_failure(context, cause) from cause
             raise
         report = loaded.report
         for error in report.errors:
             context.log.error(f"delivery refused: {error}")
         if report.errors:
-            raise dg.Failure(  # a refused file stays refused: the network retry policy must not re-read it
+            raise dg.Failure(
                 description="; ".join(str(e) for e in report.errors),
                 metadata={"refused_files": [e.path for e in report.errors], "loaded_files": report.loaded},
-                allow_retries=False,
             )
         gateway_stats = loaded.gateway
         context.log.info(f"dossiers: {report.rows} versions loaded ({loaded.mode}); months changed: {loaded.months}")
@@ -290,7 +290,7 @@ def _root_cause(error: BaseException) -> BaseException:
     return seen
 
 
-bronze_dossiers = bronze_dossiers_asset(retry_policy=NETWORK_RETRY)
+bronze_dossiers = bronze_dossiers_asset()
 
 
 # --------------------------------------------------------------------------------------------------
