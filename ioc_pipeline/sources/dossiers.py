@@ -8,7 +8,7 @@
     dlt resource (Arrow tables) ──► lake/bronze/dossiers/<load_id>.<file_id>.parquet (append-only)
 
 Bronze keeps every version as delivered (pseudonymised) plus `_updated_at` (NgayCapNhat parsed:
-dlt's incremental cursor, and the version order) and `_month` (the month of receipt, the silver
+the gateway cursor, and the version order) and `_month` (the month of receipt, the silver
 partition the row belongs to, so a partition reads only its rows). The newest version of each
 `MaHoSo` wins in silver: dlt's filesystem destination cannot merge plain Parquet.
 
@@ -679,7 +679,7 @@ class DossierIngest:
 
 def loaded(lake: Lake, load_ids: list[str]) -> tuple[int, list[str]]:
     """Rows these loads wrote and the month partitions they landed in (read back from bronze:
-    exactly what was written, after dlt's incremental de-duplication of the boundary version)."""
+    exactly what was written, after the de-duplication of versions bronze already held)."""
     if not load_ids or not lake.exists("bronze", TABLE):
         return 0, []
     found = lake.scan("bronze", TABLE).filter(pl.col(LOAD_ID).is_in(load_ids)).group_by(MONTH).len().collect()
