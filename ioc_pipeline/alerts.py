@@ -45,9 +45,12 @@ DOCS = {
         "Cảnh báo vận hành của pipeline (lần chạy thất bại)",
         "Operational alerts of the pipeline (failed runs)",
         {
-            "alert_id": ("Mã cảnh báo (loại:mã lần chạy)", "alert id (kind:run id)"),
+            "alert_id": (
+                "Mã cảnh báo (loại:mã lần chạy, hoặc loại:đối tượng)",
+                "alert id (kind:run id, or kind:subject for a batch or a file)",
+            ),
             "raised_at": ("Thời điểm phát sinh (UTC)", "raised at (UTC)"),
-            "kind": ("Loại cảnh báo", "kind: run_failure"),
+            "kind": ("Loại cảnh báo", "kind: run_failure, batch_blocked, file_refused"),
             "job_name": ("Tác vụ Dagster", "Dagster job"),
             "run_id": ("Mã lần chạy Dagster", "Dagster run id"),
             "failed_steps": ("Các bước lỗi", "failed steps"),
@@ -60,17 +63,18 @@ DOCS = {
 
 @dataclass
 class Alert:
-    kind: str
+    kind: str  # run_failure, batch_blocked, file_refused
     job_name: str
     run_id: str
     message: str
     failed_steps: list[str] = field(default_factory=list)
     raised_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     webhook_status: str = "not configured"
+    subject: str = ""  # what the alert is about when it is not the run itself (a batch, a file)
 
     @property
     def alert_id(self) -> str:
-        return f"{self.kind}:{self.run_id}"
+        return f"{self.kind}:{self.subject}" if self.subject else f"{self.kind}:{self.run_id}"
 
     def text(self) -> str:
         steps = f" (steps: {', '.join(self.failed_steps)})" if self.failed_steps else ""
@@ -133,6 +137,21 @@ def post(url: str, alert: Alert, attempts: int = 3, timeout: float = 10.0) -> st
         if attempt + 1 < attempts:
             time.sleep(2**attempt)
     return f"failed ({problem})"
+
+
+def raised_before(store: Lake, alert_id: str) -> bool:
+    """Whether an alert of this id was recorded already (a blocked batch re-gated by every later run)."""
+    return store.exists(LAYER, TABLE) and bool(
+        store.scan(LAYER, TABLE).filter(pl.col("alert_id") == alert_id).select(pl.len()).collect().item()
+    )
+
+
+def raise_once(store: Lake, alert: Alert, webhook_url: str | None) -> bool:
+    """Raise the alert unless one of the same id was raised before; whether it was raised now."""
+    if raised_before(store, alert.alert_id):
+        return False
+    raise_alert(store, alert, webhook_url)
+    return True
 
 
 def raise_alert(store: Lake, alert: Alert, webhook_url: str | None) -> Alert:

@@ -6,10 +6,15 @@
     gold/* older than 26 h ──freshness checks + gold_freshness sensor──► stale shown in the UI
     a run fails ──run_failure_alert──► alerts.py (lake ops/alerts, log, webhook)
 
-A later feed plugs in with one line in `DELIVERIES` (its `Feed` and asset group); its job, its
-place in the nightly refresh and the freshness checks of its gold assets follow from the asset
-graph. A group with monthly-partitioned assets gets partitioned runs: the nightly one covers the
-current and previous month in one run (a partition range: its partitioned assets need
+A later feed plugs in with its line in `feeds.DOMAINS`: its delivery sensor (`DELIVERIES`), its job,
+its place in the nightly refresh and the freshness checks of its gold assets follow from it and from
+the asset graph. A run in which some step failed (a feed's bug, a gateway down) skips what is
+downstream of the failure, the publish included: `publish_after_failure` then runs the `publish`
+job (scorecard, feed status, warehouse) from every feed's last good lake state, so one feed's
+failure never keeps the others unpublished.
+
+A group with monthly-partitioned assets gets partitioned runs: the nightly one covers the current
+and previous month in one run (a partition range: its partitioned assets need
 `backfill_policy=dg.BackfillPolicy.single_run()` and read `context.partition_keys`), a delivered
 `…_YYYYMM` file requests its own month. Months that a delivery or the nightly touched beyond those
 (a late update of a dossier received months ago) are caught up by a `changed_partitions_sensor`.
@@ -17,11 +22,9 @@ current and previous month in one run (a partition range: its partitioned assets
 
 import hashlib
 import json
-import posixpath
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from fnmatch import fnmatch
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -29,12 +32,9 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from ioc_pipeline.alerts import Alert, raise_alert
+from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.resources import AlertsResource, LakeResource, LandingResource
-from ioc_pipeline.sources import dossiers as dossiers_source
-from ioc_pipeline.sources import postal as postal_source
-from ioc_pipeline.sources import procedures as procedures_source
-from ioc_pipeline.sources import telecom as telecom_source
-from ioc_pipeline.sources.files import DeliveryError, Feed, snapshot_of
+from ioc_pipeline.sources.files import TEMPORARY_NAMES, DeliveryError, Feed, is_temporary, snapshot_of  # noqa: F401
 
 TIMEZONE = "Asia/Ho_Chi_Minh"
 NIGHTLY_HOUR = 1
@@ -43,8 +43,6 @@ FRESHNESS_WINDOW = timedelta(hours=26)  # a nightly refresh plus two hours of sl
 DELIVERY_INTERVAL_SECONDS = 60  # a file must look the same on two evaluations this far apart
 CHANGED_INTERVAL_SECONDS = 120
 FRESHNESS_INTERVAL_SECONDS = 600
-# Names that editors, copy tools and browsers give a file while it is still being written.
-TEMPORARY_NAMES = ("*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload", "*.filepart", "*.swp", "~$*", ".*")
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
@@ -61,14 +59,10 @@ class Delivery:
         return f"{self.feed.table}_delivery"
 
 
-# One line per file feed of the landing-zone contract.
-DELIVERIES: list[Delivery] = [
-    Delivery(procedures_source.FEED, "procedures"),
-    Delivery(telecom_source.FEED, "telecom"),
-    Delivery(postal_source.ENTERPRISES, "postal"),
-    Delivery(postal_source.SERVICE_POINTS, "postal"),
-    Delivery(dossiers_source.FEED, "public_service"),  # the export, when the gateway API is not configured
-]
+# One per file feed of the landing-zone contract (the dossiers: the export, when the API is not configured).
+DELIVERIES: list[Delivery] = [Delivery(spec.source, domain.group) for domain in DOMAINS for spec in domain.feeds]
+PUBLISH_GROUPS = ("scorecard", "ops", "publish")
+PUBLISH_KEY = dg.AssetKey(["publish", "warehouse"])
 
 
 @dataclass
@@ -148,12 +142,6 @@ def nightly_schedule(job: UnresolvedAssetJobDefinition, partitions: dg.TimeWindo
 
 
 # --- delivery sensors -------------------------------------------------------------------------
-
-
-def is_temporary(path: str) -> bool:
-    """A name that a file still being written carries (`x.csv.part`, `~$x.xlsx`, `.x.csv.a1b2`)."""
-    name = posixpath.basename(path)
-    return any(fnmatch(name, pattern) for pattern in TEMPORARY_NAMES)
 
 
 def delivery_sensor(
@@ -326,6 +314,46 @@ def run_failure_alert(context: dg.RunFailureSensorContext, lake: LakeResource, a
     context.log.error(f"{alert.text()} [webhook: {alert.webhook_status}]")
 
 
+def publish_after_failure_sensor(publish_job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    """A failed run that was to publish the warehouse but did not (a step upstream of it failed) is
+    followed by a `publish` run: every other feed's new data reaches the warehouse all the same."""
+
+    @dg.run_failure_sensor(
+        name="publish_after_failure",
+        request_job=publish_job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="When a run fails before its publish step, runs the publish job (scorecard, feed status, "
+        "warehouse) from every feed's last good data.",
+    )
+    def _sensor(context: dg.RunFailureSensorContext) -> dg.RunRequest | dg.SkipReason:
+        run = context.dagster_run
+        if run.job_name == publish_job.name:
+            return dg.SkipReason("the publish run itself failed: the alert says why")
+        plan = (
+            context.instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+            if run.execution_plan_snapshot_id
+            else None
+        )
+        keys = {key for step in (plan.steps if plan else []) for key in _step_asset_keys(step)}
+        if PUBLISH_KEY not in keys:
+            return dg.SkipReason(f"run {run.run_id[:8]} was not to publish the warehouse")
+        latest = context.instance.get_latest_materialization_event(PUBLISH_KEY)
+        if latest is not None and latest.run_id == run.run_id:
+            return dg.SkipReason(f"run {run.run_id[:8]} published the warehouse before it failed")
+        return dg.RunRequest(run_key=f"publish-after:{run.run_id}", tags={"ioc/trigger": "publish_after_failure"})
+
+    return _sensor
+
+
+def _step_asset_keys(step: object) -> list[dg.AssetKey]:
+    keys = []
+    for output in getattr(step, "outputs", []):
+        handle = getattr(getattr(output, "properties", None), "asset_key", None)
+        if handle is not None:
+            keys.append(handle)
+    return keys
+
+
 def _error_message(event: dg.DagsterEvent) -> str:
     error = getattr(event.event_specific_data, "error", None)
     return (error.message if error else event.message or "failed").strip()
@@ -383,8 +411,14 @@ def build(
         )
         for group in groups(assets)
     }
-    jobs = [refresh_all, *extra_jobs, *domain_jobs.values()]
-    sensors = [run_failure_alert]
+    publish_job = dg.define_asset_job(
+        "publish",
+        selection=dg.AssetSelection.groups(*[g for g in PUBLISH_GROUPS if g in groups(assets)]),
+        description="The scorecard, the feed status and the warehouse from every feed's last good lake state "
+        "(after a run that failed before publishing).",
+    )
+    jobs = [refresh_all, *extra_jobs, *domain_jobs.values(), publish_job]
+    sensors = [run_failure_alert, publish_after_failure_sensor(publish_job)]
     for delivery in deliveries:
         if delivery.group not in domain_jobs:
             raise dg.DagsterInvalidDefinitionError(f"{delivery.sensor_name}: no asset group {delivery.group!r}")

@@ -1,11 +1,22 @@
-"""`python -m ioc_pipeline.cli run`: materialize everything through Dagster, as `make run` does.
+"""`python -m ioc_pipeline.cli`: run the pipeline, print the scorecard, check a department's file.
 
-One command, three kinds of run, all recorded in the Dagster instance of `DAGSTER_HOME` (they show in
-the UI like any other): the part of `refresh_all` upstream of the dossier months (every feed's
-ingestion, the catalog, the reference units), then `dossier_months` over the months whose dossiers
-changed (one single-run backfill per contiguous range: every month of a first load, not only the
-nightly's two), then the rest of `refresh_all` (gold, the scorecard, the warehouse). It stops at
-the first failed run, so a blocked batch never reaches the warehouse, and exits non-zero.
+    run        every asset through Dagster, as `make run` does; ends with a table of feeds and their state
+    scorecard  the published scorecard
+    validate   a department's file(s), offline: the same readers and rules as the pipeline, a feedback workbook
+
+`run` records every run in the Dagster instance of `DAGSTER_HOME` (they show in the UI like any
+other): the part of `refresh_all` upstream of the dossier months (every feed's ingestion, the
+catalog, the reference units), then `dossier_months` over the months whose dossiers changed (one
+single-run backfill per contiguous range), then the rest of `refresh_all` (gold, the scorecard, the
+feed status, the warehouse). A feed's blocked batch or refused file does not stop the others: its
+last good version is published. If a step failed outright, the runs after it still go, and a last
+`publish` run publishes every feed's last good state.
+
+Exit codes of `run`: 0 every delivered feed published; 3 the warehouse was published but some feed
+is blocked or has a refused file (the table says which and why); 1 the warehouse could not be
+published; 2 refused to start (configuration, e.g. no IOC_PII_KEY in production).
+Exit codes of `validate`: 0 the file(s) would be published; 3 a batch would be blocked by the quality
+policy; 4 a file would be refused (unreadable, wrong shape, no feed of that name); 2 usage.
 """
 
 from __future__ import annotations
@@ -17,60 +28,73 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ioc_pipeline.assets.public_service import month_ranges, months_to_refresh
-from ioc_pipeline.automation import RANGE_END, RANGE_START, range_tags, recent_range_tags
-from ioc_pipeline.definitions import PARTITIONED, build_defs
+from ioc_pipeline import progress
+from ioc_pipeline.automation import PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_range_tags
 from ioc_pipeline.pii import PiiKeyError, resolve_key
-from ioc_pipeline.resources import resources
-from ioc_pipeline.warehouse import connect
+from ioc_pipeline.resources import resolved, resources, value
 
-
-def _value(setting: object) -> str:
-    return setting.get_value() or "" if isinstance(setting, dg.EnvVar) else str(setting)
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL, EXIT_REFUSED = 0, 1, 2, 3, 4
+NOT_PUBLISHED_STATES = ("blocked", "file_refused")
 
 
 def check_pii_key() -> None:
     """Refuse to start, with the reason, when the dossier feed could not be pseudonymised."""
     pii = resources()["pii"]
-    resolve_key(_value(pii.key), _value(pii.mode))
+    resolve_key(value(pii.key), value(pii.mode))
+
+
+def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, **kwargs: object) -> dg.ExecuteInProcessResult:
+    partitions = kwargs.get("tags", {}).get(RANGE_START) if isinstance(kwargs.get("tags"), dict) else None
+    label = f" [{partitions}..{kwargs['tags'][RANGE_END]}]" if partitions else ""  # type: ignore[index]
+    print(f"run {job.name}{label}:", flush=True)
+    return job.execute_in_process(instance=instance, raise_on_error=False, run_config=progress.RUN_CONFIG, **kwargs)
+
+
+def published_in(result: dg.ExecuteInProcessResult) -> bool:
+    return any(
+        event.event_type_value == "ASSET_MATERIALIZATION" and event.asset_key == PUBLISH_KEY
+        for event in result.all_events
+    )
 
 
 def refresh(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.ExecuteInProcessResult]:
-    """Every asset, in order: upstream of the dossier months, the changed months, downstream."""
+    """Every asset, in order: upstream of the dossier months, the changed months, downstream; then, if a
+    failed step kept the warehouse from being published, the `publish` job from the last good state."""
+    from ioc_pipeline.assets.public_service import month_ranges, months_to_refresh
+    from ioc_pipeline.definitions import PARTITIONED
+
     graph = defs.resolve_asset_graph()
     partitioned = PARTITIONED.resolve(graph)
     job = defs.resolve_job_def("refresh_all")
     selectable = set(job.asset_layer.executable_asset_keys) - partitioned
     downstream = PARTITIONED.downstream().resolve(graph) & selectable
     upstream = selectable - downstream
-    results = [job.execute_in_process(instance=instance, asset_selection=sorted(upstream), raise_on_error=False)]
-    if not results[-1].success:
-        return results
+    results = [_execute(job, instance, asset_selection=sorted(upstream))]
     months = defs.resolve_job_def("dossier_months")
     for start, end in month_ranges(months_to_refresh(instance)):
-        tags, selection = range_tags([start, end]), sorted(partitioned)
-        results.append(
-            months.execute_in_process(instance=instance, tags=tags, asset_selection=selection, raise_on_error=False)
-        )
-        if not results[-1].success:
-            return results
-    results.append(job.execute_in_process(instance=instance, asset_selection=sorted(downstream), raise_on_error=False))
+        results.append(_execute(months, instance, tags=range_tags([start, end]), asset_selection=sorted(partitioned)))
+    results.append(_execute(job, instance, asset_selection=sorted(downstream)))
+    if not published_in(results[-1]):
+        print("the warehouse was not published by that run: publishing every feed's last good data", flush=True)
+        results.append(_execute(defs.resolve_job_def("publish"), instance))
     return results
 
 
-def run(job_name: str | None = None) -> bool:
+def run(job_name: str | None = None) -> int:
     try:
         check_pii_key()
     except PiiKeyError as error:
         print(f"refusing to start: {error}", file=sys.stderr)
-        return False
+        return EXIT_CONFIG
+    from ioc_pipeline.definitions import build_defs
+
     defs = build_defs()
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
         if job_name:
             job = defs.resolve_job_def(job_name)
             tags = recent_range_tags(job, datetime.now(UTC))  # a partitioned job: this and last month
-            results = [job.execute_in_process(instance=instance, raise_on_error=False, tags=tags)]
+            results = [_execute(job, instance, tags=tags)]
         else:
             results = refresh(defs, instance)
     elapsed = time.monotonic() - started
@@ -78,18 +102,41 @@ def run(job_name: str | None = None) -> bool:
         for event in result.all_events:
             if event.event_type_value == "STEP_FAILURE":
                 print(f"FAILED {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
-        partitions = result.dagster_run.tags.get(RANGE_START)
-        label = f" [{partitions}..{result.dagster_run.tags.get(RANGE_END)}]" if partitions else ""
-        print(f"run {result.run_id} {result.job_def.name}{label}: {'succeeded' if result.success else 'FAILED'}")
-    ok = all(r.success for r in results)
-    print(f"{'done' if ok else 'FAILED'} in {elapsed:.1f} s")
-    return ok
+    published = any(published_in(r) for r in results)
+    states = show_feeds()
+    troubled = [f"{feed} ({state})" for feed, state in states if state in NOT_PUBLISHED_STATES]
+    failed = [f"{r.job_def.name} {r.run_id[:8]}" for r in results if not r.success]
+    print(f"\n{len(results)} run(s) in {elapsed:.1f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    if not published:
+        print("FAILED: the warehouse was not published", file=sys.stderr)
+        return EXIT_FAILED
+    if troubled or failed:
+        print(f"published, but not every feed: {', '.join(troubled) or 'a step failed (see above)'}")
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def show_feeds() -> list[tuple[str, str]]:
+    """The feed table (ops/feed_status of the lake), and every feed's (name, state)."""
+
+    store = resolved("lake").lake()
+    if not store.exists("ops", "feed_status"):
+        print("\n(no feed status was written)")
+        return []
+    table = store.read("ops", "feed_status").sort("feed", "carrier", nulls_last=False)
+    print("\nfeeds (ops.feed_status):")
+    print(f"  {'feed':<32} {'state':<16} {'published':<11} reason")
+    for row in table.iter_rows(named=True):
+        name = row["feed"] + (f"/{row['carrier']}" if row["carrier"] else "")
+        snapshot = str(row["last_published_snapshot"] or "-")
+        print(f"  {name:<32} {row['state']:<16} {snapshot:<11} {row['reason_en']}")
+    return list(table.select("feed", "state").unique(maintain_order=True).iter_rows())
 
 
 def show_scorecard() -> None:
-    path = resources()["warehouse"].path
-    if not isinstance(path, str):
-        path = path.get_value()
+    from ioc_pipeline.warehouse import connect
+
+    path = resolved("warehouse").path
     with connect(path, read_only=True) as con:
         rows = con.execute(
             "select indicator_code, value, unit, as_of_date from gold.ioc_scorecard "
@@ -97,28 +144,41 @@ def show_scorecard() -> None:
             "order by indicator_code"
         ).fetchall()
     print(f"\ngold.ioc_scorecard in {path} (latest value of each indicator):")
-    for code, value, unit, as_of in rows:
-        if value is None:
+    for code, amount, unit, as_of in rows:
+        if amount is None:
             shown = "-"
         elif unit == "percent":
-            shown = f"{value:,.4f}"
+            shown = f"{amount:,.4f}"
         else:
-            shown = f"{value:,.0f}"
+            shown = f"{amount:,.0f}"
         print(f"  {code:<32} {shown:>14} {unit:<8} {as_of}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ioc_pipeline.cli")
+    parser = argparse.ArgumentParser(prog="python -m ioc_pipeline.cli", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="materialize every asset (refresh_all, then the changed dossier months)")
     run_parser.add_argument("--job", default=None, help="run one job instead (refresh_all, dossier_months, ...)")
     sub.add_parser("scorecard", help="print the published scorecard")
+    check = sub.add_parser(
+        "validate",
+        help="check a department's file(s) offline with the pipeline's own readers and rules",
+        description="Exit 0: would be published; 3: a batch would be blocked; 4: a file would be refused.",
+    )
+    check.add_argument(
+        "paths", nargs="+", help="delivered file(s), named as the contract says (e.g. viettel_20220430.csv)"
+    )
+    check.add_argument("--out", default=None, help="folder for the feedback workbook(s) (default: beside each file)")
     args = parser.parse_args(argv)
     if args.command == "run":
-        ok = run(args.job)
-        if ok:
+        code = run(args.job)
+        if code in (EXIT_OK, EXIT_PARTIAL):
             show_scorecard()
-        sys.exit(0 if ok else 1)
+        sys.exit(code)
+    if args.command == "validate":
+        from ioc_pipeline.validate import validate
+
+        sys.exit(validate(args.paths, args.out))
     show_scorecard()
 
 

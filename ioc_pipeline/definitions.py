@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ioc_pipeline import automation
-from ioc_pipeline.assets import postal, procedures, public_service, publish, reference, scorecard, telecom
+from ioc_pipeline import automation, progress
+from ioc_pipeline.assets import ops, public_service, publish, scorecard
+from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.resources import resources
 
-ASSET_MODULES = [reference, procedures, telecom, postal, public_service, scorecard, publish]
+# The feeds' domains (feeds.DOMAINS), then what every feed shares: the scorecard, the feed status, the publish.
+ASSET_MODULES = [*(domain.module() for domain in DOMAINS), scorecard, ops, publish]
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 
@@ -59,6 +61,8 @@ def build_defs() -> dg.Definitions:
         sensors=operations.sensors,
         resources=resources(),
         executor=dg.in_process_executor,
+        # Dagster's console logger stays the default; the CLI asks for `progress` (one line a step) instead.
+        loggers={**dg.default_loggers(), progress.LOGGER: progress.progress_logger},
     )
 
 

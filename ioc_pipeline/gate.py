@@ -2,7 +2,8 @@
 
     bronze rows ──► row rules (GE expectations) ──► clean rows ──► silver
                                               └──► rejected rows + reasons ──► quarantine
-    batch rules (GE + counts) ──► blocking asset checks: a failure stops gold and publish
+    batch rules (GE + counts, the feed's quality policy) ──► asset checks (severity ERROR, non-blocking):
+        a blocked batch leaves the last good silver in place; every other feed still publishes
 
 Row rules are GE 1.x expectations run on a pandas copy of the columns they read, with the
 COMPLETE result format keyed on `_row_id`, so each failing row is known with every rule it
@@ -21,11 +22,12 @@ import great_expectations as gx
 import polars as pl
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from ioc_pipeline.checks.policy import Policy
+
 ROW_ID = "_row_id"
 REJECT_RULES = "reject_rules"
 REJECT_REASON = "reject_reason"
-MAX_REJECT_SHARE = 0.10  # more than this share of a delivery rejected: the batch is blocked
-MIN_ROW_RATIO = 0.5  # fewer than half the rows of the published snapshot: the batch is blocked
+REJECT_REASON_VI = "reject_reason_vi"
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
@@ -36,7 +38,8 @@ class Rule:
 
     name: str
     expectation: gx.expectations.Expectation
-    message: str
+    message: str  # English, for engineers and the English half of every reason
+    vi: str = ""  # Vietnamese, for the department that delivered the row (quarantine, feedback workbook)
     show_value: bool = True  # never True for a column that may carry personal data
 
 
@@ -44,7 +47,8 @@ class Rule:
 class GateResult:
     clean: pl.DataFrame
     rejected: pl.DataFrame
-    failures: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # rule -> rows refused by it
+    warnings: dict[str, int] = field(default_factory=dict)  # warn-only rule -> rows that broke it (kept)
 
     @property
     def delivered(self) -> int:
@@ -90,8 +94,11 @@ def validate(frame: pl.DataFrame, suite_name: str, expectations: list[gx.expecta
     return validator.validate_expectation_suite(suite)
 
 
-def split(frame: pl.DataFrame, suite_name: str, rules: list[Rule]) -> GateResult:
-    """Split a batch into clean and rejected rows; rejected rows keep every column, plus why."""
+def split(
+    frame: pl.DataFrame, suite_name: str, rules: list[Rule], warn_only: frozenset[str] = frozenset()
+) -> GateResult:
+    """Split a batch into clean and rejected rows; rejected rows keep every column, plus why (English and
+    Vietnamese). Rules in `warn_only` are checked and counted, but never refuse a row."""
     if ROW_ID not in frame.columns:
         frame = frame.with_row_index(ROW_ID)
     if not rules or frame.is_empty():
@@ -102,28 +109,46 @@ def split(frame: pl.DataFrame, suite_name: str, rules: list[Rule]) -> GateResult
     by_name = {r.name: r for r in rules}
     reasons: list[dict[str, Any]] = []
     failures: dict[str, int] = {}
+    warnings: dict[str, int] = {}
     for outcome in result.results:
         rule = by_name[outcome.expectation_config.meta["rule"]]
         if outcome.exception_info and outcome.exception_info.get("raised_exception"):
             raise RuntimeError(f"gate {suite_name}: rule {rule.name} could not run: {outcome.exception_info}")
         failing = outcome.result.get("unexpected_index_list") or []
+        if rule.name in warn_only:
+            warnings[rule.name] = len(failing)
+            continue
         failures[rule.name] = len(failing)
         columns = _columns(rule.expectation)
         for item in failing:
             value = ", ".join(f"{c}={_shown(item.get(c))}" for c in columns if c in item) if rule.show_value else ""
-            detail = f"{rule.name}: {rule.message}" + (f" (got {value})" if value else "")
-            reasons.append({ROW_ID: int(item[ROW_ID]), "rule": rule.name, "detail": detail})
+            shown = f" ({value})" if value else ""
+            reasons.append(
+                {
+                    ROW_ID: int(item[ROW_ID]),
+                    "rule": rule.name,
+                    "detail": f"{rule.name}: {rule.message}{shown}",
+                    "detail_vi": f"{rule.vi or rule.message}{shown}",
+                }
+            )
     if not reasons:
-        return GateResult(frame, _empty_rejects(frame), failures)
+        return GateResult(frame, _empty_rejects(frame), failures, warnings)
     why = (
-        pl.DataFrame(reasons, schema={ROW_ID: frame.schema[ROW_ID], "rule": pl.String, "detail": pl.String})
+        pl.DataFrame(
+            reasons,
+            schema={ROW_ID: frame.schema[ROW_ID], "rule": pl.String, "detail": pl.String, "detail_vi": pl.String},
+        )
         .unique([ROW_ID, "rule"], keep="first", maintain_order=True)
         .group_by(ROW_ID, maintain_order=True)
-        .agg(pl.col("rule").alias(REJECT_RULES), pl.col("detail").str.join("; ").alias(REJECT_REASON))
+        .agg(
+            pl.col("rule").alias(REJECT_RULES),
+            pl.col("detail").str.join("; ").alias(REJECT_REASON),
+            pl.col("detail_vi").str.join("; ").alias(REJECT_REASON_VI),
+        )
     )
     rejected = frame.join(why, on=ROW_ID, how="inner")
     clean = frame.join(why, on=ROW_ID, how="anti")
-    return GateResult(clean, rejected, failures)
+    return GateResult(clean, rejected, failures, warnings)
 
 
 def _shown(value: Any) -> str:
@@ -134,7 +159,9 @@ def _shown(value: Any) -> str:
 
 def _empty_rejects(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.clear().with_columns(
-        pl.lit(None, pl.List(pl.String)).alias(REJECT_RULES), pl.lit(None, pl.String).alias(REJECT_REASON)
+        pl.lit(None, pl.List(pl.String)).alias(REJECT_RULES),
+        pl.lit(None, pl.String).alias(REJECT_REASON),
+        pl.lit(None, pl.String).alias(REJECT_REASON_VI),
     )
 
 
@@ -146,9 +173,10 @@ def quarantine_rows(delivered: pl.DataFrame, rejected: pl.DataFrame) -> pl.DataF
         pl.col(REJECT_RULES).list.first().alias("rule"),
         pl.col(REJECT_RULES).alias("rules"),
         pl.col(REJECT_REASON).alias("reason"),
+        pl.col(REJECT_REASON_VI).alias("reason_vi"),
     )
     rows = delivered.join(why, on=ROW_ID, how="inner").sort(ROW_ID)
-    front = ["_source_file", "_source_row", "rule", "rules", "reason"]
+    front = ["_source_file", "_source_row", "rule", "rules", "reason", "reason_vi"]
     return rows.select(front + [c for c in rows.columns if c not in front and c != ROW_ID]).rename(
         {"_source_file": "source_file", "_source_row": "source_row"}
     )
@@ -164,38 +192,128 @@ def quarantine_summary(rows: pl.DataFrame, limit: int = 10) -> str:
     return "\n".join(lines) + more
 
 
-def batch_checks(
-    asset: dg.AssetKey, result: GateResult, previous_rows: int | None, max_reject_share: float = MAX_REJECT_SHARE
-) -> list[dg.AssetCheckResult]:
-    """The blocking batch rules: share of rejected rows, and a collapse of the row count."""
-    share = result.rejected.height / result.delivered if result.delivered else 0.0
-    floor = int(previous_rows * MIN_ROW_RATIO) if previous_rows else 0
+@dataclass(frozen=True)
+class Decision:
+    """What the policy made of one batch, with the numbers, in English and Vietnamese."""
+
+    table: str
+    delivered: int
+    refused: int
+    clean: int
+    previous_rows: int
+    policy: Policy
+    share_blocked: bool
+    collapsed: bool
+
+    @property
+    def published(self) -> bool:
+        return not (self.share_blocked or self.collapsed)
+
+    @property
+    def share(self) -> float:
+        return self.refused / self.delivered if self.delivered else 0.0
+
+    @property
+    def floor(self) -> int:
+        return max(int(self.previous_rows * self.policy.min_row_ratio), 1)
+
+    def share_text(self) -> tuple[str, str]:
+        """`bts_stations: 314 of 1,859 rows (16.9 %) refused; policy blocks above 10 % and 10 rows: blocked`."""
+        vi_rule, en_rule = self.policy.describe()
+        verdict_en = "blocked" if self.share_blocked else "within policy"
+        verdict_vi = "bị chặn" if self.share_blocked else "trong ngưỡng cho phép"
+        pct = f"{self.share * 100:.1f} %"
+        return (
+            f"{self.table}: {_n(self.refused)} trên {_n(self.delivered)} dòng ({pct}) bị loại; "
+            f"chính sách {vi_rule}: {verdict_vi}",
+            f"{self.table}: {_n(self.refused)} of {_n(self.delivered)} rows ({pct}) refused; "
+            f"policy {en_rule}: {verdict_en}",
+        )
+
+    def collapse_text(self) -> tuple[str, str]:
+        ratio = f"{self.policy.min_row_ratio * 100:g} %"
+        if self.collapsed:
+            return (
+                f"{self.table}: chỉ {_n(self.clean)} dòng hợp lệ, ít hơn mức tối thiểu {_n(self.floor)} "
+                f"({ratio} của {_n(self.previous_rows)} dòng đã công bố trước đó): bị chặn",
+                f"{self.table}: {_n(self.clean)} clean rows, fewer than the minimum {_n(self.floor)} "
+                f"({ratio} of the {_n(self.previous_rows)} rows published before): blocked",
+            )
+        return (
+            f"{self.table}: {_n(self.clean)} dòng hợp lệ, không ít hơn {_n(self.floor)}: đạt",
+            f"{self.table}: {_n(self.clean)} clean rows, at least {_n(self.floor)}: passed",
+        )
+
+    def reason(self) -> tuple[str, str]:
+        """The sentence a person reads for the whole batch (vi, en)."""
+        texts = [self.share_text()] if self.share_blocked or not self.collapsed else []
+        if self.collapsed:
+            texts.append(self.collapse_text())
+        return "; ".join(t[0] for t in texts), "; ".join(t[1] for t in texts)
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def decide(table: str, result: GateResult, previous_rows: int | None, policy: Policy) -> Decision:
+    """Apply the feed's policy to a gated batch: refused share and count, and the row-count collapse
+    (a GE row-count expectation against the floor the published snapshot sets)."""
+    previous = previous_rows or 0
+    floor = max(int(previous * policy.min_row_ratio), 1)
     row_count = validate(
         result.clean.select(ROW_ID),
-        f"{asset.path[-1]}_batch",
-        [gx.expectations.ExpectTableRowCountToBeBetween(min_value=max(floor, 1), max_value=None)],
+        f"{table}_batch",
+        [gx.expectations.ExpectTableRowCountToBeBetween(min_value=floor, max_value=None)],
     ).results[0]
+    return Decision(
+        table=table,
+        delivered=result.delivered,
+        refused=result.rejected.height,
+        clean=result.clean.height,
+        previous_rows=previous,
+        policy=policy,
+        share_blocked=policy.blocks(result.rejected.height, result.delivered),
+        collapsed=not row_count.success,
+    )
+
+
+def batch_checks(asset: dg.AssetKey, result: GateResult, decision: Decision) -> list[dg.AssetCheckResult]:
+    """The batch rules as asset checks (ERROR when failed: red in the UI, without stopping other feeds)."""
+    share_vi, share_en = decision.share_text()
+    collapse_vi, collapse_en = decision.collapse_text()
     return [
         dg.AssetCheckResult(
             asset_key=asset,
             check_name=REJECT_SHARE_CHECK,
-            passed=share <= max_reject_share,
+            passed=not decision.share_blocked,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=share_en,
             metadata={
-                "rejected_rows": result.rejected.height,
-                "delivered_rows": result.delivered,
-                "rejected_share": round(share, 4),
-                "threshold": max_reject_share,
+                "summary": share_en,
+                "summary_vi": share_vi,
+                "rejected_rows": decision.refused,
+                "delivered_rows": decision.delivered,
+                "rejected_share": round(decision.share, 4),
+                "policy_max_refused_share": decision.policy.max_refused_share,
+                "policy_min_refused_rows": decision.policy.min_refused_rows,
                 "failures_by_rule": {k: v for k, v in result.failures.items() if v},
+                "warnings_by_rule": {k: v for k, v in result.warnings.items() if v},
             },
         ),
         dg.AssetCheckResult(
             asset_key=asset,
             check_name=ROW_COUNT_CHECK,
-            passed=bool(row_count.success),
+            passed=not decision.collapsed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=collapse_en,
             metadata={
-                "clean_rows": result.clean.height,
-                "previous_published_rows": previous_rows or 0,
-                "minimum_rows": max(floor, 1),
+                "summary": collapse_en,
+                "summary_vi": collapse_vi,
+                "clean_rows": decision.clean,
+                "previous_published_rows": decision.previous_rows,
+                "minimum_rows": decision.floor,
+                "policy_min_row_ratio": decision.policy.min_row_ratio,
             },
         ),
     ]
@@ -204,8 +322,8 @@ def batch_checks(
 def empty_batch_checks(
     asset: dg.AssetKey, metadata: dict[str, Any], description: str | None = None
 ) -> list[dg.AssetCheckResult]:
-    """The blocking batch checks of a batch with no row at all (a feed not delivered yet, a month
-    without dossiers): nothing rejected, nothing collapsed, so both pass, saying why."""
+    """The batch checks of a batch with no row at all (a feed not delivered yet, a month without
+    dossiers): nothing rejected, nothing collapsed, so both pass, saying why."""
     return [
         dg.AssetCheckResult(asset_key=asset, check_name=name, passed=True, description=description, metadata=metadata)
         for name in (REJECT_SHARE_CHECK, ROW_COUNT_CHECK)
@@ -216,22 +334,22 @@ REJECT_SHARE_CHECK = "rejected_share_within_threshold"
 ROW_COUNT_CHECK = "row_count_not_collapsed"
 
 
-def batch_check_specs(asset: dg.AssetKey, max_reject_share: float = MAX_REJECT_SHARE) -> list[dg.AssetCheckSpec]:
+def batch_check_specs(asset: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """Non-blocking on purpose: a blocked batch keeps the last good silver, and gold, the scorecard and
+    the warehouse of every feed (this one's last good version included) still publish. The policy is
+    read when a batch is judged (checks/quality_policy.toml), so a change needs no restart."""
     return [
         dg.AssetCheckSpec(
             REJECT_SHARE_CHECK,
             asset=asset,
-            blocking=True,
-            description=f"At most {max_reject_share:.0%} of the delivered rows are rejected by the row rules.",
+            blocking=False,
+            description="The refused rows of a batch stay within the feed's quality policy (share and count).",
         ),
         dg.AssetCheckSpec(
             ROW_COUNT_CHECK,
             asset=asset,
-            blocking=True,
-            description=("The batch has clean rows, and at least half as many as the snapshot published before it."),
+            blocking=False,
+            description="The batch has clean rows, and not fewer than the policy's share of the snapshot published "
+            "before it.",
         ),
     ]
-
-
-def passed(checks: list[dg.AssetCheckResult]) -> bool:
-    return all(c.passed for c in checks)

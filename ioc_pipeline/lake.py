@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import os
+import posixpath
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class FileInfo:
     path: str  # relative to the landing root, `/`-separated
     size: int
     modified: float
+    link: bool = False  # a symbolic link (local landing zones only)
 
 
 class Lake:
@@ -106,8 +108,48 @@ class Lake:
             self.fs.pipe_file(target, buffer.getvalue())
         return f"{self.protocol}{target}"
 
+    def write_file(self, layer: str, relative: str, data: bytes) -> str:
+        """Replace a non-table file of a layer (a feedback workbook, a page) atomically; returns its URL."""
+        assert layer in LAYERS, layer
+        target = f"{self.root}/{layer}/{relative}"
+        folder = target.rsplit("/", 1)[0]
+        self.fs.makedirs(folder, exist_ok=True)
+        if _is_local(self.fs):
+            temporary = f"{folder}/.{uuid.uuid4().hex}.tmp"
+            try:
+                with open(temporary, "wb") as handle:
+                    handle.write(data)
+                os.replace(temporary, target)
+            finally:
+                if os.path.exists(temporary):
+                    os.remove(temporary)
+        else:
+            self.fs.pipe_file(target, data)
+        return f"{self.protocol}{target}"
+
     def scan(self, layer: str, table: str) -> pl.LazyFrame:
-        return pl.scan_parquet(self.glob(layer, table), hive_partitioning=True, missing_columns="insert")
+        """The table over all its files, with the union of their columns: a file that lacks a column reads
+        it as nulls, a file with an extra one (a delivery with an unknown column, kept in bronze) adds it.
+        The union comes from the Parquet footers only; the scan stays lazy."""
+        files = self.files(layer, table)
+        schema: dict[str, pl.DataType] = {}
+        conflict = False
+        for file in files:
+            for name, dtype in pl.read_parquet_schema(f"{self.protocol}{file}").items():
+                known = schema.setdefault(name, dtype)
+                conflict = conflict or known != dtype
+        if conflict:  # rare: a column typed differently in two files; let polars find the common type
+            return pl.concat(
+                [pl.scan_parquet(f"{self.protocol}{f}", hive_partitioning=True) for f in files], how="diagonal_relaxed"
+            )
+        return pl.scan_parquet(
+            self.glob(layer, table), hive_partitioning=True, missing_columns="insert", schema=schema or None
+        )
+
+    def files(self, layer: str, table: str) -> list[str]:
+        """The table's Parquet files (fsspec paths), hidden and temporary files left out."""
+        found = self.fs.glob(f"{self.root}/{layer}/{table}/**/*.parquet")
+        return sorted(f for f in found if not PurePosixPath(f).name.startswith((".", "_")))
 
     def read(self, layer: str, table: str) -> pl.DataFrame:
         return self.scan(layer, table).collect()
@@ -153,8 +195,29 @@ class Landing:
         return sorted(found, key=lambda f: f.path)
 
     def matching(self, patterns: tuple[str, ...]) -> list[FileInfo]:
-        files = {f.path: f for pattern in patterns for f in self.files(pattern)}
+        """Files matching any of the globs, the name compared case-insensitively (`…_20220531.CSV`)."""
+        folders = sorted({posixpath.dirname(p) for p in patterns})
+        files = {f.path: f for folder in folders for f in self.listing(folder) if matches(f.path, patterns)}
         return [files[p] for p in sorted(files)]
+
+    def listing(self, folder: str) -> list[FileInfo]:
+        """Every file under `folder` (relative to the root), subfolders included, links marked, by path."""
+        base = f"{self.root}/{folder}".rstrip("/")
+        if not self.fs.isdir(base):
+            return []
+        found = []
+        for path, info in self.fs.find(base, detail=True, withdirs=False).items():
+            relative = path[len(self.root) + 1 :]
+            link = bool(info.get("islink"))
+            if info.get("type") != "file" and not link:
+                continue
+            found.append(FileInfo(relative, int(info.get("size") or 0), _modified(info), link))
+        return sorted(found, key=lambda f: f.path)
+
+    def stat(self, path: str) -> FileInfo:
+        """The file as it is now (to see whether it changed while it was read)."""
+        info = self.fs.info(f"{self.root}/{path}")
+        return FileInfo(path, int(info.get("size") or 0), _modified(info), bool(info.get("islink")))
 
     def read_bytes(self, path: str) -> bytes:
         return self.fs.cat_file(f"{self.root}/{path}")
@@ -177,4 +240,10 @@ def _modified(info: dict) -> float:
 
 
 def matches(path: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatch(path, pattern) for pattern in patterns)
+    """Whether `path` matches a glob of the same folder (not a subfolder), the name compared case-insensitively
+    (extensions arrive as `.CSV` too)."""
+    folder, name = posixpath.split(path.lower())
+    return any(
+        folder == posixpath.dirname(pattern.lower()) and fnmatch.fnmatchcase(name, posixpath.basename(pattern.lower()))
+        for pattern in patterns
+    )

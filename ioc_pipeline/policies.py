@@ -22,19 +22,22 @@ import dagster as dg
 NETWORK_RETRY = dg.RetryPolicy(max_retries=5, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
-def retry_network_failure(context: dg.OpExecutionContext | dg.AssetExecutionContext, cause: Exception) -> Exception:
+def retry_network_failure(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
+    cause: Exception,
+    retries: int = NETWORK_RETRY.max_retries,
+) -> Exception:
     """What a step raises when the network failed it (a gateway that kept failing): `NETWORK_RETRY` as a
-    `dg.RetryRequested` while retries are left, then a `dg.Failure` with the cause's message.
+    `dg.RetryRequested` while `retries` are left (`IOC_DOSSIER_API_STEP_RETRIES`), then a `dg.Failure`
+    with the cause's message.
 
     Raised by the step for that failure only, rather than set as the asset's `retry_policy`: with a policy,
     Dagster also retries a step interrupted by Ctrl-C or SIGTERM (a KeyboardInterrupt becomes a retry, and
     `make run` went on loading), and a refused file or key would need `allow_retries=False` everywhere."""
     attempt = context.retry_number + 1
-    if attempt > NETWORK_RETRY.max_retries:
+    if attempt > retries:
         return dg.Failure(description=f"{cause} (the step was tried {attempt} times)", allow_retries=False)
-    return dg.RetryRequested(
-        max_retries=NETWORK_RETRY.max_retries, seconds_to_wait=NETWORK_RETRY.calculate_delay(attempt)
-    )
+    return dg.RetryRequested(max_retries=retries, seconds_to_wait=NETWORK_RETRY.calculate_delay(attempt))
 
 
 WAREHOUSE_POOL = "warehouse"

@@ -27,6 +27,19 @@ def setting(name: str, default: str) -> str | dg.EnvVar:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
+def value(setting: object) -> str:
+    """A resource field as the string it stands for: an `EnvVar` (itself a `str`, holding the variable's
+    name) is read from the environment. Outside a run, fields are not resolved for us."""
+    if isinstance(setting, dg.EnvVar):
+        return setting.get_value() or ""
+    return str(setting)
+
+
+def resolved(name: str) -> dg.ConfigurableResource:
+    """One resource of `resources()` with its `EnvVar` fields read: for code outside a Dagster run (the CLI)."""
+    return resources()[name].process_config_and_initialize()
+
+
 def int_setting(name: str, default: int) -> int | dg.EnvVar:
     return dg.EnvVar.int(name) if os.environ.get(name) else default
 
@@ -42,9 +55,11 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class LandingResource(dg.ConfigurableResource):
-    """The landing zone the departments deliver to (read-only for the pipeline)."""
+    """The landing zone the departments deliver to (read-only for the pipeline); a file modified less than
+    `settle_seconds` ago is probably still being written and is left to a later run."""
 
     root: str
+    settle_seconds: float = 2.0
 
     def landing(self) -> Landing:
         return Landing(self.root)
@@ -72,7 +87,10 @@ def resources() -> dict[str, dg.ConfigurableResource]:
             root=setting("IOC_LAKE_DIR", os.path.join(base, "lake")),
             dlt_dir=setting("IOC_DLT_DIR", os.path.join(base, "dlt")),
         ),
-        "landing": LandingResource(root=setting("IOC_LANDING_DIR", os.path.join(base, "landing"))),
+        "landing": LandingResource(
+            root=setting("IOC_LANDING_DIR", os.path.join(base, "landing")),
+            settle_seconds=float(os.environ.get("IOC_LANDING_SETTLE_SECONDS") or 2.0),
+        ),
         "warehouse": WarehouseResource(
             path=setting("IOC_WAREHOUSE_PATH", os.path.join(base, "warehouse", "ioc.duckdb"))
         ),
@@ -82,6 +100,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
             page_size=int_setting("IOC_DOSSIER_API_PAGE_SIZE", 20000),
             backoff_seconds=float(os.environ.get("IOC_DOSSIER_API_BACKOFF_SECONDS") or 1.0),
             max_attempts=int_setting("IOC_DOSSIER_API_MAX_ATTEMPTS", 6),
+            step_retries=int_setting("IOC_DOSSIER_API_STEP_RETRIES", 5),
             timeout_seconds=int_setting("IOC_DOSSIER_API_TIMEOUT_SECONDS", 60),
             lookback_hours=int_setting("IOC_DOSSIER_API_LOOKBACK_HOURS", 48),
             reconcile_days=int_setting("IOC_DOSSIER_API_RECONCILE_DAYS", 7),
@@ -98,7 +117,8 @@ class DossierGatewayResource(dg.ConfigurableResource):
     token: str = ""
     page_size: int = 20000
     backoff_seconds: float = 1.0
-    max_attempts: int = 6  # requests of one page before the load fails (then the step's retry policy)
+    max_attempts: int = 6  # requests of one page before the load fails
+    step_retries: int = 5  # then the step is retried this often (NETWORK_RETRY's delays)
     timeout_seconds: int = 60  # to connect, and between two bytes of an answer
     lookback_hours: int = 48  # asked again before the newest version loaded: late backdated versions
     reconcile_days: int = 7  # counts per month compared with the gateway's this often (0: every load)

@@ -41,9 +41,13 @@ ENV_KEYS = (
     "IOC_DOSSIER_API_PAGE_SIZE",
     "IOC_DOSSIER_API_BACKOFF_SECONDS",
     "IOC_DOSSIER_API_MAX_ATTEMPTS",
+    "IOC_DOSSIER_API_STEP_RETRIES",
     "IOC_DOSSIER_API_TIMEOUT_SECONDS",
     "IOC_DOSSIER_API_LOOKBACK_HOURS",
     "IOC_DOSSIER_API_RECONCILE_DAYS",
+    "IOC_QUALITY_POLICY",
+    "IOC_ALERT_WEBHOOK_URL",
+    "IOC_LANDING_SETTLE_SECONDS",
 )
 NETWORK_ATTEMPTS: list[str] = []
 
@@ -104,7 +108,13 @@ class Pipeline:
         return Lake(str(self.root / "lake"))
 
     def env(self) -> dict[str, str]:
-        return {"IOC_DATA_DIR": str(self.root), "DAGSTER_HOME": str(self.home), "IOC_MODE": "sample", **self.extra_env}
+        return {
+            "IOC_DATA_DIR": str(self.root),
+            "DAGSTER_HOME": str(self.home),
+            "IOC_MODE": "sample",
+            "IOC_LANDING_SETTLE_SECONDS": "0",  # the tests deliver a file and run at once
+            **self.extra_env,
+        }
 
     @contextmanager
     def environment(self) -> Iterator[None]:

@@ -21,6 +21,7 @@ from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.resources import resources
 from tests.conftest import ENV_KEYS, Pipeline, failure_messages
+from tests.support import free_port
 
 
 class Hook:
@@ -83,8 +84,12 @@ def test_a_failing_run_produces_an_alert_record_a_log_line_and_a_webhook_post(
     cursor = _failure_tick(published, None, hook.url)  # the sensor starts from now
     assert alerts.read(published.lake).is_empty() and hook.received == []
 
-    bad = published.landing / "procedures" / "tthc_20220531.json"
-    bad.write_text('[{"MaTTHC": ', encoding="utf-8")
+    # a gateway that refuses every connection fails the dossier step (a refused file no longer fails a run)
+    published.extra_env |= {
+        "IOC_DOSSIER_API_URL": f"http://127.0.0.1:{free_port()}",
+        "IOC_DOSSIER_API_BACKOFF_SECONDS": "0",
+        "IOC_DOSSIER_API_STEP_RETRIES": "0",  # fail at once, without NETWORK_RETRY's minute of waits
+    }
     failed = published.run()
     assert not failed.success
     with caplog.at_level("ERROR", logger="ioc_pipeline.alerts"):
@@ -92,11 +97,11 @@ def test_a_failing_run_produces_an_alert_record_a_log_line_and_a_webhook_post(
 
     (alert,) = alerts.read(published.lake).to_dicts()
     assert alert["alert_id"] == f"run_failure:{failed.run_id}"
-    assert alert["job_name"] == "refresh_all" and alert["failed_steps"] == ["bronze__procedures"]
-    assert "procedures/tthc_20220531.json" in alert["message"] and "not valid JSON" in alert["message"]
+    assert alert["job_name"] == "refresh_all" and alert["failed_steps"] == ["bronze__dossiers"]
+    assert "dossier gateway kept failing" in alert["message"]
     assert alert["webhook_status"] == "posted (HTTP 200)"
     (posted,) = hook.received
-    assert posted["alert"]["run_id"] == failed.run_id and "tthc_20220531.json" in posted["text"]
+    assert posted["alert"]["run_id"] == failed.run_id and "dossier gateway" in posted["text"]
     assert any(failed.run_id in record.getMessage() for record in caplog.records)
 
     # the same failure is not alerted twice
@@ -104,11 +109,13 @@ def test_a_failing_run_produces_an_alert_record_a_log_line_and_a_webhook_post(
     assert alerts.read(published.lake).height == 1 and len(hook.received) == 1
 
     # the next successful refresh publishes the alert to the analysts' warehouse
-    bad.unlink()
+    published.extra_env.clear()
     fixed = published.run()
     assert fixed.success, failure_messages(fixed)
-    assert published.query("select run_id, failed_steps from ops.alerts") == [(failed.run_id, ["bronze__procedures"])]
-    comment = published.query("select comment from duckdb_tables() where schema_name = 'ops'")[0][0]
+    assert published.query("select run_id, failed_steps from ops.alerts") == [(failed.run_id, ["bronze__dossiers"])]
+    comment = published.query(
+        "select comment from duckdb_tables() where schema_name = 'ops' and table_name = 'alerts'"
+    )[0][0]
     assert "Operational alerts" in comment
 
 

@@ -116,15 +116,25 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("kind", list(BAD_FILES))
-def test_a_bad_file_fails_cleanly_and_nothing_published_changes(published: Pipeline, kind: str) -> None:
+def test_a_bad_file_is_refused_cleanly_and_nothing_published_changes(published: Pipeline, kind: str) -> None:
+    """The bad file is refused by name (the step succeeds, its check `delivered_files_readable` fails) and
+    leaves nothing in bronze; what was published stays."""
     name, content, problem = BAD_FILES[kind]
     before = published.scorecard()
+    bronze_rows = published.lake.row_count("bronze", "procedures")
     bad = published.landing / "procedures" / name
     bad.write_bytes(content)
     result = published.run()
-    assert not result.success
-    message = failure_messages(result)
-    assert f"procedures/{name}" in message and problem in message
+    assert result.success, failure_messages(result)
+    bronze = result.asset_materializations_for_node("bronze__procedures")[0].metadata
+    assert problem in bronze["files_refused"].value[f"procedures/{name}"]
+    readable = [
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == "delivered_files_readable" and c.asset_key == dg.AssetKey(["bronze", "procedures"])
+    ]
+    assert not readable[0].passed and f"procedures/{name}" in readable[0].description
+    assert published.lake.row_count("bronze", "procedures") == bronze_rows
     assert published.scorecard() == before
     assert published.query("select count(*) from silver.procedures")[0][0] == 1843
     assert bad.read_bytes() == content  # the delivery stays in the landing zone, untouched
@@ -146,16 +156,23 @@ def test_a_collapsed_delivery_is_blocked_and_gold_stays(published: Pipeline) -> 
     before = published.scorecard()
     _deliver(published, "tthc_20220531.json", _newest_rows(published)[:600])  # a third of the catalog
     result = published.run()
-    assert not result.success
+    assert result.success, failure_messages(result)  # blocked is a decision, not a failure: the others publish
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key == SILVER}
     assert checks == {"row_count_not_collapsed": False, "rejected_share_within_threshold": True}
+    collapse = next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == SILVER and e.check_name == "row_count_not_collapsed"
+    )
+    assert collapse.severity == dg.AssetCheckSeverity.ERROR
+    assert "fewer than the minimum 921 (50 % of the 1,843 rows published before): blocked" in collapse.description
     assert published.scorecard() == before
     assert published.lake.read("silver", "procedures").height == 1843  # the published silver was kept
     assert published.lake.read("quarantine", "procedures")["source_file"].unique().to_list() == [
         "procedures/tthc_20220531.json"
     ]
-    skipped = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert dg.AssetKey(["gold", "ioc_scorecard"]) not in skipped
+    published_keys = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dg.AssetKey(["publish", "warehouse"]) in published_keys  # every feed's last good data published
 
 
 def test_a_mostly_rejected_delivery_is_blocked(published: Pipeline) -> None:
@@ -164,9 +181,15 @@ def test_a_mostly_rejected_delivery_is_blocked(published: Pipeline) -> None:
         row["MucDoDVC"] = "không rõ"
     _deliver(published, "tthc_20220531.json", rows)
     result = published.run()
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key == SILVER}
-    assert checks["rejected_share_within_threshold"] is False
-    assert not result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key == SILVER}
+    assert checks["rejected_share_within_threshold"].passed is False
+    refused = published.lake.read("quarantine", "procedures").height
+    assert refused >= 400
+    assert checks["rejected_share_within_threshold"].description == (
+        f"procedures: {refused:,} of 1,859 rows ({refused / 1859 * 100:.1f} %) refused; "
+        "policy blocks above 10 % and 10 rows: blocked"
+    )
+    assert result.success, failure_messages(result)
     assert published.scorecard()["procedures_total"] == 1843
 
 

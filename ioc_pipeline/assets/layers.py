@@ -3,9 +3,11 @@
     landing ──bronze_asset()──► bronze/<table>
     bronze ──(domain transform)──► gate_and_write() ──► silver/<table> + quarantine/<table>
 
-`gate_and_write` publishes silver only when the blocking batch checks pass, so a delivery that
-collapsed or is mostly rejected leaves the last good silver (and so gold and the warehouse) as
-they were; its quarantine is written either way, so the engineer can see why.
+`gate_and_write` publishes silver only when the feed's quality policy lets the batch through, so a
+delivery that collapsed or is mostly refused leaves the last good silver (and so that feed's gold and
+warehouse tables) as they were, while every other feed goes on; its quarantine, its outcome
+(ops/gate_results) and the department's feedback workbooks are written either way. The batch checks
+are ERROR-severity and non-blocking: red in the UI, never a reason to skip another feed's publish.
 
 A feed never delivered yet (no bronze) is not a failure: its `gated_silver` step succeeds without
 writing silver or quarantine (`delivered: false`, checks passed with a description saying so),
@@ -14,18 +16,22 @@ no table for that feed and the scorecard no row for its indicators (unknown, not
 other feeds are published as usual.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
 
 from ioc_pipeline import gate
-from ioc_pipeline.lake import Lake
+from ioc_pipeline.assets import deliveries
+from ioc_pipeline.checks import outcomes
+from ioc_pipeline.checks.policy import Policy, policy_for
+from ioc_pipeline.lake import FileInfo, Lake, Landing
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.policies import pool_for
-from ioc_pipeline.resources import LakeResource, LandingResource
+from ioc_pipeline.resources import AlertsResource, LakeResource, LandingResource
 from ioc_pipeline.sources.files import LOAD_ID, SNAPSHOT, SOURCE_FILE, SOURCE_ROW, Feed, ingest
 
 OWNERS = ["team:ioc-data"]
@@ -38,43 +44,42 @@ LINEAGE_DOCS = {
 
 
 def bronze_asset(feed: Feed, group: str, description: str) -> dg.AssetsDefinition:
-    """The dlt ingestion of one file feed into bronze (files loaded once, by content hash)."""
+    """The dlt ingestion of one file feed into bronze (files loaded once, by content hash). A refused file
+    does not fail the step: it is recorded (ops/refused_files, an alert) and the `delivered_files_readable`
+    check fails while it is the feed's newest delivery (see assets/deliveries.py)."""
+    key = dg.AssetKey(["bronze", feed.table])
 
     @dg.asset(
-        key=["bronze", feed.table],
+        key=key,
         group_name=group,
         kinds={"dlt", "parquet"},
         owners=OWNERS,
         description=description,
         pool=pool_for("bronze", feed.table),  # the feed's bronze files and its dlt state
+        check_specs=deliveries.check_specs(key),
     )
     def _bronze(
-        context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource
+        context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource, alerts: AlertsResource
     ) -> dg.MaterializeResult:
         store = lake.lake()
-        report = ingest(feed, landing.landing(), store, lake.dlt_dir)
-        for error in report.errors:
-            context.log.error(f"delivery refused: {error}")
-        if report.errors:
-            raise dg.Failure(
-                description="; ".join(str(e) for e in report.errors),
-                metadata={"refused_files": [e.path for e in report.errors], "loaded_files": report.loaded},
-            )
-        bronze = store.read("bronze", feed.table) if store.exists("bronze", feed.table) else pl.DataFrame()
-        if bronze.is_empty():
+        report = ingest(feed, landing.landing(), store, lake.dlt_dir, landing.settle_seconds)
+        files, checks = deliveries.report_deliveries(context, store, feed, report, alerts.webhook_url or None)
+        delivered = store.exists("bronze", feed.table)
+        if not delivered:
             context.log.warning(not_delivered_message(feed))
+        preview = store.scan("bronze", feed.table).tail(5).collect() if delivered else pl.DataFrame()
         return dg.MaterializeResult(
             metadata=table_metadata(
-                bronze.tail(5),
+                preview,
                 **{
-                    "dagster/row_count": bronze.height,
-                    "delivered": not bronze.is_empty(),
-                    "files_loaded": report.loaded,
-                    "files_skipped_already_loaded": report.skipped,
+                    "dagster/row_count": store.row_count("bronze", feed.table),
+                    "delivered": delivered,
                     "rows_loaded": report.rows,
                     "dlt_load_ids": report.load_ids,
+                    **files,
                 },
-            )
+            ),
+            check_results=checks,
         )
 
     return _bronze
@@ -82,7 +87,8 @@ def bronze_asset(feed: Feed, group: str, description: str) -> dg.AssetsDefinitio
 
 def latest_snapshot(bronze: pl.DataFrame, by: list[str] | None = None) -> pl.DataFrame:
     """The rows of the newest snapshot (per `by` group, e.g. per carrier): of the files with the
-    newest snapshot date, the one loaded last wins, since a re-delivery supersedes."""
+    newest snapshot date, the one loaded last wins, since a re-delivery supersedes; of a file delivered
+    again under the same name with new content, only its newest load counts (never both merged)."""
     keys = by or []
     files = (
         bronze.group_by([*keys, SOURCE_FILE])
@@ -90,7 +96,43 @@ def latest_snapshot(bronze: pl.DataFrame, by: list[str] | None = None) -> pl.Dat
         .sort([SNAPSHOT, LOAD_ID, SOURCE_FILE])
     )
     chosen = files.group_by(keys, maintain_order=True).last() if keys else files.tail(1)
-    return bronze.join(chosen.select([*keys, SOURCE_FILE]), on=[*keys, SOURCE_FILE], how="semi")
+    return bronze.join(chosen.select([*keys, SOURCE_FILE, LOAD_ID]), on=[*keys, SOURCE_FILE, LOAD_ID], how="semi")
+
+
+@dataclass(frozen=True)
+class GatedTable:
+    """How one feed's batch becomes silver: read from bronze, typed, gated by the feed's rules and
+    policy, finished. The one code path of the pipeline and of `cli validate` (a department's check
+    before sending): no rule, reader or transform exists twice.
+
+    `typed(delivered, lake)` may read reference tables of the lake (the enterprise register for
+    service points); `lake` is None when a file is validated offline."""
+
+    table: str
+    feed: Feed
+    rules: list[gate.Rule]
+    silver_columns: list[str]
+    typed: Callable[[pl.DataFrame, Lake | None], pl.DataFrame]
+    doc: TableDoc | None = None
+    batch: Callable[[pl.DataFrame], pl.DataFrame] = latest_snapshot  # bronze → the batch in force
+    finish: Callable[[pl.DataFrame], pl.DataFrame] | None = None  # over clean rows only (e.g. BTS sites)
+    describe: Callable[[pl.DataFrame], dict[str, Any]] | None = None  # extra silver metadata of a batch
+    # how `cli validate` reads one file, when the feed's bronze step does not use `files.read_delivery`
+    reader: Callable[[Landing, FileInfo], Iterable[pa.Table]] | None = None
+
+    @property
+    def silver_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["silver", self.table])
+
+    @property
+    def quarantine_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["quarantine", self.table])
+
+    def policy(self) -> Policy:
+        return policy_for(self.table)
+
+    def gate(self, delivered: pl.DataFrame, lake: Lake | None) -> gate.GateResult:
+        return gate.split(self.typed(delivered, lake), self.table, self.rules, self.policy().warn_only)
 
 
 @dataclass
@@ -100,105 +142,105 @@ class Gated:
     clean: pl.DataFrame
     quarantine: pl.DataFrame
     checks: list[dg.AssetCheckResult]
-    published: bool
-    delivered: int
+    decision: gate.Decision
+    outcome: outcomes.Outcome
+
+    @property
+    def published(self) -> bool:
+        return self.decision.published
+
+    @property
+    def delivered(self) -> int:
+        return self.decision.delivered
 
 
 def gate_batch(
     context: dg.AssetExecutionContext,
     store: Lake,
-    table: str,
+    spec: GatedTable,
     delivered: pl.DataFrame,
-    typed: pl.DataFrame,
-    rules: list[gate.Rule],
-    silver_columns: list[str],
     partition: str | None = None,
-    finish: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-    max_reject_share: float = gate.MAX_REJECT_SHARE,
+    batch: str | None = None,
+    webhook: str | None = None,
 ) -> Gated:
-    """Gate `typed` (one row per `delivered` row, sharing `_row_id`) and write silver (only when the
-    blocking batch checks pass) and quarantine (always), the whole table or one partition of it."""
-    silver_key = dg.AssetKey(["silver", table])
-    where = f"{table} {partition}" if partition else table
-    result = gate.split(typed, table, rules)
-    checks = gate.batch_checks(
-        silver_key, result, store.row_count("silver", table, partition) or None, max_reject_share
-    )
+    """Gate one batch of `spec` (rows of `delivered` numbered by `_row_id`) and write silver (only when
+    the policy publishes it) and quarantine (always), the whole table or one partition of it. The
+    outcome (numbers, decision, feedback workbooks) is recorded in ops/gate_results; a blocked batch
+    raises one alert."""
+    where = f"{spec.table} {partition}" if partition else spec.table
+    result = spec.gate(delivered, store)
+    previous = store.row_count("silver", spec.table, partition) or None
+    decision = gate.decide(spec.table, result, previous, spec.policy())
+    checks = gate.batch_checks(spec.silver_key, result, decision)
     quarantine = gate.quarantine_rows(delivered, result.rejected)
-    store.write(quarantine, "quarantine", table, partition)
+    store.write(quarantine, "quarantine", spec.table, partition)
     if quarantine.height:
         context.log.warning(
             f"{where}: {quarantine.height} of {result.delivered} rows quarantined:\n"
             + gate.quarantine_summary(quarantine)
         )
-    published = gate.passed(checks)
-    clean = (finish(result.clean) if finish else result.clean).select(silver_columns)
-    if published:
-        store.write(clean, "silver", table, partition)
+    clean = (spec.finish(result.clean) if spec.finish else result.clean).select(spec.silver_columns)
+    if decision.published:
+        store.write(clean, "silver", spec.table, partition)
     else:
-        context.log.error(f"{where}: a blocking batch check failed; the published silver is left as it was")
-    return Gated(clean, quarantine, checks, published, result.delivered)
+        context.log.error(f"{where}: blocked, the published silver is left as it was: {decision.reason()[1]}")
+    label = batch or _batch_label(delivered)
+    outcome = outcomes.record(
+        store, spec.table, label, delivered, quarantine, decision, spec.rules, context.run_id, per_file=not partition
+    )
+    if not decision.published:
+        outcomes.alert_blocked(store, outcome, context.run_id, context.job_name, webhook)
+    return Gated(clean, quarantine, checks, decision, outcome)
+
+
+def _batch_label(delivered: pl.DataFrame) -> str:
+    """A snapshot batch is named by its newest snapshot date (several carriers' files may differ)."""
+    return str(delivered.get_column(SNAPSHOT).max()) if SNAPSHOT in delivered.columns else "batch"
 
 
 def gate_and_write(
     context: dg.AssetExecutionContext,
     store: Lake,
-    table: str,
+    spec: GatedTable,
     delivered: pl.DataFrame,
-    typed: pl.DataFrame,
-    rules: list[gate.Rule],
-    silver_columns: list[str],
-    silver_metadata: dict[str, Any] | None = None,
-    finish: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-    max_reject_share: float = gate.MAX_REJECT_SHARE,
+    webhook: str | None = None,
 ) -> Iterator[dg.MaterializeResult]:
-    """Gate one snapshot, write silver and quarantine, and yield both materializations with the
-    blocking batch check results.
-
-    `finish` is a last step over the clean rows only (e.g. linking BTS stations into sites, which
-    must never see a refused row); `max_reject_share` overrides the gate's default for a table
-    whose deliveries are so small that each row is several percent of them."""
-    gated = gate_batch(
-        context, store, table, delivered, typed, rules, silver_columns, finish=finish, max_reject_share=max_reject_share
-    )
+    """Gate one snapshot, write silver and quarantine, and yield both materializations with the batch
+    check results (the decision, its numbers and the feedback workbooks in the metadata)."""
+    gated = gate_batch(context, store, spec, delivered, webhook=webhook)
     yield dg.MaterializeResult(
-        asset_key=dg.AssetKey(["silver", table]),
+        asset_key=spec.silver_key,
         metadata=table_metadata(
             gated.clean,
+            doc=spec.doc,
             delivered=True,
             published=gated.published,
             delivered_rows=gated.delivered,
             quarantined_rows=gated.quarantine.height,
-            **(silver_metadata or {}),
+            **gated.outcome.metadata(),
+            **(spec.describe(delivered) if spec.describe else {}),
         ),
         check_results=gated.checks,
     )
-    yield dg.MaterializeResult(
-        asset_key=dg.AssetKey(["quarantine", table]), metadata=quarantine_metadata(gated.quarantine)
-    )
+    yield dg.MaterializeResult(asset_key=spec.quarantine_key, metadata=quarantine_metadata(gated.quarantine))
 
 
 def quarantine_metadata(quarantine: pl.DataFrame) -> dict[str, Any]:
+    shown = [c for c in ("source_file", "source_row", "rule", "reason", "reason_vi") if c in quarantine.columns]
     return table_metadata(
-        quarantine.select("source_file", "source_row", "rule", "reason"),
+        quarantine.select(shown),
+        doc=QUARANTINE_DOC,
         rows_by_rule=dict(quarantine.group_by("rule").len().iter_rows()) if quarantine.height else {},
     )
 
 
-def gated_specs(
-    table: str,
-    group: str,
-    description: str,
-    deps: list[dg.AssetKey],
-    max_reject_share: float = gate.MAX_REJECT_SHARE,
-) -> dict[str, Any]:
+def gated_specs(spec: GatedTable, group: str, description: str, deps: list[dg.AssetKey]) -> dict[str, Any]:
     """The `multi_asset` arguments of a gated silver table and its quarantine."""
-    silver_key = dg.AssetKey(["silver", table])
     return {
-        "name": f"silver_{table}",
+        "name": f"silver_{spec.table}",
         "specs": [
             dg.AssetSpec(
-                silver_key,
+                spec.silver_key,
                 deps=deps,
                 group_name=group,
                 owners=OWNERS,
@@ -206,17 +248,32 @@ def gated_specs(
                 kinds={"great_expectations", "polars", "parquet"},
             ),
             dg.AssetSpec(
-                ["quarantine", table],
+                spec.quarantine_key,
                 deps=deps,
                 group_name=group,
                 owners=OWNERS,
-                description=f"Rows of the {table} delivery refused by the gate, whole, with the rules they broke.",
+                description=f"Rows of the {spec.table} delivery refused by the gate, whole, with the rules they broke "
+                "and the reason in Vietnamese and English.",
                 kinds={"great_expectations", "parquet"},
             ),
         ],
-        "check_specs": gate.batch_check_specs(silver_key, max_reject_share),
-        "pool": pool_for("silver", table),  # silver and quarantine of the table, written together
+        "check_specs": gate.batch_check_specs(spec.silver_key),
+        "pool": pool_for("silver", spec.table),  # silver and quarantine of the table, written together
     }
+
+
+QUARANTINE_DOC = TableDoc(
+    "Dòng bị loại khi kiểm tra chất lượng, nguyên văn như đã gửi, kèm lý do",
+    "Rows refused by the quality gate, whole as delivered, with the rules they broke",
+    {
+        "source_file": ("Tệp nguồn", "delivered file"),
+        "source_row": ("Dòng trong tệp nguồn", "row in the delivered file"),
+        "rule": ("Quy tắc đầu tiên bị vi phạm", "first rule broken"),
+        "rules": ("Mọi quy tắc bị vi phạm", "every rule broken"),
+        "reason": ("Lý do (tiếng Anh)", "reason, in English"),
+        "reason_vi": ("Lý do (tiếng Việt)", "reason, in Vietnamese"),
+    },
+)
 
 
 def lineage_columns() -> list[pl.Expr]:
@@ -241,47 +298,37 @@ def not_delivered_message(feed: Feed) -> str:
     )
 
 
-GatedBody = Callable[[dg.AssetExecutionContext, Lake], Iterator[dg.MaterializeResult]]
-
-
 def gated_silver(
-    feed: Feed,
-    table: str,
-    group: str,
-    description: str,
-    deps: list[dg.AssetKey] | None = None,
-    max_reject_share: float = gate.MAX_REJECT_SHARE,
-) -> Callable[[GatedBody], dg.AssetsDefinition]:
-    """Decorator: the gated silver table (and its quarantine) of a file feed, from `body(context, lake)`.
+    spec: GatedTable, group: str, description: str, deps: list[dg.AssetKey] | None = None
+) -> dg.AssetsDefinition:
+    """The gated silver table (and its quarantine) of a file feed: the batch in force of its bronze, gated.
 
-    The body runs only once the feed has delivered rows to bronze; before that, the step succeeds
-    without writing anything (see the module docstring), so one missing feed never holds back the
-    publication of the others. `deps` defaults to the feed's bronze table."""
-    silver_key = dg.AssetKey(["silver", table])
+    Before the feed has delivered rows to bronze, the step succeeds without writing anything (see the
+    module docstring), so one missing feed never holds back the publication of the others. `deps`
+    defaults to the feed's bronze table."""
+    feed = spec.feed
 
-    def decorate(body: GatedBody) -> dg.AssetsDefinition:
-        @dg.multi_asset(
-            **gated_specs(table, group, description, deps or [dg.AssetKey(["bronze", feed.table])], max_reject_share)
+    @dg.multi_asset(**gated_specs(spec, group, description, deps or [dg.AssetKey(["bronze", feed.table])]))
+    def _silver(
+        context: dg.AssetExecutionContext, lake: LakeResource, alerts: AlertsResource
+    ) -> Iterator[dg.MaterializeResult]:
+        store = lake.lake()
+        if store.exists("bronze", feed.table):
+            delivered = spec.batch(store.read("bronze", feed.table)).with_row_index(gate.ROW_ID)
+            yield from gate_and_write(context, store, spec, delivered, alerts.webhook_url or None)
+            return
+        context.log.warning(f"{spec.table}: {not_delivered_message(feed)}")
+        nothing = {"delivered": False, "dagster/row_count": 0}
+        why = f"{feed.table} has not been delivered yet: no row to check, none rejected"
+        checks = gate.empty_batch_checks(spec.silver_key, {"delivered": False}, why)
+        yield dg.MaterializeResult(
+            asset_key=spec.silver_key,
+            metadata={**nothing, "published": False, "delivered_rows": 0, "quarantined_rows": 0},
+            check_results=checks,
         )
-        def _silver(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult]:
-            store = lake.lake()
-            if store.exists("bronze", feed.table):
-                yield from body(context, store)
-                return
-            context.log.warning(f"{table}: {not_delivered_message(feed)}")
-            nothing = {"delivered": False, "dagster/row_count": 0}
-            why = f"{feed.table} has not been delivered yet: no row to check, none rejected"
-            checks = gate.empty_batch_checks(silver_key, {"delivered": False}, why)
-            yield dg.MaterializeResult(
-                asset_key=silver_key,
-                metadata={**nothing, "published": False, "delivered_rows": 0, "quarantined_rows": 0},
-                check_results=checks,
-            )
-            yield dg.MaterializeResult(asset_key=dg.AssetKey(["quarantine", table]), metadata=nothing)
+        yield dg.MaterializeResult(asset_key=spec.quarantine_key, metadata=nothing)
 
-        return _silver
-
-    return decorate
+    return _silver
 
 
 def derived_asset(

@@ -10,9 +10,6 @@ Online classes follow Decree 42/2022: a level-4 service is full online (toàn tr
 one partial (một phần), unless the delivery states the class of the newer scale itself.
 """
 
-from collections.abc import Iterator
-
-import dagster as dg
 import polars as pl
 
 from ioc_pipeline import parsing
@@ -133,21 +130,19 @@ def typed_procedures(delivered: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@layers.gated_silver(
-    FEED, "procedures", GROUP, "The catalog in force: the newest snapshot, typed and gated by the procedure suite."
+SILVER = layers.GatedTable(
+    table="procedures",
+    feed=FEED,
+    rules=RULES,
+    silver_columns=SILVER_COLUMNS,
+    typed=lambda delivered, _lake: typed_procedures(delivered),
+    doc=DOCS["silver.procedures"],
+    describe=lambda delivered: {"snapshot_file": delivered[SOURCE_FILE][0]},
 )
-def silver_procedures(context: dg.AssetExecutionContext, store: Lake) -> Iterator[dg.MaterializeResult]:
-    delivered = layers.latest_snapshot(store.read("bronze", FEED.table)).with_row_index(ROW_ID)
-    yield from layers.gate_and_write(
-        context,
-        store,
-        "procedures",
-        delivered,
-        typed_procedures(delivered),
-        RULES,
-        SILVER_COLUMNS,
-        {"snapshot_file": delivered[SOURCE_FILE][0]},
-    )
+
+silver_procedures = layers.gated_silver(
+    SILVER, GROUP, "The catalog in force: the newest snapshot, typed and gated by the procedure suite."
+)
 
 
 def service_levels(silver: pl.DataFrame) -> pl.DataFrame:
@@ -186,6 +181,11 @@ gold_procedure_service_levels = layers.derived_asset(
     DOCS["gold.procedure_service_levels"],
     preview_rows=20,
 )
+
+
+GATED = [SILVER]  # the gated tables of the domain (`cli validate` finds a file's feed among them)
+
+INDICATOR_INPUTS = [gold_procedure_service_levels.key]  # what `indicators` reads: the scorecard waits for them
 
 
 def indicators(store: Lake) -> list[dict]:

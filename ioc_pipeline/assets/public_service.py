@@ -21,6 +21,7 @@ snapshot: the newest NgayCapNhat delivered (`as_of` column). Each formula sits i
 import calendar
 import datetime as dt
 import functools
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,14 +29,15 @@ import dagster as dg
 import polars as pl
 
 from ioc_pipeline import gate, parsing
-from ioc_pipeline.assets.layers import OWNERS, gate_batch, gated_specs, quarantine_metadata
+from ioc_pipeline.assets import deliveries
+from ioc_pipeline.assets.layers import OWNERS, GatedTable, gate_batch, gated_specs, quarantine_metadata
 from ioc_pipeline.checks.dossiers import RULES
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.pii import PiiKeyError
 from ioc_pipeline.policies import pool_for, retry_network_failure
-from ioc_pipeline.resources import DossierGatewayResource, LakeResource, LandingResource, PiiResource
+from ioc_pipeline.resources import AlertsResource, DossierGatewayResource, LakeResource, LandingResource, PiiResource
 from ioc_pipeline.sources import dossiers as source
 from ioc_pipeline.sources.files import LOAD_ID, SOURCE_FILE, SOURCE_ROW
 from ioc_pipeline.units import REFORM_DATE, UnitResolver
@@ -229,6 +231,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         kinds={"dlt", "parquet"},
         owners=OWNERS,
         retry_policy=retry_policy,
+        check_specs=deliveries.check_specs(BRONZE_KEY),
         description=(
             "Every dossier version as delivered (gateway API, incremental on NgayCapNhat; or the ndjson "
             "export), pseudonymised: ChuHoSo is replaced by applicant_id before the lake. Append-only."
@@ -240,6 +243,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         landing: LandingResource,
         gateway: DossierGatewayResource,
         pii: PiiResource,
+        alerts: AlertsResource,
     ) -> dg.MaterializeResult:
         store = lake.lake()
         try:
@@ -247,22 +251,18 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         except PiiKeyError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
         try:
-            loaded = source.ingest(store, lake.dlt_dir, landing.landing(), key, gateway.gateway())
+            loaded = source.ingest(
+                store, lake.dlt_dir, landing.landing(), key, gateway.gateway(), settle_seconds=landing.settle_seconds
+            )
         except Exception as error:  # dlt wraps the source's errors: report the cause, clearly
             cause = _root_cause(error)
             if isinstance(cause, source.GatewayAuthError):
                 raise dg.Failure(description=str(cause), allow_retries=False) from None
             if isinstance(cause, source.GatewayError):  # after the source's own retries of the page
-                raise retry_network_failure(context, cause) from cause
+                raise retry_network_failure(context, cause, gateway.step_retries) from cause
             raise
         report = loaded.report
-        for error in report.errors:
-            context.log.error(f"delivery refused: {error}")
-        if report.errors:
-            raise dg.Failure(
-                description="; ".join(str(e) for e in report.errors),
-                metadata={"refused_files": [e.path for e in report.errors], "loaded_files": report.loaded},
-            )
+        files, checks = deliveries.report_deliveries(context, store, source.FEED, report, alerts.webhook_url or None)
         gateway_stats = loaded.gateway
         context.log.info(f"dossiers: {report.rows} versions loaded ({loaded.mode}); months changed: {loaded.months}")
         metadata: dict[str, Any] = {
@@ -275,8 +275,8 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         if gateway_stats:
             metadata.update(gateway_stats.metadata())
         else:
-            metadata.update(files_loaded=report.loaded, files_skipped_already_loaded=report.skipped)
-        return dg.MaterializeResult(metadata=metadata)
+            metadata.update(files)
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _bronze
 
@@ -473,8 +473,21 @@ def _combine(checks: dict[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheck
     ]
 
 
+SILVER = GatedTable(
+    table=TABLE,
+    feed=source.FEED,
+    rules=RULES,
+    silver_columns=SILVER_COLUMNS,
+    typed=lambda delivered, _lake: typed_dossiers(delivered),
+    doc=DOCS.get("silver.dossiers"),
+    batch=lambda bronze: current_versions(bronze.lazy()),
+    # validating an export offline: pseudonymised with a throwaway key, like bronze, never shown
+    reader=lambda landing, file: source.read_export(landing, file, source.FEED, secrets.token_bytes(32))[1],
+)
+GATED = [SILVER]  # `cli validate` finds a file's feed among the gated tables
+
 _silver_specs = gated_specs(
-    TABLE,
+    SILVER,
     GROUP,
     "The current version of every dossier received in the month: typed (Asia/Ho_Chi_Minh), unit resolved, "
     "channel and status normalised, on-time flag by the contract's rule, applicant pseudonym only.",
@@ -493,7 +506,9 @@ _silver_specs["check_specs"] = [
 
 
 @dg.multi_asset(**_silver_specs, partitions_def=MONTHS, backfill_policy=dg.BackfillPolicy.single_run())
-def silver_dossiers(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult]:
+def silver_dossiers(
+    context: dg.AssetExecutionContext, lake: LakeResource, alerts: AlertsResource
+) -> Iterator[dg.MaterializeResult]:
     store = lake.lake()
     catalog = _catalog_codes(store)
     months = context.partition_keys
@@ -510,7 +525,7 @@ def silver_dossiers(context: dg.AssetExecutionContext, lake: LakeResource) -> It
             context.log.info(f"dossiers {month}: no versions delivered, nothing to rebuild")
             continue
         gated = gate_batch(
-            context, store, TABLE, delivered, typed_dossiers(delivered), RULES, SILVER_COLUMNS, _month_partition(month)
+            context, store, SILVER, delivered, _month_partition(month), month, alerts.webhook_url or None
         )
         del delivered
         summaries[month] = {"published": gated.published, "rows": gated.clean.height, "delivered": gated.delivered}
@@ -538,6 +553,11 @@ def silver_dossiers(context: dg.AssetExecutionContext, lake: LakeResource) -> It
             check_name=CATALOG_CHECK,
             passed=unknown_total == 0 and catalog is not None,
             severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"{unknown_total:,} dossier(s) name a procedure code the catalog does not know (kept, flagged)"
+                if catalog is not None
+                else "the procedure catalog is not published yet: codes not checked"
+            ),
             metadata={
                 "dossiers_with_unknown_code": unknown_total,
                 "unknown_codes_by_month": dg.MetadataValue.json(unknown),
@@ -722,6 +742,9 @@ def latest_complete_month(table: pl.DataFrame) -> pl.DataFrame:
         )
     )
     return done.filter(pl.col("month") == done.get_column("month").max()) if not done.is_empty() else done
+
+
+INDICATOR_INPUTS = [gold_kpis_monthly.key]  # what `indicators` reads: the scorecard waits for them
 
 
 def indicators(store: Lake) -> list[dict]:

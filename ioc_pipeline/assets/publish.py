@@ -2,28 +2,31 @@
 
     silver/*, gold/*, quarantine/*, ops/* (Parquet) ──► data/warehouse/ioc.duckdb (one schema per layer)
 
-Every published table has a `TableDoc` in its domain module's `DOCS`; that list is what this
-asset waits for, and the comments it writes (Vietnamese / English) come from the same place.
-`ops.alerts` (written by the failure sensor, not by an asset) is published as it stands.
+Every published table has a `TableDoc` in its domain module's `DOCS` (the domains of
+`feeds.DOMAINS`); that list is what this asset waits for, and the comments it writes (Vietnamese /
+English) come from the same place. The ops tables written by steps rather than assets (alerts, gate
+results, file fates) are published as they stand. The lake holds only what passed the gate, so
+the warehouse always has every feed's last good version: a blocked feed never holds back the others.
 """
 
 import dagster as dg
 
 from ioc_pipeline import alerts
-from ioc_pipeline.assets import postal, procedures, public_service, reference, scorecard, telecom
+from ioc_pipeline.assets import ops, scorecard
 from ioc_pipeline.assets.layers import OWNERS
+from ioc_pipeline.checks import outcomes
+from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.policies import WAREHOUSE_POOL
 from ioc_pipeline.resources import LakeResource, WarehouseResource
 
 DOCS: dict[str, TableDoc] = {
-    **reference.DOCS,
-    **procedures.DOCS,
-    **telecom.DOCS,
-    **postal.DOCS,
-    **public_service.DOCS,
+    **{name: doc for domain in DOMAINS for name, doc in domain.module().DOCS.items()},
     **scorecard.DOCS,
+    **ops.DOCS,
 }
+# Written by steps and sensors, not by assets of their own: published, documented, not waited for.
+STEP_DOCS: dict[str, TableDoc] = {**alerts.DOCS, **outcomes.DOCS}
 
 
 @dg.asset(
@@ -38,7 +41,7 @@ DOCS: dict[str, TableDoc] = {
 def publish_warehouse(
     context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    counts = warehouse.publish(lake.lake(), {**DOCS, **alerts.DOCS})
+    counts = warehouse.publish(lake.lake(), {**DOCS, **STEP_DOCS})
     context.log.info(f"published {len(counts)} tables to {warehouse.path}")
     return dg.MaterializeResult(
         metadata={

@@ -2,8 +2,10 @@
 
     gold/<domain tables> ──indicators(lake)──► gold/ioc_scorecard
 
-Each domain module exposes `indicators(lake) -> list[dict]`; a new feed adds its function and
-the gold assets it reads to `PARTS`. Indicator codes are stable: dashboards select by them.
+Each domain module of `feeds.DOMAINS` that has indicators exposes `indicators(lake) -> list[dict]`
+and `INDICATOR_INPUTS` (the assets they read): `PARTS` is derived from that list. Indicator codes
+are stable: dashboards select by them. A feed whose newest batch was blocked contributes its last
+good figures, dated by their own snapshot.
 Rows of earlier snapshots are kept, so the scorecard is also the indicators' history.
 """
 
@@ -12,8 +14,8 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline.assets import postal, procedures, public_service, telecom
 from ioc_pipeline.assets.layers import OWNERS
+from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.policies import pool_for
@@ -22,16 +24,9 @@ from ioc_pipeline.resources import LakeResource
 Indicators = Callable[[Lake], list[dict]]
 
 PARTS: list[tuple[list[dg.AssetKey], Indicators]] = [
-    ([procedures.gold_procedure_service_levels.key], procedures.indicators),
-    (
-        [telecom.gold_telecom_coverage_by_new_unit.key, telecom.gold_telecom_coverage_gaps.key],
-        telecom.indicators,
-    ),
-    (
-        [dg.AssetKey(["silver", "postal_enterprises"]), postal.gold_postal_network_by_new_unit.key],
-        postal.indicators,
-    ),
-    ([public_service.gold_kpis_monthly.key], public_service.indicators),
+    (module.INDICATOR_INPUTS, module.indicators)
+    for module in (domain.module() for domain in DOMAINS)
+    if hasattr(module, "indicators")
 ]
 
 SCHEMA = {

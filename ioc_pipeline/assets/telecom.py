@@ -13,7 +13,7 @@ within 20 m of each other (transitively). Province figures count sites; a site h
 of its stations broadcasts 4G. Each site belongs to the commune most of its stations name.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -226,26 +226,24 @@ def newest_registers(bronze: pl.DataFrame) -> pl.DataFrame:
     return layers.latest_snapshot(carriers, by=[FILE_CARRIER])
 
 
-@layers.gated_silver(
-    FEED,
-    "bts_stations",
+SILVER = layers.GatedTable(
+    table="bts_stations",
+    feed=FEED,
+    rules=RULES,
+    silver_columns=SILVER_COLUMNS,
+    typed=lambda delivered, _lake: typed_stations(delivered),
+    doc=DOCS.get("silver.bts_stations"),
+    batch=newest_registers,
+    finish=assign_sites,
+    describe=lambda delivered: {"register_files": sorted(delivered[SOURCE_FILE].unique().to_list())},
+)
+
+silver_bts_stations = layers.gated_silver(
+    SILVER,
     GROUP,
     "Every carrier's newest register, typed, communes resolved (old and new units), gated by the "
     f"telecom suite; each station carries the site it belongs to (shared-site code or ≤ {SITE_RADIUS_M:.0f} m).",
 )
-def silver_bts_stations(context: dg.AssetExecutionContext, store: Lake) -> Iterator[dg.MaterializeResult]:
-    delivered = newest_registers(store.read("bronze", FEED.table)).with_row_index(ROW_ID)
-    yield from layers.gate_and_write(
-        context,
-        store,
-        "bts_stations",
-        delivered,
-        typed_stations(delivered),
-        RULES,
-        SILVER_COLUMNS,
-        {"register_files": sorted(delivered[SOURCE_FILE].unique().to_list())},
-        finish=assign_sites,
-    )
 
 
 def sites_of(stations: pl.DataFrame) -> pl.DataFrame:
@@ -414,6 +412,14 @@ gold_telecom_coverage_gaps = _gold(
     "Communes (old units) and post-2025 units with no site carrying 4G, or with no site at all.",
     report=_gaps_report,
 )
+
+
+GATED = [SILVER]  # the gated tables of the domain (`cli validate` finds a file's feed among them)
+
+INDICATOR_INPUTS = [
+    gold_telecom_coverage_by_new_unit.key,
+    gold_telecom_coverage_gaps.key,
+]  # what `indicators` reads: the scorecard waits for them
 
 
 def indicators(store: Lake) -> list[dict]:

@@ -8,40 +8,78 @@ personal data: the applicant is only a pseudonym by the time the gate runs, and 
 
 from __future__ import annotations
 
-import great_expectations as gx
-
-from ioc_pipeline.gate import Rule
-
-E = gx.expectations
-
-
-def _null(name: str, column: str, message: str, show_value: bool = True) -> Rule:
-    return Rule(name, E.ExpectColumnValuesToBeNull(column=column), message, show_value)
-
-
-def _present(name: str, column: str, message: str) -> Rule:
-    return Rule(name, E.ExpectColumnValuesToNotBeNull(column=column), message)
-
+from ioc_pipeline.checks.rules import flagged, present
 
 RULES = [
-    _null("record_readable", "parse_error", "the delivered line could not be read as a dossier record"),
-    _present("dossier_code_required", "dossier_code", "MaHoSo is missing"),
-    _present("agency_required", "agency", "DonViXuLy is missing"),
-    _present("channel_required", "channel_text", "KenhThucHien is missing"),
-    _null("channel_known", "channel_unknown", "KenhThucHien is not 1/Trực tiếp, 2/Trực tuyến or 3/Bưu chính công ích"),
-    _present("status_required", "status_text", "TrangThaiHoSo is missing"),
-    _null("status_known", "status_unknown", "TrangThaiHoSo is not a national status code 1-10 or its name"),
-    _present("received_at_required", "received_at_text", "NgayTiepNhan is missing"),
-    _null("received_at_datetime", "received_at_unparsed", "NgayTiepNhan is not a date-time"),
-    _null("received_in_range", "received_out_of_range", "NgayTiepNhan is before the first reported month"),
-    _present("updated_at_datetime", "updated_at", "NgayCapNhat is missing or not a date-time"),
-    _null("datetimes_readable", "datetime_unparsed", "NgayHenTra, NgayKetThucXuLy or NgayTra is not a date-time"),
-    _null(
+    flagged(
+        "record_readable",
+        "parse_error",
+        "the delivered line could not be read as a dossier record",
+        "không đọc được dòng dữ liệu thành một bản ghi hồ sơ",
+    ),
+    present("dossier_code_required", "dossier_code", "MaHoSo is missing", "Thiếu MaHoSo"),
+    present("agency_required", "agency", "DonViXuLy is missing", "Thiếu DonViXuLy"),
+    present("channel_required", "channel_text", "KenhThucHien is missing", "Thiếu KenhThucHien"),
+    flagged(
+        "channel_known",
+        "channel_unknown",
+        "KenhThucHien is not 1/Trực tiếp, 2/Trực tuyến or 3/Bưu chính công ích",
+        "KenhThucHien không phải 1/Trực tiếp, 2/Trực tuyến hoặc 3/Bưu chính công ích",
+    ),
+    present("status_required", "status_text", "TrangThaiHoSo is missing", "Thiếu TrangThaiHoSo"),
+    flagged(
+        "status_known",
+        "status_unknown",
+        "TrangThaiHoSo is not a national status code 1-10 or its name",
+        "TrangThaiHoSo không phải mã trạng thái quốc gia 1-10 hoặc tên của mã đó",
+    ),
+    present("received_at_required", "received_at_text", "NgayTiepNhan is missing", "Thiếu NgayTiepNhan"),
+    flagged(
+        "received_at_datetime",
+        "received_at_unparsed",
+        "NgayTiepNhan is not a date-time",
+        "NgayTiepNhan không phải ngày giờ hợp lệ",
+    ),
+    flagged(
+        "received_in_range",
+        "received_out_of_range",
+        "NgayTiepNhan is before the first reported month",
+        "NgayTiepNhan trước tháng báo cáo đầu tiên",
+    ),
+    present(
+        "updated_at_datetime",
+        "updated_at",
+        "NgayCapNhat is missing or not a date-time",
+        "Thiếu NgayCapNhat hoặc không phải ngày giờ hợp lệ",
+    ),
+    flagged(
+        "datetimes_readable",
+        "datetime_unparsed",
+        "NgayHenTra, NgayKetThucXuLy or NgayTra is not a date-time",
+        "NgayHenTra, NgayKetThucXuLy hoặc NgayTra không phải ngày giờ hợp lệ",
+    ),
+    flagged(
         "dates_in_order",
         "dates_problem",
         "dates out of order (received ≤ finished ≤ returned, due date not before receipt)",
+        "các mốc thời gian sai thứ tự (tiếp nhận ≤ kết thúc xử lý ≤ trả kết quả, hạn trả không trước ngày tiếp nhận)",
     ),
-    _null("unit_resolved", "unit_problem", "DonViHanhChinh does not resolve to one administrative unit"),
-    _null("supplement_count_valid", "supplement_count_unparsed", "SoLanBoSung is not a whole number ≥ 0"),
-    _null("flags_readable", "flag_unparsed", "a yes/no field is not true/false, 1/0 or Có/Không"),
+    flagged(
+        "unit_resolved",
+        "unit_problem",
+        "DonViHanhChinh does not resolve to one administrative unit",
+        "DonViHanhChinh không xác định được một đơn vị hành chính duy nhất",
+    ),
+    flagged(
+        "supplement_count_valid",
+        "supplement_count_unparsed",
+        "SoLanBoSung is not a whole number ≥ 0",
+        "SoLanBoSung không phải số nguyên ≥ 0",
+    ),
+    flagged(
+        "flags_readable",
+        "flag_unparsed",
+        "a yes/no field is not true/false, 1/0 or Có/Không",
+        "một trường có/không không phải true/false, 1/0 hoặc Có/Không",
+    ),
 ]

@@ -1,5 +1,6 @@
-"""The shapes of row rule every suite repeats, written once: a required field, a value the transform
-flagged (unparsed, unknown), a unique key, and coordinates that must be numbers inside the province.
+"""The shapes of row rule every suite repeats, written once: a field that must be present, a value the
+transform flagged (unparsed, unknown), a unique key, and coordinates that must be numbers inside the
+province. Every rule carries its sentence in English and in Vietnamese (the rule catalogue).
 
 Rule names stay those of the contract's suites (quarantine rows carry them, dashboards count them).
 """
@@ -15,29 +16,49 @@ E = gx.expectations
 MIN_LON, MIN_LAT, MAX_LON, MAX_LAT = province_bbox()
 
 
-def required(name: str, label: str, column: str | None = None, message: str | None = None) -> Rule:
+def present(name: str, column: str, message: str, vi: str) -> Rule:
+    """A row fails when `column` is empty (missing, or not readable as its type)."""
+    return Rule(name, E.ExpectColumnValuesToNotBeNull(column=column), message, vi)
+
+
+def required(
+    name: str, label: str, column: str | None = None, message: str | None = None, vi: str | None = None
+) -> Rule:
     """`<name>_required`: the delivered field `label` (read from `column`, default `name`) is given."""
-    return Rule(
-        f"{name}_required", E.ExpectColumnValuesToNotBeNull(column=column or name), message or f"{label} is missing"
-    )
+    return present(f"{name}_required", column or name, message or f"{label} is missing", vi or f"Thiếu {label}")
 
 
-def flagged(name: str, column: str, message: str) -> Rule:
+def flagged(name: str, column: str, message: str, vi: str, show_value: bool = True) -> Rule:
     """A row fails when the transform put a value in `column` (text it could not read, a word outside
     the contract's vocabulary): the column holds exactly what was delivered, for the reason."""
-    return Rule(name, E.ExpectColumnValuesToBeNull(column=column), message)
+    return Rule(name, E.ExpectColumnValuesToBeNull(column=column), message, vi, show_value)
 
 
-def unique(name: str, column: str, message: str) -> Rule:
+def unique(name: str, column: str, message: str, vi: str) -> Rule:
     """Every copy of a duplicated key is held back: which one is right is unknown."""
-    return Rule(name, E.ExpectColumnValuesToBeUnique(column=column), message)
+    return Rule(name, E.ExpectColumnValuesToBeUnique(column=column), message, vi)
+
+
+def date_readable(name: str, column: str, label: str) -> Rule:
+    """`<name>`: the delivered date `label` is a date (dd/mm/yyyy or ISO 8601, four-digit year)."""
+    return flagged(name, column, f"{label} is not a date", f"{label} không phải là ngày hợp lệ (dd/mm/yyyy)")
 
 
 def coordinates_numeric() -> list[Rule]:
     """Kinh độ / Vĩ độ, when given, read as decimal degrees (`parsing.decimal_checked` columns)."""
     return [
-        flagged("longitude_numeric", "longitude_unparsed", "Kinh độ is not a decimal number of degrees"),
-        flagged("latitude_numeric", "latitude_unparsed", "Vĩ độ is not a decimal number of degrees"),
+        flagged(
+            "longitude_numeric",
+            "longitude_unparsed",
+            "Kinh độ is not a decimal number of degrees",
+            "Kinh độ không phải là số độ thập phân",
+        ),
+        flagged(
+            "latitude_numeric",
+            "latitude_unparsed",
+            "Vĩ độ is not a decimal number of degrees",
+            "Vĩ độ không phải là số độ thập phân",
+        ),
     ]
 
 
@@ -48,10 +69,12 @@ def coordinates_in_province() -> list[Rule]:
             "longitude_in_province",
             E.ExpectColumnValuesToBeBetween(column="longitude", min_value=MIN_LON, max_value=MAX_LON),
             f"Kinh độ is outside the province ({MIN_LON} to {MAX_LON})",
+            f"Kinh độ nằm ngoài địa bàn tỉnh (từ {MIN_LON} đến {MAX_LON})",
         ),
         Rule(
             "latitude_in_province",
             E.ExpectColumnValuesToBeBetween(column="latitude", min_value=MIN_LAT, max_value=MAX_LAT),
             f"Vĩ độ is outside the province ({MIN_LAT} to {MAX_LAT})",
+            f"Vĩ độ nằm ngoài địa bàn tỉnh (từ {MIN_LAT} đến {MAX_LAT})",
         ),
     ]

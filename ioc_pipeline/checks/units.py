@@ -21,16 +21,19 @@ UNIT_RULES = [
         "unit_missing",
         E.ExpectColumnValuesToBeNull(column="unit_missing"),
         "Xã/Phường/Thị trấn is missing",
+        "Thiếu Xã/Phường/Thị trấn",
     ),
     Rule(
         "unit_unknown",
         E.ExpectColumnValuesToBeNull(column="unit_unknown"),
         "Xã/Phường/Thị trấn names no commune-level unit in force on the snapshot date (or not in the district given)",
+        "Xã/Phường/Thị trấn không có trong danh mục đơn vị hành chính tại ngày chốt (hoặc không thuộc huyện đã ghi)",
     ),
     Rule(
         "unit_ambiguous",
         E.ExpectColumnValuesToBeNull(column="unit_ambiguous"),
         "Xã/Phường/Thị trấn matches several units; give the district and the unit type",
+        "Xã/Phường/Thị trấn trùng tên nhiều đơn vị; hãy ghi rõ huyện và loại đơn vị",
     ),
 ]
 

@@ -20,9 +20,11 @@ personal data). Error messages name files, lines, pages and fields, never delive
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,18 +45,27 @@ import requests
 from ioc_pipeline import parsing, pii
 from ioc_pipeline.lake import FileInfo, Lake, Landing
 from ioc_pipeline.sources.files import (
+    DETECT_BYTES,
     FILE_HASH,
     LOAD_ID,
+    SETTLE_SECONDS,
     SNAPSHOT,
     SOURCE_FILE,
     SOURCE_ROW,
+    Candidate,
     DeliveryError,
     Feed,
     IngestReport,
+    Opened,
+    contract_feed,
+    detect_encoding,
+    fate_of,
     file_resource,
     loaded_before,
     pipeline,
+    refused_earlier,
     snapshot_of,
+    survey,
 )
 
 T = TypeVar("T")
@@ -91,11 +102,23 @@ READ_SCHEMA = {**{name: pl.String for name in FIELDS}, APPLICANT: pl.Struct({"So
 BRONZE_COLUMNS = [*FIELDS.values(), "applicant_id", UPDATED_AT, MONTH, PARSE_ERROR]
 LINEAGE = [SOURCE_FILE, SOURCE_ROW, SNAPSHOT, FILE_HASH]
 
-FEED = Feed(
-    table=TABLE,
-    patterns=("public_service/dossiers_*.ndjson",),
-    columns={k: v for k, v in FIELDS.items()},
-    required=("dossier_code",),
+_EXPORT_MONTH = re.compile(r"(\d{6})\.[a-z]+$")
+
+
+def export_month(path: str) -> str:
+    """The unit of an export file: its month (`dossiers_202205.json` and `.ndjson` are the same month)."""
+    found = _EXPORT_MONTH.search(path.lower())
+    return found.group(1) if found else path
+
+
+FEED = contract_feed(
+    Feed(
+        table=TABLE,
+        patterns=("public_service/dossiers_*.ndjson", "public_service/dossiers_*.json"),
+        columns={k: v for k, v in FIELDS.items()},
+        required=("dossier_code",),
+        partition_of=export_month,
+    )
 )
 
 
@@ -243,41 +266,117 @@ def _parse_lines(
     return frame, errors
 
 
-def read_export(
-    landing: Landing, file: FileInfo, feed: Feed, key: bytes, ahead: DigestsAhead | None = None
-) -> tuple[str, Iterator[pa.Table]]:
-    """The `files.Reader` of the export: its digest now, its batches as they are read."""
+def _utf8_blocks(handle: Any, encoding: str) -> Iterator[bytes]:
+    """The file's blocks as UTF-8 (an export saved as UTF-16 or Windows-1258 is transcoded as it is read)."""
+    if encoding in ("utf-8", "utf-8-sig"):
+        while block := handle.read(CHUNK_BYTES):
+            yield block
+        return
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    while block := handle.read(CHUNK_BYTES):
+        yield decoder.decode(block).encode("utf-8")
+    yield decoder.decode(b"", final=True).encode("utf-8")
+
+
+def _encoding_of(landing: Landing, file: FileInfo) -> str:
+    with landing.open(file.path) as handle:
+        sample = handle.read(DETECT_BYTES)
+    encoding = detect_encoding(sample)
+    if encoding is None:
+        raise DeliveryError(
+            file.path,
+            "the character encoding could not be recognised (save the file as UTF-8)",
+            "không nhận ra bảng mã ký tự của tệp (hãy lưu tệp dưới dạng UTF-8)",
+        )
+    return encoding
+
+
+def read_export(landing: Landing, file: FileInfo, feed: Feed, key: bytes, ahead: DigestsAhead | None = None) -> Opened:
+    """The `files.Reader` of the export: its digest now, its batches as they are read (`.ndjson`: 32 MB of
+    lines at a time; `.json`, a JSON array: whole, then in batches)."""
     snapshot = snapshot_of(file.path)
     digest, content = ahead.digest(landing, file, feed) if ahead else _digest(landing, file.path)
-    if not content:
-        raise DeliveryError(file.path, "the file is empty")
 
-    def batches() -> Iterator[pa.Table]:
-        line = 1
-        rest = b""
-        with landing.open(file.path) as handle:
-            while True:
-                block = handle.read(CHUNK_BYTES)
-                data = rest + block
-                if block:
-                    cut = data.rfind(b"\n") + 1
-                    data, rest = data[:cut], data[cut:]
-                    if not data:
-                        continue
-                if line == 1 and data.startswith(b"\xef\xbb\xbf"):
-                    data = data[3:]
+    def parse() -> tuple[str, Iterator[pa.Table]]:
+        if not content:
+            raise DeliveryError(file.path, "the file is empty", "tệp rỗng")
+        encoding = _encoding_of(landing, file)
+        if file.path.lower().endswith(".json"):
+            frame, errors = _json_records(landing, file, encoding)  # whole: refused here, before any batch
+            return encoding, read_ahead(_json_batches(frame, errors, file, key, snapshot, digest))
+        return encoding, read_ahead(_ndjson_batches(landing, file, key, snapshot, digest, encoding))
+
+    return Opened(digest, parse)
+
+
+def _ndjson_batches(
+    landing: Landing, file: FileInfo, key: bytes, snapshot: str, digest: str, encoding: str
+) -> Iterator[pa.Table]:
+    line = 1
+    rest = b""
+    with landing.open(file.path) as handle:
+        blocks = _utf8_blocks(handle, encoding)
+        while True:
+            block = next(blocks, b"")
+            data = rest + block
+            if block:
+                cut = data.rfind(b"\n") + 1
+                data, rest = data[:cut], data[cut:]
                 if not data:
-                    break
-                numbers, kept = _lines(data, line)
-                line += data.count(b"\n")
-                if numbers:
-                    frame, errors = _parse_lines(kept, data, len(numbers))
-                    error_series = pl.Series(PARSE_ERROR, errors, pl.String) if any(errors) else None
-                    yield to_bronze(frame, key, file.path, numbers, snapshot, digest, error_series)
-                if not block:
-                    break
+                    continue
+            if line == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            if not data:
+                break
+            numbers, kept = _lines(data, line)
+            line += data.count(b"\n")
+            if numbers:
+                frame, errors = _parse_lines(kept, data, len(numbers))
+                error_series = pl.Series(PARSE_ERROR, errors, pl.String) if any(errors) else None
+                yield to_bronze(frame, key, file.path, numbers, snapshot, digest, error_series)
+            if not block:
+                break
 
-    return digest, read_ahead(batches())
+
+JSON_BATCH_ROWS = 200_000
+
+
+def _json_records(landing: Landing, file: FileInfo, encoding: str) -> tuple[pl.DataFrame, list[str | None]]:
+    """A `.json` export (a JSON array of dossier records, the contract's record): element n is row n. An
+    element that is no object becomes a row with its reason (quarantined), like an unreadable ndjson line."""
+    with landing.open(file.path) as handle:
+        data = b"".join(_utf8_blocks(handle, encoding))
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        frame = pl.read_json(io.BytesIO(data), schema=READ_SCHEMA)
+        errors: list[str | None] = [None] * frame.height
+    except Exception:  # noqa: BLE001 - polars' message may quote personal values: element by element
+        try:
+            items = orjson.loads(data)
+        except orjson.JSONDecodeError as error:
+            raise DeliveryError(
+                file.path,
+                f"not valid JSON (at character {error.pos})",
+                f"không phải JSON hợp lệ (tại ký tự {error.pos})",
+            ) from None
+        if not isinstance(items, list):
+            raise DeliveryError(
+                file.path, "expected a JSON array of objects", "cần một mảng JSON gồm các đối tượng"
+            ) from None
+        frame, errors = _parse_lines([orjson.dumps(item) for item in items])
+    return frame, errors
+
+
+def _json_batches(
+    frame: pl.DataFrame, errors: list[str | None], file: FileInfo, key: bytes, snapshot: str, digest: str
+) -> Iterator[pa.Table]:
+    for first in range(0, frame.height, JSON_BATCH_ROWS):
+        part = frame.slice(first, JSON_BATCH_ROWS)
+        chunk = errors[first : first + part.height]
+        numbers = range(first + 1, first + part.height + 1)
+        error_series = pl.Series(PARSE_ERROR, chunk, pl.String) if any(chunk) else None
+        yield to_bronze(part, key, file.path, numbers, snapshot, digest, error_series)
 
 
 class DigestsAhead:
@@ -302,8 +401,16 @@ class DigestsAhead:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def export_resource(landing: Landing, report: IngestReport, key: bytes, ahead: DigestsAhead | None = None) -> Any:
-    return file_resource(FEED, landing, report, read=partial(read_export, key=key, ahead=ahead))
+def export_resource(
+    landing: Landing,
+    report: IngestReport,
+    key: bytes,
+    ahead: DigestsAhead | None = None,
+    candidates: list[Candidate] | None = None,
+    refused: dict[tuple[str, str], tuple[str, str]] | None = None,
+) -> Any:
+    read = partial(read_export, key=key, ahead=ahead)
+    return file_resource(FEED, landing, report, read=read, candidates=candidates, refused=refused)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -687,15 +794,30 @@ def loaded(lake: Lake, load_ids: list[str]) -> tuple[int, list[str]]:
 
 
 def ingest(
-    lake: Lake, dlt_dir: str, landing: Landing, key: bytes, gateway: Gateway | None, sleep: Callable = time.sleep
+    lake: Lake,
+    dlt_dir: str,
+    landing: Landing,
+    key: bytes,
+    gateway: Gateway | None,
+    sleep: Callable = time.sleep,
+    settle_seconds: float = SETTLE_SECONDS,
 ) -> DossierIngest:
     """Load what is new into bronze: from the gateway when configured, else from the export files."""
     report = IngestReport()
     stats = GatewayStats() if gateway else None
     ahead = DigestsAhead()
-    resource = (
-        gateway_resource(gateway, key, stats, lake, sleep) if gateway else export_resource(landing, report, key, ahead)
-    )
+    candidates, fates = survey(FEED, landing, settle_seconds)
+    if gateway:  # the export files wait: the gateway is the source while it is configured
+        why = (
+            "the gateway API is configured (IOC_DOSSIER_API_URL): export files are not read",
+            "đang dùng API của trục liên thông (IOC_DOSSIER_API_URL): không đọc tệp xuất",
+        )
+        fates += [fate_of(FEED, c.file, "ignored", *why) for c in candidates]
+        resource = gateway_resource(gateway, key, stats, lake, sleep)
+    else:
+        refused = refused_earlier(lake, TABLE)
+        resource = export_resource(landing, report, key, ahead, candidates=candidates, refused=refused)
+    report.fates.extend(fates)
     try:
         info = pipeline(lake, dlt_dir, TABLE).run(resource, loader_file_format="parquet")
     finally:
