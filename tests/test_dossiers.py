@@ -598,7 +598,7 @@ def test_a_wrong_token_fails_at_once_with_a_clear_message(served, tmp_path: Path
 def test_production_mode_refuses_to_start_without_a_key(published: Pipeline, capsys: pytest.CaptureFixture) -> None:
     published.extra_env = {"IOC_MODE": "production"}
     with published.environment():
-        assert cli.run() is False
+        assert cli.run() == cli.EXIT_CONFIG
     assert "IOC_PII_KEY is not set" in capsys.readouterr().err
     results = published.refresh()  # the UI or a schedule would launch runs directly: the resource refuses too
     assert not succeeded(results)
