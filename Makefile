@@ -14,8 +14,9 @@ export IOC_MODE ?= sample
 
 DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
+REPORT_PORT ?=
 
-.PHONY: run test dev lint sample gateway clean system-packages bench
+.PHONY: run test dev report lint sample gateway clean system-packages bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,14 +40,23 @@ test: $(STAMP) system-packages
 system-packages:
 	@bash tools/system-packages.sh
 
-## dev: the Dagster UI and daemon on http://127.0.0.1:3000; Ctrl-C or SIGTERM stops everything
+## dev: the Dagster UI and daemon on http://127.0.0.1:3000 (the IOC report on the next port); Ctrl-C or SIGTERM stops everything
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	exec $(BIN)/python -m ioc_pipeline.devserver --host $(DEV_HOST) --port $(DEV_PORT)
+	exec $(BIN)/python -m ioc_pipeline.devserver --host $(DEV_HOST) --port $(DEV_PORT) $(if $(REPORT_PORT),--report-port $(REPORT_PORT))
+
+## report: rebuild the IOC report (one offline HTML page) from the current warehouse and print its path
+report: $(STAMP)
+	$(BIN)/python -m ioc_pipeline.report
 
 ## lint: ruff
 lint: $(STAMP)
 	$(BIN)/ruff check ioc_pipeline tests bench
 	$(BIN)/ruff format --check ioc_pipeline tests bench
+
+## validate: check a department's file(s) offline with the pipeline's readers and rules (FILE="a.csv b.xlsx" [OUT=dir])
+validate: $(STAMP)
+	@test -n "$(FILE)" || { echo 'usage: make validate FILE="viettel_20220531.csv [more files]" [OUT=folder]'; exit 2; }
+	$(BIN)/python -m ioc_pipeline.cli validate $(FILE) $(if $(OUT),--out $(OUT))
 
 ## sample: regenerate the committed sample delivery under data/landing
 sample: $(STAMP)

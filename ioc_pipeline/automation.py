@@ -61,7 +61,7 @@ class Delivery:
 
 # One per file feed of the landing-zone contract (the dossiers: the export, when the API is not configured).
 DELIVERIES: list[Delivery] = [Delivery(spec.source, domain.group) for domain in DOMAINS for spec in domain.feeds]
-PUBLISH_GROUPS = ("scorecard", "ops", "publish")
+PUBLISH_GROUPS = ("scorecard", "ops", "publish", "report")
 PUBLISH_KEY = dg.AssetKey(["publish", "warehouse"])
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import dagster as dg
 
 from ioc_pipeline import automation, progress
-from ioc_pipeline.assets import ops, public_service, publish, scorecard
+from ioc_pipeline.assets import ops, public_service, publish, report, scorecard
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.resources import resources
 
-# The feeds' domains (feeds.DOMAINS), then what every feed shares: the scorecard, the feed status, the publish.
-ASSET_MODULES = [*(domain.module() for domain in DOMAINS), scorecard, ops, publish]
+# The feeds' domains (feeds.DOMAINS), then what every feed shares: the scorecard, the feed status, the
+# publish, the report.
+ASSET_MODULES = [*(domain.module() for domain in DOMAINS), scorecard, ops, publish, report]
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 

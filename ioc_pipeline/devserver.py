@@ -2,6 +2,9 @@
 
     make dev ──► devserver ──► dagster dev (own process group) ──► webserver, daemon, code server
 
+It also serves the lake's `report/` folder (the IOC report) on the next port, and tells Dagster
+where (`IOC_REPORT_BASE_URL`), so the report asset's link opens from its page: see report/server.py.
+
 Stops cleanly on Ctrl-C, SIGTERM or SIGHUP, leaving no process behind. `dagster dev` alone does
 not: started in the background by a script it inherits an ignored SIGINT and then ignores SIGTERM
 too. So this wrapper handles the signals itself, asks `dagster dev` to shut down (SIGTERM), waits,
@@ -20,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from ioc_pipeline.report import server as report_server
 
 REPO = Path(__file__).resolve().parents[1]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -86,7 +91,23 @@ def _kill(pids: list[int], sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def serve(host: str, port: int, workspace: Path, grace: float = 30.0) -> int:
+def _serve_reports(host: str, port: int) -> report_server.ThreadingHTTPServer | None:
+    """The lake's report folder on `port` (0: not served); Dagster (our child) inherits its URL."""
+    folder = report_server.report_folder()
+    if not port or folder is None:
+        print("devserver: reports not served (no port, or the lake is not a local folder)", flush=True)
+        return None
+    try:
+        reports = report_server.start(folder, host, port)
+    except OSError as error:
+        print(f"devserver: reports not served: port {port}: {error}", flush=True)
+        return None
+    url = os.environ.setdefault("IOC_REPORT_BASE_URL", report_server.base_url(host, port))
+    print(f"devserver: reports of {folder} on {url}/ioc/latest.html", flush=True)
+    return reports
+
+
+def serve(host: str, port: int, workspace: Path, grace: float = 30.0, report_port: int | None = None) -> int:
     home = os.environ.setdefault("DAGSTER_HOME", str(REPO / "data" / "dagster_home"))
     Path(home).mkdir(parents=True, exist_ok=True)
     if not (Path(home) / "dagster.yaml").exists():
@@ -97,6 +118,7 @@ def serve(host: str, port: int, workspace: Path, grace: float = 30.0) -> int:
     stopping: list[int] = []
     for sig in STOP_SIGNALS:
         signal.signal(sig, lambda number, _frame: stopping.append(number))
+    reports = _serve_reports(host, port + 1 if report_port is None else report_port)
     child = subprocess.Popen(
         command,
         cwd=REPO,
@@ -126,6 +148,9 @@ def serve(host: str, port: int, workspace: Path, grace: float = 30.0) -> int:
         _kill([pid for pid in left if _alive(pid)], signal.SIGKILL)
     child.wait()
     _reap()
+    if reports is not None:
+        reports.shutdown()
+        reports.server_close()
     print("devserver: stopped", flush=True)
     return 0 if stopping else child.returncode
 
@@ -135,8 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--workspace", type=Path, default=REPO / "workspace.yaml")
+    parser.add_argument(
+        "--report-port", type=int, default=None, help="port of the reports (default: --port + 1; 0: off)"
+    )
     args = parser.parse_args(argv)
-    sys.exit(serve(args.host, args.port, args.workspace))
+    sys.exit(serve(args.host, args.port, args.workspace, report_port=args.report_port))
 
 
 if __name__ == "__main__":

@@ -36,9 +36,12 @@ class Summary:
     decision_vi: str = ""
     decision_en: str = ""
     encoding: str | None = None
+    checked_before_sending: bool = False  # `cli validate`: what would happen, not what did
 
     @property
     def state_vi(self) -> str:
+        if self.checked_before_sending:
+            return "Sẽ được công bố" if self.published else "Sẽ bị chặn, không được công bố"
         return "Đã công bố" if self.published else "Bị chặn, không công bố"
 
 

@@ -218,29 +218,30 @@ class Decision:
         return max(int(self.previous_rows * self.policy.min_row_ratio), 1)
 
     def share_text(self) -> tuple[str, str]:
-        """`bts_stations: 314 of 1,859 rows (16.9 %) refused; policy blocks above 10 % and 10 rows: blocked`."""
+        """`bts_stations: 314 of 1,859 rows (16.9 %) refused; policy blocks above 10 % and 10 rows: blocked`
+        (the Vietnamese sentence writes its numbers the Vietnamese way: 1.859, 16,9 %)."""
         vi_rule, en_rule = self.policy.describe()
         verdict_en = "blocked" if self.share_blocked else "within policy"
         verdict_vi = "bị chặn" if self.share_blocked else "trong ngưỡng cho phép"
-        pct = f"{self.share * 100:.1f} %"
+        pct = self.share * 100
         return (
-            f"{self.table}: {_n(self.refused)} trên {_n(self.delivered)} dòng ({pct}) bị loại; "
+            f"{self.table}: {_vi(self.refused)} trên {_vi(self.delivered)} dòng ({_vi(pct, 1)} %) bị loại; "
             f"chính sách {vi_rule}: {verdict_vi}",
-            f"{self.table}: {_n(self.refused)} of {_n(self.delivered)} rows ({pct}) refused; "
+            f"{self.table}: {_n(self.refused)} of {_n(self.delivered)} rows ({pct:.1f} %) refused; "
             f"policy {en_rule}: {verdict_en}",
         )
 
     def collapse_text(self) -> tuple[str, str]:
-        ratio = f"{self.policy.min_row_ratio * 100:g} %"
+        ratio, ratio_vi = f"{self.policy.min_row_ratio * 100:g} %", f"{_vi(self.policy.min_row_ratio * 100, 0)} %"
         if self.collapsed:
             return (
-                f"{self.table}: chỉ {_n(self.clean)} dòng hợp lệ, ít hơn mức tối thiểu {_n(self.floor)} "
-                f"({ratio} của {_n(self.previous_rows)} dòng đã công bố trước đó): bị chặn",
+                f"{self.table}: chỉ {_vi(self.clean)} dòng hợp lệ, ít hơn mức tối thiểu {_vi(self.floor)} "
+                f"({ratio_vi} của {_vi(self.previous_rows)} dòng đã công bố trước đó): bị chặn",
                 f"{self.table}: {_n(self.clean)} clean rows, fewer than the minimum {_n(self.floor)} "
                 f"({ratio} of the {_n(self.previous_rows)} rows published before): blocked",
             )
         return (
-            f"{self.table}: {_n(self.clean)} dòng hợp lệ, không ít hơn {_n(self.floor)}: đạt",
+            f"{self.table}: {_vi(self.clean)} dòng hợp lệ, không ít hơn {_vi(self.floor)}: đạt",
             f"{self.table}: {_n(self.clean)} clean rows, at least {_n(self.floor)}: passed",
         )
 
@@ -254,6 +255,12 @@ class Decision:
 
 def _n(value: int) -> str:
     return f"{value:,}"
+
+
+def _vi(value: float, decimals: int = 0) -> str:
+    """A number as Vietnamese write it: `.` groups thousands, `,` is the decimal mark (1.859; 16,9)."""
+    text = f"{value:,.{decimals}f}"
+    return text.replace(",", "\0").replace(".", ",").replace("\0", ".")
 
 
 def decide(table: str, result: GateResult, previous_rows: int | None, policy: Policy) -> Decision:
@@ -278,8 +285,11 @@ def decide(table: str, result: GateResult, previous_rows: int | None, policy: Po
     )
 
 
-def batch_checks(asset: dg.AssetKey, result: GateResult, decision: Decision) -> list[dg.AssetCheckResult]:
-    """The batch rules as asset checks (ERROR when failed: red in the UI, without stopping other feeds)."""
+def batch_checks(
+    asset: dg.AssetKey, result: GateResult, decision: Decision, links: dict[str, Any] | None = None
+) -> list[dg.AssetCheckResult]:
+    """The batch rules as asset checks (ERROR when failed: red in the UI, without stopping other feeds);
+    `links`: the batch's quality page and feedback workbooks, shown with each check."""
     share_vi, share_en = decision.share_text()
     collapse_vi, collapse_en = decision.collapse_text()
     return [
@@ -299,6 +309,7 @@ def batch_checks(asset: dg.AssetKey, result: GateResult, decision: Decision) -> 
                 "policy_min_refused_rows": decision.policy.min_refused_rows,
                 "failures_by_rule": {k: v for k, v in result.failures.items() if v},
                 "warnings_by_rule": {k: v for k, v in result.warnings.items() if v},
+                **(links or {}),
             },
         ),
         dg.AssetCheckResult(
@@ -314,6 +325,7 @@ def batch_checks(asset: dg.AssetKey, result: GateResult, decision: Decision) -> 
                 "previous_published_rows": decision.previous_rows,
                 "minimum_rows": decision.floor,
                 "policy_min_row_ratio": decision.policy.min_row_ratio,
+                **(links or {}),
             },
         ),
     ]

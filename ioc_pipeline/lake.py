@@ -3,6 +3,7 @@
     landing zone (delivered files) ──► bronze ──► silver ──► gold
                                               └─► quarantine
     the pipeline's own operation (alerts) ──► ops
+    gold, via the warehouse ──► report (self-contained HTML pages, not tables)
 
 A table is a folder `<root>/<layer>/<table>/`, holding either one `data.parquet` or one
 `<partition>/data.parquet` per partition (hive style, `month=2022-01`). Writes are atomic:
@@ -27,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-LAYERS = ("bronze", "silver", "gold", "quarantine", "ops")
+LAYERS = ("bronze", "silver", "gold", "quarantine", "ops", "report")
 DATA_FILE = "data.parquet"
 
 
@@ -57,7 +58,8 @@ class Lake:
 
     def __init__(self, root: str) -> None:
         self.fs, self.root = _filesystem(root)
-        self.protocol = "" if _is_local(self.fs) else f"{self.fs.protocol[0]}://"
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.protocol = "" if _is_local(self.fs) else f"{protocols[0]}://"  # a filesystem may name one, not a tuple
 
     @property
     def url(self) -> str:
@@ -108,14 +110,25 @@ class Lake:
             self.fs.pipe_file(target, buffer.getvalue())
         return f"{self.protocol}{target}"
 
-    def write_file(self, layer: str, relative: str, data: bytes) -> str:
-        """Replace a non-table file of a layer (a feedback workbook, a page) atomically; returns its URL."""
-        assert layer in LAYERS, layer
-        target = f"{self.root}/{layer}/{relative}"
+    def url_of(self, relative_path: str) -> str:
+        """The URL (a local path, or `s3://…`) of a file of the lake given by its `/`-separated path."""
+        return f"{self.protocol}{self.root}/{relative_path.strip('/')}"
+
+    def local_path(self, relative_path: str) -> str | None:
+        """The OS path of a file of the lake when the lake is local (to serve it or link to it)."""
+        return f"{self.root}/{relative_path.strip('/')}" if _is_local(self.fs) else None
+
+    def write_bytes(self, relative_path: str, data: bytes) -> str:
+        """Write one non-Parquet file (a report page) atomically, replacing it; returns its URL.
+
+        Only the layers of LAYERS are writable, so a page never lands among the landing files."""
+        relative = relative_path.strip("/")
+        assert relative.split("/", 1)[0] in LAYERS and ".." not in relative.split("/"), relative_path
+        target = f"{self.root}/{relative}"
         folder = target.rsplit("/", 1)[0]
         self.fs.makedirs(folder, exist_ok=True)
         if _is_local(self.fs):
-            temporary = f"{folder}/.{uuid.uuid4().hex}.tmp"
+            temporary = f"{folder}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
             try:
                 with open(temporary, "wb") as handle:
                     handle.write(data)
@@ -126,6 +139,9 @@ class Lake:
         else:
             self.fs.pipe_file(target, data)
         return f"{self.protocol}{target}"
+
+    def read_bytes(self, relative_path: str) -> bytes:
+        return self.fs.cat_file(f"{self.root}/{relative_path.strip('/')}")
 
     def scan(self, layer: str, table: str) -> pl.LazyFrame:
         """The table over all its files, with the union of their columns: a file that lacks a column reads

@@ -80,6 +80,15 @@ class AlertsResource(dg.ConfigurableResource):
     webhook_url: str = ""
 
 
+class ReportResource(dg.ConfigurableResource):
+    """Where a browser finds the lake's `report/` folder (`make dev` serves it and sets the URL); empty: no link."""
+
+    base_url: str = ""
+
+    def url_of(self, relative_path: str) -> str | None:
+        return f"{self.base_url.rstrip('/')}/{relative_path}" if self.base_url.strip() else None
+
+
 def resources() -> dict[str, dg.ConfigurableResource]:
     base = data_dir()
     return {
@@ -107,6 +116,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         ),
         "pii": PiiResource(key=setting("IOC_PII_KEY", ""), mode=setting("IOC_MODE", "production")),
         "alerts": AlertsResource(webhook_url=setting("IOC_ALERT_WEBHOOK_URL", "")),
+        "report": ReportResource(base_url=setting("IOC_REPORT_BASE_URL", "")),
     }
 
 

@@ -16,23 +16,22 @@ no table for that feed and the scorecard no row for its indicators (unknown, not
 other feeds are published as usual.
 """
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import polars as pl
-import pyarrow as pa
 
 from ioc_pipeline import gate
 from ioc_pipeline.assets import deliveries
 from ioc_pipeline.checks import outcomes
 from ioc_pipeline.checks.policy import Policy, policy_for
-from ioc_pipeline.lake import FileInfo, Lake, Landing
+from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import AlertsResource, LakeResource, LandingResource
-from ioc_pipeline.sources.files import LOAD_ID, SNAPSHOT, SOURCE_FILE, SOURCE_ROW, Feed, ingest
+from ioc_pipeline.sources.files import LOAD_ID, SNAPSHOT, SOURCE_FILE, SOURCE_ROW, Feed, Reader, ingest, whole_file
 
 OWNERS = ["team:ioc-data"]
 # The lineage columns every silver table of a file feed ends with (`lineage_columns`), documented once.
@@ -117,8 +116,8 @@ class GatedTable:
     batch: Callable[[pl.DataFrame], pl.DataFrame] = latest_snapshot  # bronze → the batch in force
     finish: Callable[[pl.DataFrame], pl.DataFrame] | None = None  # over clean rows only (e.g. BTS sites)
     describe: Callable[[pl.DataFrame], dict[str, Any]] | None = None  # extra silver metadata of a batch
-    # how `cli validate` reads one file, when the feed's bronze step does not use `files.read_delivery`
-    reader: Callable[[Landing, FileInfo], Iterable[pa.Table]] | None = None
+    # how `cli validate` reads one file: the reader the feed's bronze step uses (default `files.whole_file`)
+    reader: Reader = whole_file
 
     @property
     def silver_key(self) -> dg.AssetKey:
@@ -171,7 +170,6 @@ def gate_batch(
     result = spec.gate(delivered, store)
     previous = store.row_count("silver", spec.table, partition) or None
     decision = gate.decide(spec.table, result, previous, spec.policy())
-    checks = gate.batch_checks(spec.silver_key, result, decision)
     quarantine = gate.quarantine_rows(delivered, result.rejected)
     store.write(quarantine, "quarantine", spec.table, partition)
     if quarantine.height:
@@ -186,8 +184,18 @@ def gate_batch(
         context.log.error(f"{where}: blocked, the published silver is left as it was: {decision.reason()[1]}")
     label = batch or _batch_label(delivered)
     outcome = outcomes.record(
-        store, spec.table, label, delivered, quarantine, decision, spec.rules, context.run_id, per_file=not partition
+        store,
+        spec.table,
+        label,
+        delivered,
+        quarantine,
+        result,
+        decision,
+        spec.rules,
+        context.run_id,
+        per_file=not partition,
     )
+    checks = gate.batch_checks(spec.silver_key, result, decision, outcome.links())
     if not decision.published:
         outcomes.alert_blocked(store, outcome, context.run_id, context.job_name, webhook)
     return Gated(clean, quarantine, checks, decision, outcome)
@@ -377,12 +385,15 @@ def derived_asset(
     return _derived
 
 
-def indicator(code: str, name: str, value: float, as_of: object, source: str, unit: str = "count") -> dict[str, Any]:
-    """One scorecard row (`gold/ioc_scorecard`'s schema), as each domain's `indicators()` returns them."""
+def indicator(
+    code: str, name: str, value: float | None, as_of: object, source: str, unit: str = "count"
+) -> dict[str, Any]:
+    """One scorecard row (`gold/ioc_scorecard`'s schema), as each domain's `indicators()` returns them
+    (`value` None: not computable, e.g. a rate over no dossier)."""
     return {
         "indicator_code": code,
         "indicator_name_vi": name,
-        "value": float(value),
+        "value": float(value) if value is not None else None,
         "unit": unit,
         "as_of_date": as_of,
         "source_asset": source,

@@ -28,9 +28,9 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import gate, parsing
+from ioc_pipeline import gate, parsing, vocabularies
 from ioc_pipeline.assets import deliveries
-from ioc_pipeline.assets.layers import OWNERS, GatedTable, gate_batch, gated_specs, quarantine_metadata
+from ioc_pipeline.assets.layers import OWNERS, GatedTable, gate_batch, gated_specs, indicator, quarantine_metadata
 from ioc_pipeline.checks.dossiers import RULES
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
@@ -55,19 +55,8 @@ CATALOG_CHECK = "procedure_code_in_catalog"
 CATALOG_KEY = dg.AssetKey(["silver", "procedures"])
 MONTHS_CHANGED = "months_changed"
 
-STATUS_NAMES = {
-    1: "Mới đăng ký",
-    2: "Được tiếp nhận",
-    3: "Không được tiếp nhận",
-    4: "Đang xử lý",
-    5: "Yêu cầu bổ sung",
-    6: "Yêu cầu thực hiện nghĩa vụ tài chính",
-    7: "Công dân rút hồ sơ",
-    8: "Dừng xử lý",
-    9: "Đã xử lý xong",
-    10: "Đã trả kết quả",
-}
-CHANNELS = {1: ("in_person", "Trực tiếp"), 2: ("online", "Trực tuyến"), 3: ("postal", "Bưu chính công ích")}
+STATUS_NAMES = vocabularies.DOSSIER_STATUS_NAMES
+CHANNELS = vocabularies.DOSSIER_CHANNELS
 FINISHED_STATUSES = [9, 10]
 CLOSED_UNFINISHED_STATUSES = [3, 7, 8]  # refused at reception, withdrawn by the applicant, processing stopped
 MAX_SUPPLEMENTS_ON_TIME = 1  # asked to supplement more than once: late (the national scoring rule)
@@ -482,7 +471,7 @@ SILVER = GatedTable(
     doc=DOCS.get("silver.dossiers"),
     batch=lambda bronze: current_versions(bronze.lazy()),
     # validating an export offline: pseudonymised with a throwaway key, like bronze, never shown
-    reader=lambda landing, file: source.read_export(landing, file, source.FEED, secrets.token_bytes(32))[1],
+    reader=lambda landing, file, feed: source.read_export(landing, file, feed, secrets.token_bytes(32)),
 )
 GATED = [SILVER]  # `cli validate` finds a file's feed among the gated tables
 
@@ -587,22 +576,24 @@ def silver_dossiers(
 # gold
 # --------------------------------------------------------------------------------------------------
 
-KPI_INPUTS = [
-    "received_month",
-    "agency",
-    "channel_code",
-    "status_code",
-    "due_at",
-    "updated_at",
-    "paid_online",
-    "digitized",
-    "e_result",
-    "is_finished",
-    "is_closed_unfinished",
-    "finished_on_time",
-    "processing_days",
-    "applicant_id",
-]
+# The silver columns the KPIs read, and their types (an empty silver of this schema gives empty KPIs).
+KPI_INPUT_SCHEMA = {
+    "received_month": pl.Date,
+    "agency": pl.String,
+    "channel_code": pl.Int8,
+    "status_code": pl.Int8,
+    "due_at": pl.Datetime("us", parsing.TIMEZONE),
+    "updated_at": pl.Datetime("us", parsing.TIMEZONE),
+    "paid_online": pl.Boolean,
+    "digitized": pl.Boolean,
+    "e_result": pl.Boolean,
+    "is_finished": pl.Boolean,
+    "is_closed_unfinished": pl.Boolean,
+    "finished_on_time": pl.Boolean,
+    "processing_days": pl.Float64,
+    "applicant_id": pl.String,
+}
+KPI_INPUTS = list(KPI_INPUT_SCHEMA)
 
 
 def kpis(silver: pl.LazyFrame, catalog: pl.DataFrame | None, by: list[str]) -> pl.DataFrame:
@@ -663,24 +654,6 @@ def _catalog_online(catalog: pl.DataFrame | None, by: list[str]) -> pl.DataFrame
         (online.sum() * 100.0 / pl.len()).alias("catalog_online_pct")
     )
     return share.rename({"_agency": by[0]})
-
-
-KPI_INPUT_SCHEMA = {
-    "received_month": pl.Date,
-    "agency": pl.String,
-    "channel_code": pl.Int8,
-    "status_code": pl.Int8,
-    "due_at": pl.Datetime("us", parsing.TIMEZONE),
-    "updated_at": pl.Datetime("us", parsing.TIMEZONE),
-    "paid_online": pl.Boolean,
-    "digitized": pl.Boolean,
-    "e_result": pl.Boolean,
-    "is_finished": pl.Boolean,
-    "is_closed_unfinished": pl.Boolean,
-    "finished_on_time": pl.Boolean,
-    "processing_days": pl.Float64,
-    "applicant_id": pl.String,
-}
 
 
 def _kpi_table(store: Lake, by: list[str]) -> pl.DataFrame:
@@ -759,15 +732,7 @@ def indicators(store: Lake) -> list[dict]:
     as_of = month.replace(day=calendar.monthrange(month.year, month.month)[1])
 
     def item(code: str, name: str, column: str, unit: str) -> dict:
-        value = values[column]
-        return {
-            "indicator_code": code,
-            "indicator_name_vi": name,
-            "value": float(value) if value is not None else None,
-            "unit": unit,
-            "as_of_date": as_of,
-            "source_asset": "gold/public_service_kpis_monthly",
-        }
+        return indicator(code, name, values[column], as_of, "gold/public_service_kpis_monthly", unit)
 
     return [
         item("dossiers_received", "Số hồ sơ tiếp nhận trong tháng", "dossiers_received", "count"),

@@ -19,6 +19,7 @@ from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.policies import WAREHOUSE_POOL
 from ioc_pipeline.resources import LakeResource, WarehouseResource
+from ioc_pipeline.sources import fates
 
 DOCS: dict[str, TableDoc] = {
     **{name: doc for domain in DOMAINS for name, doc in domain.module().DOCS.items()},
@@ -26,7 +27,7 @@ DOCS: dict[str, TableDoc] = {
     **ops.DOCS,
 }
 # Written by steps and sensors, not by assets of their own: published, documented, not waited for.
-STEP_DOCS: dict[str, TableDoc] = {**alerts.DOCS, **outcomes.DOCS}
+STEP_DOCS: dict[str, TableDoc] = {**alerts.DOCS, **outcomes.DOCS, **fates.DOCS}
 
 
 @dg.asset(

@@ -129,3 +129,17 @@ def roll_up(rows: pl.DataFrame, key: str, counts: Callable[[pl.DataFrame, str], 
     its counts null for the caller to fill; rows naming no unit of that era are left out."""
     units_of_era = old_communes() if key == "commune_code" else new_units(rows)
     return units_of_era.join(counts(rows.filter(pl.col(key).is_not_null()), key), on=key, how="left")
+
+
+def by_unit(
+    rows: pl.DataFrame,
+    level: str,
+    counts: Callable[[pl.DataFrame, str], pl.DataFrame],
+    fill: Callable[[pl.DataFrame, object], pl.DataFrame],
+    count_columns: list[str],
+) -> pl.DataFrame:
+    """The gold skeleton every network feed shares: its counts per old commune (`level="commune"`) or per
+    new unit (`"new_unit"`), every unit of the province listed, as of the newest snapshot of `rows`."""
+    key, columns = ("commune_code", list(UNIT_DOCS)) if level == "commune" else ("new_unit_code", NEW_UNIT_COLUMNS)
+    table = fill(roll_up(rows, key, counts), rows["snapshot_date"].max())
+    return table.select("as_of_date", *columns, *count_columns)

@@ -21,7 +21,7 @@ import polars as pl
 
 from ioc_pipeline import parsing, units
 from ioc_pipeline.assets import layers, reference
-from ioc_pipeline.checks.telecom import RULES, TECHNOLOGIES
+from ioc_pipeline.checks.telecom import RULES
 from ioc_pipeline.checks.units import place_columns, resolved
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
@@ -29,6 +29,7 @@ from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.sites import SITE_RADIUS_M, assign_sites
 from ioc_pipeline.sources.files import SOURCE_FILE
 from ioc_pipeline.sources.telecom import FEED
+from ioc_pipeline.vocabularies import TECHNOLOGIES
 
 GROUP = "telecom"
 FILE_CARRIER = "_file_carrier"
@@ -337,13 +338,11 @@ COUNT_COLUMNS = ["sites", *TECH_COLUMNS.values(), "stations", "carriers", "carri
 
 
 def coverage_by_commune(sites: pl.DataFrame) -> pl.DataFrame:
-    table = _fill(reference.roll_up(sites, "commune_code", _counts), sites["snapshot_date"].max())
-    return table.select("as_of_date", *_UNIT_DOCS, *COUNT_COLUMNS)
+    return reference.by_unit(sites, "commune", _counts, _fill, COUNT_COLUMNS)
 
 
 def coverage_by_new_unit(sites: pl.DataFrame) -> pl.DataFrame:
-    table = _fill(reference.roll_up(sites, "new_unit_code", _counts), sites["snapshot_date"].max())
-    return table.select("as_of_date", *reference.NEW_UNIT_COLUMNS, *COUNT_COLUMNS)
+    return reference.by_unit(sites, "new_unit", _counts, _fill, COUNT_COLUMNS)
 
 
 def coverage_gaps(by_commune: pl.DataFrame, by_new_unit: pl.DataFrame) -> pl.DataFrame:

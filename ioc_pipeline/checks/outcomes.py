@@ -1,7 +1,9 @@
 """What the gate decided about each batch, kept where people and `ops.feed_status` can read it.
 
     gate_batch ──record()──► lake ops/gate_results/feed=<table>/  one row per batch in force
-                        └──► lake ops/feedback/<table>/<file>.xlsx  the department's feedback workbook
+                        ├──► lake ops/feedback/<table>/<file>.xlsx  the department's feedback workbook
+                        └──► lake ops/quality/<table>/<batch>.html  the batch's quality page (every rule,
+                             its Vietnamese and English text, rows checked and refused, a sample, the decision)
     a blocked batch ──alert_blocked()──► ops/alerts (once per batch), the log, the webhook
 
 A snapshot feed keeps one row (its newest batch); the dossiers keep one row per month.
@@ -18,7 +20,7 @@ import dagster as dg
 import polars as pl
 
 from ioc_pipeline import alerts, feedback
-from ioc_pipeline.gate import Decision, Rule
+from ioc_pipeline.gate import Decision, GateResult, Rule
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc
 
@@ -36,6 +38,7 @@ SCHEMA = {
     "reason_vi": pl.String,
     "reason_en": pl.String,
     "feedback_files": pl.List(pl.String),
+    "quality_page": pl.String,
     "checked_at": pl.Datetime("us", "UTC"),
     "run_id": pl.String,
 }
@@ -56,6 +59,7 @@ DOCS = {
             "reason_vi": ("Lý do, kèm số liệu (tiếng Việt)", "reason with its numbers, Vietnamese"),
             "reason_en": ("Lý do, kèm số liệu (tiếng Anh)", "reason with its numbers, English"),
             "feedback_files": ("Sổ phản hồi gửi đơn vị (.xlsx)", "feedback workbooks for the department"),
+            "quality_page": ("Trang kết quả kiểm tra chất lượng (.html)", "the batch's quality page"),
             "checked_at": ("Thời điểm kiểm tra", "checked at"),
             "run_id": ("Mã lần chạy Dagster", "Dagster run id"),
         },
@@ -69,6 +73,14 @@ class Outcome:
     batch: str
     decision: Decision
     feedback_files: list[str] = field(default_factory=list)
+    quality_page: str = ""
+
+    def links(self) -> dict[str, Any]:
+        """The quality page and the feedback workbooks, as metadata links (checks and materializations)."""
+        return {
+            "quality_page": dg.MetadataValue.path(self.quality_page),
+            **{f"feedback {posixpath.basename(p)}": dg.MetadataValue.path(p) for p in self.feedback_files[:20]},
+        }
 
     def metadata(self) -> dict[str, Any]:
         vi, en = self.decision.reason()
@@ -77,12 +89,67 @@ class Outcome:
             "decision_reason": en,
             "decision_reason_vi": vi,
             "batch": self.batch,
-            **{f"feedback {posixpath.basename(p)}": dg.MetadataValue.path(p) for p in self.feedback_files[:20]},
+            **self.links(),
         }
 
 
 def _workbook_name(table: str, batch: str, file: str | None) -> str:
     return f"{table}/{posixpath.basename(file)}.xlsx" if file else f"{table}/{table}_{batch}.xlsx"
+
+
+def quality_summary(
+    table: str,
+    batch: str,
+    files: list[str],
+    result: GateResult,
+    decision: Decision,
+    rules: list[Rule],
+    quarantine: pl.DataFrame,
+) -> dict[str, Any]:
+    """What `report.quality.render_quality_page` shows: only the delivered columns a rule may show."""
+    vi, en = decision.reason()
+    shown = feedback.visible_columns(quarantine)
+    columns = [c for c in shown if c not in {"source_file", "source_row", "rule", "rules", "reason", "reason_vi"}]
+    sample = [
+        {
+            "source_file": row["source_file"],
+            "source_row": row["source_row"],
+            "rule": row["rule"],
+            "reason_vi": row["reason_vi"],
+            "reason_en": row["reason"],
+            "values": {c: row[c] for c in columns if row.get(c) is not None},
+        }
+        for row in quarantine.head(20).iter_rows(named=True)
+    ]
+    return {
+        "feed": table,
+        "table": table,
+        "batch": batch,
+        "source_files": files,
+        "delivered_rows": decision.delivered,
+        "clean_rows": decision.clean,
+        "refused_rows": decision.refused,
+        "decision": "published" if decision.published else "blocked",
+        "decision_vi": vi,
+        "decision_en": en,
+        "policy": {
+            "max_refused_share": decision.policy.max_refused_share,
+            "min_refused_rows": decision.policy.min_refused_rows,
+            "min_row_ratio": decision.policy.min_row_ratio,
+        },
+        "rules": [
+            {
+                "name": rule.name,
+                "text_vi": rule.vi or rule.message,
+                "text_en": rule.message,
+                "checked": decision.delivered,
+                "refused": result.failures.get(rule.name, result.warnings.get(rule.name, 0)),
+                "warn_only": rule.name in decision.policy.warn_only,
+            }
+            for rule in rules
+        ],
+        "sample": sample,
+    }
 
 
 def record(
@@ -91,12 +158,15 @@ def record(
     batch: str,
     delivered: pl.DataFrame,
     quarantine: pl.DataFrame,
+    result: GateResult,
     decision: Decision,
     rules: list[Rule],
     run_id: str,
     per_file: bool = True,
 ) -> Outcome:
-    """Write the feedback workbook(s) of the batch and its row in ops/gate_results."""
+    """Write the feedback workbook(s) and the quality page of the batch, and its row in ops/gate_results."""
+    from ioc_pipeline.report.quality import render_quality_page
+
     texts = {r.name: (r.vi or r.message, r.message) for r in rules}
     vi, en = decision.reason()
     files = sorted(delivered.get_column(SOURCE_FILE).unique().to_list()) if SOURCE_FILE in delivered.columns else []
@@ -117,11 +187,10 @@ def record(
             decision_vi=vi,
             decision_en=en,
         )
-        written.append(
-            store.write_file(
-                "ops", f"feedback/{_workbook_name(table, batch, file)}", feedback.workbook(summary, refused)
-            )
-        )
+        name = _workbook_name(table, batch, file)
+        written.append(store.write_bytes(f"ops/feedback/{name}", feedback.workbook(summary, refused)))
+    page = render_quality_page(quality_summary(table, batch, files, result, decision, rules, quarantine))
+    quality = store.write_bytes(f"ops/quality/{table}/{table}_{batch}.html", page.encode("utf-8"))
     row = pl.DataFrame(
         [
             {
@@ -135,6 +204,7 @@ def record(
                 "reason_vi": vi,
                 "reason_en": en,
                 "feedback_files": written,
+                "quality_page": quality,
                 "checked_at": datetime.now(UTC),
                 "run_id": run_id,
             }
@@ -147,7 +217,7 @@ def record(
         if previous is not None:
             row = pl.concat([previous.select(list(SCHEMA)).filter(pl.col("batch") != batch), row]).sort("batch")
     store.write(row, LAYER, TABLE, partition)
-    return Outcome(table, batch, decision, written)
+    return Outcome(table, batch, decision, written, quality)
 
 
 def alert_blocked(store: Lake, outcome: Outcome, run_id: str, job_name: str, webhook_url: str | None = None) -> None:

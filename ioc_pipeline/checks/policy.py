@@ -37,7 +37,8 @@ class Policy:
     def describe(self) -> tuple[str, str]:
         """The blocking rule in words (vi, en)."""
         pct, rows = f"{self.max_refused_share * 100:g} %", self.min_refused_rows
-        return (f"chặn khi bị loại trên {pct} và trên {rows} dòng", f"blocks above {pct} and {rows} rows")
+        pct_vi = pct.replace(".", ",")
+        return (f"chặn khi bị loại trên {pct_vi} và trên {rows} dòng", f"blocks above {pct} and {rows} rows")
 
 
 FIELDS = set(Policy.__dataclass_fields__)

@@ -661,14 +661,27 @@ def file_resource(
                 report.fates.append(fate_of(feed, file, "already_loaded", why, "đã nạp trước đó", sha256=digest))
                 continue
             try:
-                opened = read(landing, file, feed) if candidate.refusal is None else None
-            except DeliveryError as error:  # unreadable before its digest (an empty export)
-                opened, candidate.refusal = None, error
+                try:
+                    opened = read(landing, file, feed) if candidate.refusal is None else None
+                except DeliveryError as error:  # unreadable before its digest (an empty export)
+                    opened, candidate.refusal = None, error
+                digest = opened.digest if opened else sha256_of(landing, file.path)
+                now = landing.stat(file.path)
             except FileNotFoundError:  # renamed or removed since the folder was listed (a copy tool finishing)
-                gone = ("the file disappeared before it was read", "tệp đã biến mất trước khi được đọc")
+                gone = ("the file disappeared while it was read", "tệp đã biến mất trong khi đang được đọc")
                 report.fates.append(fate_of(feed, file, "deferred", *gone))
                 continue
-            digest = opened.digest if opened else sha256_of(landing, file.path)
+            if (now.size, now.modified) != (file.size, file.modified):  # it changed while it was hashed / read
+                report.fates.append(
+                    fate_of(
+                        feed,
+                        file,
+                        "deferred",
+                        "the file changed while it was read: probably still being written, left to a later run",
+                        "tệp thay đổi trong khi đang đọc: có thể đang được ghi, để lần chạy sau",
+                    )
+                )
+                continue
             if (file.path, digest) in refused:
                 reason, reason_vi = refused[(file.path, digest)]
                 error = DeliveryError(file.path, f"refused earlier: {reason}", f"đã bị từ chối trước đó: {reason_vi}")
@@ -685,20 +698,6 @@ def file_resource(
                 if candidate.refusal is not None:
                     raise candidate.refusal
                 encoding, tables = opened.parse()
-                if isinstance(tables, list):  # read whole: see whether it changed meanwhile
-                    now = landing.stat(file.path)
-                    if (now.size, now.modified) != (file.size, file.modified):
-                        report.fates.append(
-                            fate_of(
-                                feed,
-                                file,
-                                "deferred",
-                                "the file changed while it was read: probably still being written, left to a later run",
-                                "tệp thay đổi trong khi đang đọc: có thể đang được ghi, để lần chạy sau",
-                                sha256=digest,
-                            )
-                        )
-                        continue
             except DeliveryError as error:
                 report.errors.append(error)
                 report.fates.append(fate_of(feed, file, "refused", error.problem, error.problem_vi, sha256=digest))
