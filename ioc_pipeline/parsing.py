@@ -109,12 +109,17 @@ _DATETIME_FORMATS = (
     "%Y-%m-%dT%H:%M",
     "%Y-%m-%d",
 )
+# A register's dates lie between these years. Outside them a value is unparsed (null, then quarantined by
+# the feed's date rule with the text as delivered): `30/4/22` or `1/1/99` (two-digit years are ambiguous
+# in a register and are refused, never read as the year 0022) and typing slips such as `2202` or `1022`.
+YEAR_RANGE = (1900, 2100)
 
 
 def datetime_local(col: str) -> pl.Expr:
     """Any contract date or datetime as a timestamp in Asia/Ho_Chi_Minh.
 
     Naive values are local time; ISO values with an offset or `Z` are converted to local time.
+    Years must have four digits and lie in `YEAR_RANGE`: anything else is unparsed (null).
     The cleaned text is computed once per batch (`map_batches`) and then tried against each format:
     as one expression, polars re-evaluated the text cleaning for every format (35× slower).
     """
@@ -122,7 +127,13 @@ def datetime_local(col: str) -> pl.Expr:
 
 
 def _datetimes(raw: pl.Series) -> pl.Series:
-    values = raw.cast(pl.String)
+    parsed = _any_datetimes(raw.cast(pl.String))
+    first, last = YEAR_RANGE
+    in_range = parsed.dt.year().is_between(first, last).fill_null(False)
+    return parsed.zip_with(in_range, pl.repeat(None, len(parsed), dtype=parsed.dtype, eager=True)).alias(raw.name)
+
+
+def _any_datetimes(values: pl.Series) -> pl.Series:
     offset = values.str.contains(r"(Z|[+-]\d{2}:?\d{2})$").fill_null(False)
     naive = _first_format(
         values
@@ -132,7 +143,7 @@ def _datetimes(raw: pl.Series) -> pl.Series:
         _DATETIME_FORMATS,
     ).dt.replace_time_zone(TIMEZONE, ambiguous="earliest", non_existent="null")
     if not offset.any():
-        return naive.alias(raw.name)
+        return naive
     with_offset = (
         values.zip_with(offset, pl.repeat(None, len(values), dtype=pl.String, eager=True))
         .str.replace(r"Z$", "+00:00")
@@ -143,7 +154,7 @@ def _datetimes(raw: pl.Series) -> pl.Series:
         pl.Datetime("us", "UTC"),
         ("%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%:z", "%Y-%m-%d %H:%M:%S%.f%:z"),
     ).dt.convert_time_zone(TIMEZONE)
-    return naive.zip_with(~offset, aware).alias(raw.name)
+    return naive.zip_with(~offset, aware)
 
 
 def _first_format(values: pl.Series, dtype: pl.DataType, formats: tuple[str, ...]) -> pl.Series:

@@ -8,6 +8,7 @@ came from, and the embedded default otherwise.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import dagster as dg
 
@@ -107,6 +108,11 @@ def resources() -> dict[str, dg.ConfigurableResource]:
             token=setting("IOC_DOSSIER_API_TOKEN", ""),
             page_size=int_setting("IOC_DOSSIER_API_PAGE_SIZE", 20000),
             backoff_seconds=float(os.environ.get("IOC_DOSSIER_API_BACKOFF_SECONDS") or 1.0),
+            max_attempts=int_setting("IOC_DOSSIER_API_MAX_ATTEMPTS", 6),
+            step_retries=int_setting("IOC_DOSSIER_API_STEP_RETRIES", 5),
+            timeout_seconds=int_setting("IOC_DOSSIER_API_TIMEOUT_SECONDS", 60),
+            lookback_hours=int_setting("IOC_DOSSIER_API_LOOKBACK_HOURS", 48),
+            reconcile_days=int_setting("IOC_DOSSIER_API_RECONCILE_DAYS", 7),
         ),
         "pii": PiiResource(key=setting("IOC_PII_KEY", ""), mode=setting("IOC_MODE", "production")),
         "alerts": AlertsResource(webhook_url=setting("IOC_ALERT_WEBHOOK_URL", "")),
@@ -121,7 +127,11 @@ class DossierGatewayResource(dg.ConfigurableResource):
     token: str = ""
     page_size: int = 20000
     backoff_seconds: float = 1.0
-    max_attempts: int = 6
+    max_attempts: int = 6  # requests of one page before the load fails
+    step_retries: int = 5  # then the step is retried this often (NETWORK_RETRY's delays)
+    timeout_seconds: int = 60  # to connect, and between two bytes of an answer
+    lookback_hours: int = 48  # asked again before the newest version loaded: late backdated versions
+    reconcile_days: int = 7  # counts per month compared with the gateway's this often (0: every load)
 
     def gateway(self) -> Gateway | None:
         if not self.url.strip():
@@ -132,6 +142,9 @@ class DossierGatewayResource(dg.ConfigurableResource):
             page_size=self.page_size,
             backoff=self.backoff_seconds,
             max_attempts=self.max_attempts,
+            timeout=self.timeout_seconds,
+            lookback=timedelta(hours=self.lookback_hours),
+            reconcile_every=timedelta(days=self.reconcile_days),
         )
 
 

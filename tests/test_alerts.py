@@ -88,6 +88,7 @@ def test_a_failing_run_produces_an_alert_record_a_log_line_and_a_webhook_post(
     published.extra_env |= {
         "IOC_DOSSIER_API_URL": f"http://127.0.0.1:{free_port()}",
         "IOC_DOSSIER_API_BACKOFF_SECONDS": "0",
+        "IOC_DOSSIER_API_STEP_RETRIES": "0",  # fail at once, without NETWORK_RETRY's minute of waits
     }
     failed = published.run()
     assert not failed.success

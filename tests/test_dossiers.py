@@ -3,20 +3,25 @@ refused token), hand-computed indicators, month partitions, and no personal data
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 import sqlite3
 import unicodedata
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import requests
 
 from ioc_pipeline import cli
 from ioc_pipeline.assets.public_service import CATALOG_CHECK, month_ranges
-from ioc_pipeline.pii import normalise_citizen_id
+from ioc_pipeline.pii import SAMPLE_KEY, PiiKeyError, normalise_citizen_id, pseudonymise, resolve_key
 from ioc_pipeline.sample import dossiers as sample
 from ioc_pipeline.sample.__main__ import SEED
 from ioc_pipeline.sample.gateway import Gateway, GatewayServer
@@ -535,14 +540,17 @@ def test_incremental_load_asks_only_for_changes_and_equals_a_full_reload(deliver
 
         # April's changes arrive: the next run asks only for what changed since the newest version it has
         gateway.requests.clear()
-        gateway.add_lines(lines["dossiers_202204.ndjson"])
+        april = gateway.add_lines(lines["dossiers_202204.ndjson"])
         second = nightly.refresh()
         assert succeeded(second), failure_messages(second)
-        assert {r["updated_from"] for r in gateway.requests} == {newest_before.isoformat()}
-        changed = sum(1 for k in gateway._keys if k[0] >= newest_before)
+        # since the newest version it has, less the look-back window (late backdated versions, 48 h by default)
+        since = newest_before - timedelta(hours=48)
+        assert {r["updated_from"] for r in gateway.requests} == {since.isoformat()}
+        answered = sum(1 for k in gateway._keys if k[0] >= since)
         bronze = _bronze_metadata(second)
-        assert bronze["versions_answered"] == changed < len(gateway) / 2
-        assert bronze["rows_loaded"] == changed - 1  # the version at the cursor itself was loaded before
+        assert bronze["versions_answered"] == answered < len(gateway) / 2
+        # only the new versions are appended: those of the window were loaded before
+        assert bronze["rows_loaded"] == april == sum(1 for k in gateway._keys if k[0] > newest_before)
 
         # an update to an old (January) dossier re-materializes January only
         january = next(json.loads(line) for line in lines["dossiers_202201.ndjson"] if b'"TrangThaiHoSo":4' in line)
@@ -590,7 +598,7 @@ def test_a_wrong_token_fails_at_once_with_a_clear_message(served, tmp_path: Path
 def test_production_mode_refuses_to_start_without_a_key(published: Pipeline, capsys: pytest.CaptureFixture) -> None:
     published.extra_env = {"IOC_MODE": "production"}
     with published.environment():
-        assert cli.run() is False
+        assert cli.run() == cli.EXIT_CONFIG
     assert "IOC_PII_KEY is not set" in capsys.readouterr().err
     results = published.refresh()  # the UI or a schedule would launch runs directly: the resource refuses too
     assert not succeeded(results)
@@ -602,14 +610,40 @@ def test_production_mode_refuses_to_start_without_a_key(published: Pipeline, cap
         if getattr(e.event_specific_data, "error", None)
     )
     assert "IOC_PII_KEY is not set" in text
-    published.extra_env = {"IOC_MODE": "production", "IOC_PII_KEY": "k" * 32}
+    published.extra_env = {"IOC_MODE": "production", "IOC_PII_KEY": secrets.token_hex(32)}
     assert succeeded(published.refresh())
 
 
-def test_the_pseudonym_depends_on_the_key() -> None:
-    from ioc_pipeline.pii import pseudonym
+def test_the_pseudonym_production_computes_is_the_keyed_hmac_of_the_normalised_id() -> None:
+    ids = pl.Series(["094088000001", "094 088 000 001", "94088000001", "094088000002", None, "không có"])
+    one, other = pseudonymise(ids, b"a" * 16), pseudonymise(ids, b"b" * 16)
+    expected = hmac.new(b"a" * 16, b"094088000001", hashlib.sha256).hexdigest()[:32]  # RFC 2104, by the stdlib
+    assert one.to_list()[:3] == [expected] * 3  # spaces and a lost leading zero: the same person
+    assert one[3] != expected and one[3] is not None
+    assert one.to_list()[4:] == [None, None]
+    assert other.to_list()[:3] != one.to_list()[:3] and other[0] is not None  # another key, another pseudonym
+    assert not any("094088" in value or "94088" in value for value in one.drop_nulls().to_list())
+    assert pseudonymise(ids, b"a" * 16).to_list() == one.to_list()  # stable (remembered IDs give the same)
 
-    assert pseudonym(b"a" * 16, "094088000001") == pseudonym(b"a" * 16, "094 088 000 001")
-    assert pseudonym(b"a" * 16, "094088000001") == pseudonym(b"a" * 16, "94088000001")  # lost leading zero
-    assert pseudonym(b"a" * 16, "094088000001") != pseudonym(b"b" * 16, "094088000001")
-    assert pseudonym(b"a" * 16, None) is None
+
+@pytest.mark.parametrize(
+    ("key", "rule"),
+    [
+        (None, "is not set"),
+        ("short-key", "too short"),
+        (SAMPLE_KEY, "public sample key"),
+        ("________________", "distinct characters"),
+        ("aaaaaaaaaaaaaaaa", "distinct characters"),
+        ("abababababababababababab", "distinct characters"),
+    ],
+)
+def test_production_refuses_missing_sample_and_low_entropy_keys(key: str | None, rule: str) -> None:
+    with pytest.raises(PiiKeyError, match=rule) as refused:
+        resolve_key(key, "production")
+    assert key is None or key not in str(refused.value)
+    resolve_key(key if key and len(key) >= 16 else None, "sample")  # development keeps working
+
+
+def test_a_random_key_is_accepted_in_production() -> None:
+    key = secrets.token_hex(32)
+    assert resolve_key(key, "production") == key.encode() == resolve_key(key, None)

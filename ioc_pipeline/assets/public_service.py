@@ -36,7 +36,7 @@ from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.pii import PiiKeyError
-from ioc_pipeline.policies import pool_for
+from ioc_pipeline.policies import pool_for, retry_network_failure
 from ioc_pipeline.resources import AlertsResource, DossierGatewayResource, LakeResource, LandingResource, PiiResource
 from ioc_pipeline.sources import dossiers as source
 from ioc_pipeline.sources.files import LOAD_ID, SOURCE_FILE, SOURCE_ROW
@@ -209,8 +209,9 @@ DOCS = {
 
 
 def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.AssetsDefinition:
-    """The bronze asset; `retry_policy` is the hook for retrying a failed gateway load as a whole (a
-    refused token is never retried: it raises a Failure with allow_retries=False)."""
+    """The bronze asset. A gateway that kept failing retries the step with `NETWORK_RETRY`
+    (`retry_network_failure`; a refused token is never retried); `retry_policy` stays a hook for a policy
+    on every failure (which Dagster applies to an interrupted step too)."""
 
     @dg.asset(
         key=BRONZE_KEY,
@@ -246,8 +247,8 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             cause = _root_cause(error)
             if isinstance(cause, source.GatewayAuthError):
                 raise dg.Failure(description=str(cause), allow_retries=False) from None
-            if isinstance(cause, source.GatewayError):
-                raise dg.Failure(description=str(cause)) from None
+            if isinstance(cause, source.GatewayError):  # after the source's own retries of the page
+                raise retry_network_failure(context, cause, gateway.step_retries) from cause
             raise
         report = loaded.report
         files, checks = deliveries.report_deliveries(context, store, source.FEED, report, alerts.webhook_url or None)
@@ -261,14 +262,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             "dlt_load_ids": report.load_ids,
         }
         if gateway_stats:
-            metadata.update(
-                updated_from=gateway_stats.updated_from or "",
-                pages=gateway_stats.pages,
-                versions_answered=gateway_stats.rows,
-                requests=gateway_stats.requests,
-                retries=gateway_stats.retries,
-                retried_statuses=gateway_stats.retried_statuses,
-            )
+            metadata.update(gateway_stats.metadata())
         else:
             metadata.update(files)
         return dg.MaterializeResult(metadata=metadata, check_results=checks)
