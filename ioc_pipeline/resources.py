@@ -8,14 +8,12 @@ came from, and the embedded default otherwise.
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
 import dagster as dg
 
 from ioc_pipeline.lake import Lake, Landing
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.pii import resolve_key
-from ioc_pipeline.sources.dossiers import Gateway
 from ioc_pipeline.warehouse import build
 
 
@@ -133,19 +131,11 @@ class DossierGatewayResource(dg.ConfigurableResource):
     lookback_hours: int = 48  # asked again before the newest version loaded: late backdated versions
     reconcile_days: int = 7  # counts per month compared with the gateway's this often (0: every load)
 
-    def gateway(self) -> Gateway | None:
-        if not self.url.strip():
-            return None
-        return Gateway(
-            url=self.url.strip(),
-            token=self.token,
-            page_size=self.page_size,
-            backoff=self.backoff_seconds,
-            max_attempts=self.max_attempts,
-            timeout=self.timeout_seconds,
-            lookback=timedelta(hours=self.lookback_hours),
-            reconcile_every=timedelta(days=self.reconcile_days),
-        )
+    @property
+    def configured(self) -> bool:
+        """A gateway URL is set (otherwise the dossiers come from the export files). The HTTP client is
+        the dossier source's (`sources.dossiers.Gateway.from_settings`): resources know no feed's client."""
+        return bool(self.url.strip())
 
 
 class PiiResource(dg.ConfigurableResource):

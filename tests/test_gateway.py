@@ -114,12 +114,17 @@ def test_the_timeout_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(key, raising=False)
     default = resources()["gateway"]
     monkeypatch.setenv("IOC_DOSSIER_API_URL", "http://127.0.0.1:9")
-    assert resources()["gateway"].process_config_and_initialize().gateway().timeout == 60 == default.timeout_seconds
+    client = source.Gateway.from_settings(resources()["gateway"].process_config_and_initialize())
+    assert client is not None and client.timeout == 60 == default.timeout_seconds
     monkeypatch.setenv("IOC_DOSSIER_API_TIMEOUT_SECONDS", "7")
     monkeypatch.setenv("IOC_DOSSIER_API_LOOKBACK_HOURS", "12")
     monkeypatch.setenv("IOC_DOSSIER_API_RECONCILE_DAYS", "0")
-    gateway = resources()["gateway"].process_config_and_initialize().gateway()
-    assert (gateway.timeout, gateway.lookback, gateway.reconcile_every) == (7, timedelta(hours=12), timedelta(0))
+    gateway = source.Gateway.from_settings(resources()["gateway"].process_config_and_initialize())
+    assert gateway is not None and (gateway.timeout, gateway.lookback, gateway.reconcile_every) == (
+        7,
+        timedelta(hours=12),
+        timedelta(0),
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -241,7 +241,7 @@ def ops_feed_status(
         gates=outcomes.read(store),
         refused=_refused_files(store),
         today=now.date(),
-        api=gateway.gateway() is not None,
+        api=gateway.configured,
     )
     table = feed_status(inputs, now)
     store.write(table, "ops", "feed_status")

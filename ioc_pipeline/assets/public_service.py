@@ -241,7 +241,12 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             raise dg.Failure(description=str(error), allow_retries=False) from None
         try:
             loaded = source.ingest(
-                store, lake.dlt_dir, landing.landing(), key, gateway.gateway(), settle_seconds=landing.settle_seconds
+                store,
+                lake.dlt_dir,
+                landing.landing(),
+                key,
+                source.Gateway.from_settings(gateway),
+                settle_seconds=landing.settle_seconds,
             )
         except Exception as error:  # dlt wraps the source's errors: report the cause, clearly
             cause = _root_cause(error)

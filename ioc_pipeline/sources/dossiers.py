@@ -449,6 +449,23 @@ class Gateway:
     lookback: timedelta = timedelta(days=2)  # asked again before the cursor: late, backdated versions
     reconcile_every: timedelta = timedelta(days=7)  # counts per month compared with the gateway's
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> Gateway | None:
+        """The client from the `gateway` resource's settings (`resources.DossierGatewayResource`);
+        None when no URL is set: the export files are read instead."""
+        if not settings.url.strip():
+            return None
+        return cls(
+            url=settings.url.strip(),
+            token=settings.token,
+            page_size=settings.page_size,
+            backoff=settings.backoff_seconds,
+            max_attempts=settings.max_attempts,
+            timeout=settings.timeout_seconds,
+            lookback=timedelta(hours=settings.lookback_hours),
+            reconcile_every=timedelta(days=settings.reconcile_days),
+        )
+
 
 @dataclass
 class GatewayStats:
