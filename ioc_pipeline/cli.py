@@ -31,7 +31,7 @@ import dagster as dg
 from ioc_pipeline import progress
 from ioc_pipeline.automation import PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_range_tags
 from ioc_pipeline.pii import PiiKeyError, resolve_key
-from ioc_pipeline.resources import resolved, resources, value
+from ioc_pipeline.resources import resolved
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL, EXIT_REFUSED = 0, 1, 2, 3, 4
 NOT_PUBLISHED_STATES = ("blocked", "file_refused")
@@ -39,15 +39,25 @@ NOT_PUBLISHED_STATES = ("blocked", "file_refused")
 
 def check_pii_key() -> None:
     """Refuse to start, with the reason, when the dossier feed could not be pseudonymised."""
-    pii = resources()["pii"]
-    resolve_key(value(pii.key), value(pii.mode))
+    pii = resolved("pii")
+    resolve_key(pii.key, pii.mode)
 
 
-def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, **kwargs: object) -> dg.ExecuteInProcessResult:
-    partitions = kwargs.get("tags", {}).get(RANGE_START) if isinstance(kwargs.get("tags"), dict) else None
-    label = f" [{partitions}..{kwargs['tags'][RANGE_END]}]" if partitions else ""  # type: ignore[index]
+def _execute(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    tags: dict[str, str] | None = None,
+    asset_selection: list[dg.AssetKey] | None = None,
+) -> dg.ExecuteInProcessResult:
+    label = f" [{tags[RANGE_START]}..{tags[RANGE_END]}]" if tags and RANGE_START in tags else ""
     print(f"run {job.name}{label}:", flush=True)
-    return job.execute_in_process(instance=instance, raise_on_error=False, run_config=progress.RUN_CONFIG, **kwargs)
+    return job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config=progress.RUN_CONFIG,
+        tags=tags,
+        asset_selection=asset_selection,
+    )
 
 
 def published_in(result: dg.ExecuteInProcessResult) -> bool:
@@ -100,8 +110,10 @@ def run(job_name: str | None = None) -> int:
     elapsed = time.monotonic() - started
     for result in results:
         for event in result.all_events:
-            if event.event_type_value == "STEP_FAILURE":
-                print(f"FAILED {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
+            if event.is_step_failure:
+                print(
+                    f"FAILED {event.step_key}: {progress.root_message(event.step_failure_data.error)}", file=sys.stderr
+                )
     published = any(published_in(r) for r in results)
     states = show_feeds()
     troubled = [f"{feed} ({state})" for feed, state in states if state in NOT_PUBLISHED_STATES]

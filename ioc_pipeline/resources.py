@@ -8,6 +8,7 @@ came from, and the embedded default otherwise.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import dagster as dg
 
@@ -33,7 +34,7 @@ def value(setting: object) -> str:
     return str(setting)
 
 
-def resolved(name: str) -> dg.ConfigurableResource:
+def resolved(name: str) -> Any:
     """One resource of `resources()` with its `EnvVar` fields read: for code outside a Dagster run (the CLI)."""
     return resources()[name].process_config_and_initialize()
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
 from ioc_pipeline import feedback, gate
 from ioc_pipeline.assets.layers import GatedTable
 from ioc_pipeline.feeds import DOMAINS, feed
-from ioc_pipeline.lake import Landing, matches
+from ioc_pipeline.lake import Lake, Landing, matches
 from ioc_pipeline.sources.files import LOAD_ID, DeliveryError
 
 EXIT_PUBLISHABLE, EXIT_BLOCKED, EXIT_REFUSED = 0, 3, 4
@@ -58,7 +59,7 @@ def read_file(path: Path, spec: GatedTable) -> tuple[pl.DataFrame, str | None]:
     landing = Landing(str(path.parent))
     file = next(f for f in landing.files(path.name))
     encoding, tables = spec.reader(landing, file, spec.feed).parse()
-    frame = pl.concat([pl.from_arrow(t) for t in tables], how="diagonal_relaxed")
+    frame = pl.concat([pl.DataFrame(t) for t in tables], how="diagonal_relaxed")
     if LOAD_ID not in frame.columns:  # what dlt adds in bronze: one load here
         frame = frame.with_columns(pl.lit("validate").alias(LOAD_ID))
     return spec.batch(frame).with_row_index(gate.ROW_ID), encoding
@@ -66,7 +67,7 @@ def read_file(path: Path, spec: GatedTable) -> tuple[pl.DataFrame, str | None]:
 
 def check(path: Path, spec: GatedTable, references: dict[str, pl.DataFrame]) -> Checked:
     delivered, encoding = read_file(path, spec)
-    typed_lake = _ReferenceLake(references) if references else None
+    typed_lake = cast(Lake, _ReferenceLake(references)) if references else None
     result = gate.split(spec.typed(delivered, typed_lake), spec.table, spec.rules, spec.policy().warn_only)
     decision = gate.decide(spec.table, result, None, spec.policy())
     quarantine = gate.quarantine_rows(delivered, result.rejected)
