@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from ioc_pipeline import recovery
 from ioc_pipeline.assets.public_service import month_ranges, months_to_refresh
 from ioc_pipeline.automation import RANGE_END, RANGE_START, range_tags, recent_range_tags
 from ioc_pipeline.definitions import PARTITIONED, build_defs
@@ -67,6 +68,8 @@ def run(job_name: str | None = None) -> bool:
     defs = build_defs()
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
+        recovery.recover(instance)  # what dead runs left: their runs failed, slots freed, temp files removed
+        recovery.stop_on_signals(instance)  # SIGTERM/SIGINT stop within seconds, even while a step waits for a slot
         if job_name:
             job = defs.resolve_job_def(job_name)
             tags = recent_range_tags(job, datetime.now(UTC))  # a partitioned job: this and last month

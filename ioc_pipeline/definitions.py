@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ioc_pipeline import automation
+from ioc_pipeline import automation, recovery
 from ioc_pipeline.assets import postal, procedures, public_service, publish, reference, scorecard, telecom
 from ioc_pipeline.resources import resources
 
@@ -56,7 +56,7 @@ def build_defs() -> dg.Definitions:
         asset_checks=operations.asset_checks,
         jobs=operations.jobs,
         schedules=operations.schedules,
-        sensors=operations.sensors,
+        sensors=[*operations.sensors, recovery.dead_runs],  # dead runs failed, their pool slots freed
         resources=resources(),
         executor=dg.in_process_executor,
     )

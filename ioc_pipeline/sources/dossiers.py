@@ -39,7 +39,7 @@ import polars as pl
 import pyarrow as pa
 import requests
 
-from ioc_pipeline import parsing, pii
+from ioc_pipeline import faults, parsing, pii
 from ioc_pipeline.lake import FileInfo, Lake, Landing
 from ioc_pipeline.sources.files import (
     FILE_HASH,
@@ -51,8 +51,8 @@ from ioc_pipeline.sources.files import (
     Feed,
     IngestReport,
     file_resource,
+    load,
     loaded_before,
-    pipeline,
     snapshot_of,
 )
 
@@ -272,6 +272,7 @@ def read_export(
                 if numbers:
                     frame, errors = _parse_lines(kept, data, len(numbers))
                     error_series = pl.Series(PARSE_ERROR, errors, pl.String) if any(errors) else None
+                    faults.point("bronze_read")
                     yield to_bronze(frame, key, file.path, numbers, snapshot, digest, error_series)
                 if not block:
                     break
@@ -480,10 +481,8 @@ def ingest(
     ahead = DigestsAhead()
     resource = gateway_resource(gateway, key, stats, sleep) if gateway else export_resource(landing, report, key, ahead)
     try:
-        info = pipeline(lake, dlt_dir, TABLE).run(resource, loader_file_format="parquet")
+        report.load_ids = load(lake, dlt_dir, TABLE, resource)  # crash-safe: finishes what a killed run left
     finally:
         ahead.close()
-    info.raise_on_failed_jobs()
-    report.load_ids = list(info.loads_ids)
     report.rows, months = loaded(lake, report.load_ids)
     return DossierIngest("api" if gateway else "export", report, stats, months)

@@ -15,6 +15,7 @@ corrected re-delivery is picked up, and the other files of the feed still load.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -22,12 +23,14 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import PurePosixPath
 from typing import Any
 
 import dlt
 import pyarrow as pa
 from dlt.destinations import filesystem
 
+from ioc_pipeline import faults
 from ioc_pipeline.lake import FileInfo, Lake, Landing
 from ioc_pipeline.parsing import fold_header
 
@@ -295,9 +298,104 @@ def pipeline(lake: Lake, dlt_dir: str, name: str) -> dlt.Pipeline:
     )
 
 
+class DiskFullError(RuntimeError):
+    """The disk (the lake's or dlt's) filled up during a load: what the load had written was discarded."""
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "File too large")
+
+
+def _disk_full(error: BaseException) -> BaseException | None:
+    """The disk-full error behind `error` (dlt wraps the OS error of a failed copy, or keeps only its text)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL_ERRNOS:
+            return seen
+        if any(text in str(seen) for text in DISK_FULL_TEXTS):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _load_id(file_name: str) -> str:
+    """`1796124553.7638469.cf02f76780.parquet` -> `1796124553.7638469` (the layout's load_id.file_id.ext)."""
+    return file_name.rsplit(".", 2)[0]
+
+
+def unfinished_files(lake: Lake, p: dlt.Pipeline, table: str) -> list[str]:
+    """Files in bronze of loads that never completed and are not pending in dlt's working folder: a load
+    killed mid-copy whose package was lost or discarded. dlt records each completed load in
+    `bronze/_dlt_loads/<pipeline>__<load_id>.jsonl`; a reader of bronze must never see the others."""
+    root = f"{lake.root}/bronze"
+    prefix = f"{p.pipeline_name}__"
+    completed = {
+        name[len(prefix) : -len(".jsonl")]
+        for name in (PurePosixPath(f).name for f in _listing(lake, f"{root}/_dlt_loads"))
+        if name.startswith(prefix) and name.endswith(".jsonl")
+    }
+    keep = completed | set(p.list_normalized_load_packages()) | set(p.list_extracted_load_packages())
+    found = [f for f in _listing(lake, f"{root}/{table}") if _load_id(PurePosixPath(f).name) not in keep]
+    found += [
+        f
+        for f in _listing(lake, f"{root}/_dlt_pipeline_state")
+        if PurePosixPath(f).name.startswith(prefix)
+        and PurePosixPath(f).name[len(prefix) :].split("__", 1)[0] not in keep
+    ]
+    return sorted(found)
+
+
+def _listing(lake: Lake, folder: str) -> list[str]:
+    return list(lake.fs.ls(folder, detail=False)) if lake.fs.exists(folder) else []
+
+
+def discard_unfinished(lake: Lake, p: dlt.Pipeline, table: str) -> list[str]:
+    """Abort dlt's pending packages (dlt restores its state as it was before them, so their files are
+    not marked loaded) and remove from bronze every file of a load that did not complete."""
+    if p.has_pending_data:
+        p.abort_packages()
+    removed = unfinished_files(lake, p, table)
+    for path in removed:
+        lake.fs.rm(path)
+    return removed
+
+
+def load(lake: Lake, dlt_dir: str, table: str, resource: Any) -> list[str]:
+    """Run dlt for one feed, crash-safe; returns the ids of the loads now in bronze.
+
+    First what a killed run left: `run()` without data syncs the state with the lake and loads the
+    packages that were extracted or normalized but not loaded (their rows were taken from the landing
+    zone and marked loaded in dlt's state: they must arrive, once); then bronze files of loads that never
+    completed (a lost package) are removed. A full disk discards the load whole and says so."""
+    p = pipeline(lake, dlt_dir, table)
+    try:
+        load_ids: list[str] = []
+        pending = p.run()
+        if pending is not None:
+            pending.raise_on_failed_jobs()
+            load_ids += pending.loads_ids
+        for path in unfinished_files(lake, p, table):
+            lake.fs.rm(path)
+        p.extract(resource, loader_file_format="parquet")
+        p.normalize()
+        faults.point("dlt_load")
+        info = p.load()
+        info.raise_on_failed_jobs()
+        return load_ids + list(info.loads_ids)
+    except Exception as error:
+        full = _disk_full(error)
+        if full is None:
+            raise
+        try:
+            discard_unfinished(lake, p, table)
+        except Exception as cleanup:  # noqa: BLE001 - still full: the next run retries the clean-up
+            raise DiskFullError(f"disk full while loading {table}: {full}; clean-up not finished ({cleanup})") from None
+        raise DiskFullError(
+            f"disk full while loading {table}: {full} (the load was discarded: free space and run again)"
+        ) from None
+
+
 def ingest(feed: Feed, landing: Landing, lake: Lake, dlt_dir: str) -> IngestReport:
     report = IngestReport()
-    info = pipeline(lake, dlt_dir, feed.table).run(file_resource(feed, landing, report), loader_file_format="parquet")
-    info.raise_on_failed_jobs()
-    report.load_ids = list(info.loads_ids)
+    report.load_ids = load(lake, dlt_dir, feed.table, file_resource(feed, landing, report))
     return report
