@@ -20,10 +20,11 @@ import hashlib
 import io
 import json
 import re
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dlt
@@ -349,6 +350,18 @@ def _listing(lake: Lake, folder: str) -> list[str]:
     return list(lake.fs.ls(folder, detail=False)) if lake.fs.exists(folder) else []
 
 
+_EXTRACT_FOLDER = re.compile(r"[0-9a-f]{16}")  # dlt's folder of a package being extracted (uniq_id(8))
+
+
+def stray_extracts(p: dlt.Pipeline) -> list[Path]:
+    """Folders of extractions a killed run left in dlt's working folder (never committed, never loaded:
+    dlt creates a new one per run, so each dead run's stays for good)."""
+    folder = Path(p.working_dir) / "normalize"
+    if not folder.is_dir():
+        return []
+    return sorted(f for f in folder.iterdir() if f.is_dir() and _EXTRACT_FOLDER.fullmatch(f.name))
+
+
 def discard_unfinished(lake: Lake, p: dlt.Pipeline, table: str) -> list[str]:
     """Abort dlt's pending packages (dlt restores its state as it was before them, so their files are
     not marked loaded) and remove from bronze every file of a load that did not complete."""
@@ -376,6 +389,8 @@ def load(lake: Lake, dlt_dir: str, table: str, resource: Any) -> list[str]:
             load_ids += pending.loads_ids
         for path in unfinished_files(lake, p, table):
             lake.fs.rm(path)
+        for folder in stray_extracts(p):  # the bronze pool's slot: no other extraction of this feed runs
+            shutil.rmtree(folder, ignore_errors=True)
         p.extract(resource, loader_file_format="parquet")
         p.normalize()
         faults.point("dlt_load")
