@@ -44,6 +44,7 @@ JUDGED = [
 ]
 CLOCK_SLACK_SECONDS = 2.0  # /proc start times are in clock ticks; run timestamps come from another clock call
 WATCH_SECONDS = 0.1  # how often the stop watcher looks at Dagster's captured-interrupt flag
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STOP_DEADLINE_SECONDS = 5.0  # the longest a stop may spend recording its runs before the process exits anyway
 TEMP_PATTERNS = (".*.tmp",)  # Lake.write's files beside their target before the rename
 
@@ -256,26 +257,40 @@ def recover(instance: dg.DagsterInstance, lake_root: str | None = None, warehous
 # --------------------------------------------------------------------------------------------------
 
 _stopping = threading.Lock()
+_wakeup_sockets: list[socket.socket] = []
 
 
 def stop_on_signals(instance: dg.DagsterInstance) -> None:
     """Make SIGTERM and SIGINT stop this process within seconds, whatever it is doing.
 
     While a run executes, Dagster replaces the handlers with one that only sets a flag, read at step
-    boundaries: a step waiting for a pool slot never reads it. A watcher thread reads that flag too.
-    Stopping cancels this process's runs in the instance and frees their slots, then exits (128 + signal)."""
+    boundaries: a step waiting for a pool slot never reads it. So a watcher thread hears every signal
+    through a wakeup socket (`signal.set_wakeup_fd`, which outlives Dagster's handler swaps) and, should
+    something else take that socket, reads Dagster's flag. Stopping cancels this process's runs in the
+    instance and frees their slots, then exits with 128 + the signal."""
 
     def handler(signum: int, _frame: object) -> None:
         stop(instance, signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, handler)
+    heard, wakeup = socket.socketpair()
+    _wakeup_sockets.extend((heard, wakeup))  # a collected socket would close its fd under the signal machinery
+    wakeup.setblocking(False)
+    signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
+    heard.settimeout(WATCH_SECONDS)
 
     def watch() -> None:
         while True:
-            time.sleep(WATCH_SECONDS)
+            try:
+                received = heard.recv(64)
+            except TimeoutError:
+                received = b""
+            for signum in received:
+                if signum in STOP_SIGNALS:
+                    stop(instance, signum)
             if check_captured_interrupt():
-                stop(instance, signal.SIGTERM)
+                stop(instance, signal.SIGTERM)  # Dagster's flag does not say which signal
 
     threading.Thread(target=watch, name="ioc-stop-on-signal", daemon=True).start()
 

@@ -307,21 +307,27 @@ DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "File too large")
 
 
-def _disk_full(error: BaseException) -> BaseException | None:
-    """The disk-full error behind `error` (dlt wraps the OS error of a failed copy, or keeps only its text)."""
+def _disk_full(error: BaseException) -> str | None:
+    """The disk-full error behind `error`, as one line (dlt wraps the OS error of a failed copy, or keeps
+    only its text in a retried job's traceback)."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno in DISK_FULL_ERRNOS:
-            return seen
-        if any(text in str(seen) for text in DISK_FULL_TEXTS):
-            return seen
+            return str(seen)
+        lines = [line.strip() for line in str(seen).splitlines() if any(t in line for t in DISK_FULL_TEXTS)]
+        if lines:
+            return lines[-1]
         seen = seen.__cause__ or seen.__context__
     return None
 
 
-def _load_id(file_name: str) -> str:
-    """`1796124553.7638469.cf02f76780.parquet` -> `1796124553.7638469` (the layout's load_id.file_id.ext)."""
-    return file_name.rsplit(".", 2)[0]
+_LOADED_FILE = re.compile(r"(\d+(?:\.\d+)?)\.[0-9a-zA-Z_]+\.[a-z]+")  # the layout: {load_id}.{file_id}.{ext}
+
+
+def _load_id(file_name: str) -> str | None:
+    """`1796124553.7638469.cf02f76780.parquet` -> `1796124553.7638469`; None for a name dlt did not write."""
+    found = _LOADED_FILE.fullmatch(file_name)
+    return found.group(1) if found else None
 
 
 def unfinished_files(lake: Lake, p: dlt.Pipeline, table: str) -> list[str]:
@@ -336,7 +342,11 @@ def unfinished_files(lake: Lake, p: dlt.Pipeline, table: str) -> list[str]:
         if name.startswith(prefix) and name.endswith(".jsonl")
     }
     keep = completed | set(p.list_normalized_load_packages()) | set(p.list_extracted_load_packages())
-    found = [f for f in _listing(lake, f"{root}/{table}") if _load_id(PurePosixPath(f).name) not in keep]
+    found = [
+        f
+        for f in _listing(lake, f"{root}/{table}")
+        if (load_id := _load_id(PurePosixPath(f).name)) is not None and load_id not in keep
+    ]
     found += [
         f
         for f in _listing(lake, f"{root}/_dlt_pipeline_state")
