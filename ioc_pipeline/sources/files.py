@@ -27,6 +27,7 @@ from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import dagster as dg
 import dlt
 import pyarrow as pa
 from dlt.destinations import filesystem
@@ -299,8 +300,12 @@ def pipeline(lake: Lake, dlt_dir: str, name: str) -> dlt.Pipeline:
     )
 
 
-class DiskFullError(RuntimeError):
-    """The disk (the lake's or dlt's) filled up during a load: what the load had written was discarded."""
+class DiskFullError(dg.Failure):
+    """The disk (the lake's or dlt's) filled up during a load: what the load had written was discarded.
+    A `Failure`, so that the step's message in the UI and in `cli run` is this one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(description=message)
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
