@@ -297,3 +297,35 @@ def test_a_full_disk_during_the_dlt_copy_fails_clearly_and_leaves_nothing_half_w
     results = published.refresh()
     assert all(r.success for r in results), failure_messages(results)
     assert published.query(_NEW_IN_SILVER) == reference.query(_NEW_IN_SILVER) != [(0,)]
+
+
+def test_the_dead_runs_sensor_releases_a_dead_run_under_the_daemon(published: Pipeline) -> None:
+    with published.environment(), dg.DagsterInstance.get() as instance:
+        tags = {**recovery.run_tags(), recovery.PID_TAG: str(_dead_pid())}
+        dead = create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED, tags=tags)
+        assert instance.event_log_storage.claim_concurrency_slot(WAREHOUSE_POOL, dead.run_id, "step").is_claimed
+        with dg.build_sensor_context(instance=instance) as context:
+            answer = recovery.dead_runs(context)
+        assert dead.run_id in answer.skip_message
+        assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert recovery.slot_holders(instance) == set()
+
+
+def test_only_temp_files_older_than_every_live_run_are_removed(tmp_path: Path) -> None:
+    lake, warehouse = tmp_path / "lake", tmp_path / "warehouse" / "ioc.duckdb"
+    (lake / "silver" / "procedures").mkdir(parents=True)
+    warehouse.parent.mkdir()
+    old = [lake / "silver" / "procedures" / ".data.parquet.1a.tmp", Path(f"{warehouse}.2b.building")]
+    old.append(Path(f"{old[1]}.wal"))
+    kept = [lake / "silver" / "procedures" / "data.parquet", warehouse]
+    for path in [*old, *kept]:
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    with dg.DagsterInstance.ephemeral() as instance:
+        live = create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED, tags=recovery.run_tags())
+        recent = Path(f"{warehouse}.3c.building")  # a publish of the live run, building now
+        recent.write_bytes(b"x")
+        done = recovery.recover(instance, str(lake), str(warehouse))
+        assert sorted(done.removed_files) == sorted(map(str, old))
+        assert all(p.exists() for p in [*kept, recent]) and not any(p.exists() for p in old)
+        assert done.failed_runs == [] and instance.get_run_by_id(live.run_id).status == dg.DagsterRunStatus.STARTED
