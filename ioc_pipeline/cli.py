@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ioc_pipeline import progress
+from ioc_pipeline import progress, recovery
 from ioc_pipeline.automation import PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_range_tags
 from ioc_pipeline.pii import PiiKeyError, resolve_key
 from ioc_pipeline.resources import resolved
@@ -55,7 +55,7 @@ def _execute(
         instance=instance,
         raise_on_error=False,
         run_config=progress.RUN_CONFIG,
-        tags=tags,
+        tags={**(tags or {}), **recovery.run_tags()},  # whose process runs it: a dead one is recognised
         asset_selection=asset_selection,
     )
 
@@ -101,6 +101,8 @@ def run(job_name: str | None = None) -> int:
     defs = build_defs()
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
+        recovery.recover(instance)  # what dead runs left: their runs failed, slots freed, temp files removed
+        recovery.stop_on_signals(instance)  # SIGTERM/SIGINT stop within seconds, even while a step waits for a slot
         if job_name:
             job = defs.resolve_job_def(job_name)
             tags = recent_range_tags(job, datetime.now(UTC))  # a partitioned job: this and last month

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ioc_pipeline import automation, progress
+from ioc_pipeline import automation, progress, recovery
 from ioc_pipeline.assets import ops, public_service, publish, report, scorecard
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.resources import resources
@@ -59,7 +59,7 @@ def build_defs() -> dg.Definitions:
         asset_checks=operations.asset_checks,
         jobs=operations.jobs,
         schedules=operations.schedules,
-        sensors=operations.sensors,
+        sensors=[*operations.sensors, recovery.dead_runs],  # dead runs failed, their pool slots freed
         resources=resources(),
         executor=dg.in_process_executor,
         # Dagster's console logger stays the default; the CLI asks for `progress` (one line a step) instead.

@@ -7,11 +7,13 @@ ever writes a warehouse file, and it writes a fresh one: no two processes share 
 
 from __future__ import annotations
 
+import glob
 import os
 import uuid
 
 import duckdb
 
+from ioc_pipeline import faults
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc
 
@@ -34,9 +36,20 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def leftovers(path: str) -> list[str]:
+    """Files of builds that never finished (a killed publish): `<path>.<uuid>.building` and its `.wal`."""
+    pattern = f"{glob.escape(path)}.*.building"
+    return sorted(glob.glob(pattern) + glob.glob(f"{pattern}.wal"))
+
+
 def build(store: Lake, path: str, docs: dict[str, TableDoc]) -> dict[str, int]:
-    """Write every silver, gold and quarantine table of the lake into a new DuckDB file at `path`."""
+    """Write every silver, gold and quarantine table of the lake into a new DuckDB file at `path`.
+
+    Files a killed publish left beside `path` are removed first: the publish step holds the
+    `warehouse` pool's only slot, so no other build is running and every such file is dead."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    for leftover in leftovers(path):
+        os.remove(leftover)
     building = f"{path}.{uuid.uuid4().hex}.building"
     counts: dict[str, int] = {}
     try:
@@ -68,6 +81,7 @@ def build(store: Lake, path: str, docs: dict[str, TableDoc]) -> dict[str, int]:
                             comment = doc.column_comment(column)
                             if comment:
                                 con.execute(f'comment on column {name}."{column}" is {_quote(comment)}')
+            faults.point("publish")  # the file built aside (and its .wal) exists, not yet swapped in
             con.execute("checkpoint")
         finally:
             con.close()

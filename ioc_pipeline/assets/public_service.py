@@ -9,10 +9,12 @@
         ▼ all months
     gold/public_service_kpis_monthly, gold/public_service_kpis_by_agency_monthly ──► gold/ioc_scorecard
 
-Which months to rebuild: the bronze step records in its metadata the months its new rows belong
-to (`months_changed`); `months_to_refresh(instance)` compares those events with the latest
-materialization of each silver partition, and `python -m ioc_pipeline.cli run` (or a sensor)
-materializes exactly those partitions, so an update to an old dossier re-materializes its month.
+Which months to rebuild is derived from the data, not from what Dagster recorded (a run killed
+between dlt's load and the bronze materialization must not lose its versions): each silver month
+records the bronze loads it was built from (`ops/_silver_lineage/month=YYYY-MM`, bookkeeping, not
+published), and `months_to_refresh()` names the months whose bronze loads differ from that record;
+`python -m ioc_pipeline.cli run` (or the `dossier_months_changed` sensor) materializes exactly those
+partitions, so an update to an old dossier re-materializes its month, once.
 
 Indicators (Decision 766/QĐ-TTg's public-service scoring), per month of receipt; "as of" is the
 snapshot: the newest NgayCapNhat delivered (`as_of` column). Each formula sits in `KPI_DOCS`.
@@ -28,7 +30,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import gate, parsing, vocabularies
+from ioc_pipeline import faults, gate, parsing, recovery, vocabularies
 from ioc_pipeline.assets import deliveries
 from ioc_pipeline.assets.layers import OWNERS, GatedTable, gate_batch, gated_specs, indicator, quarantine_metadata
 from ioc_pipeline.checks.dossiers import RULES
@@ -54,6 +56,10 @@ PARTITION_COLUMN = "month"  # lake partitions month=YYYY-MM
 CATALOG_CHECK = "procedure_code_in_catalog"
 CATALOG_KEY = dg.AssetKey(["silver", "procedures"])
 MONTHS_CHANGED = "months_changed"
+# The bronze loads each silver month was built from: one small Parquet file per month partition,
+# written after the month's silver and quarantine (a kill in between: the month is rebuilt, idempotently).
+# A leading `_`: the pipeline's bookkeeping, not a table of the warehouse (`Lake.tables` skips it).
+LINEAGE = ("ops", "_silver_lineage")
 
 STATUS_NAMES = vocabularies.DOSSIER_STATUS_NAMES
 CHANNELS = vocabularies.DOSSIER_CHANNELS
@@ -248,6 +254,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
                 source.Gateway.from_settings(gateway),
                 settle_seconds=landing.settle_seconds,
             )
+            faults.point("dlt_recorded")
         except Exception as error:  # dlt wraps the source's errors: report the cause, clearly
             cause = _root_cause(error)
             if isinstance(cause, source.GatewayAuthError):
@@ -514,6 +521,8 @@ def silver_dossiers(
     checks_by_month: dict[str, list[dg.AssetCheckResult]] = {}
     for month in months:
         bronze = store.scan("bronze", TABLE).filter(pl.col(source.MONTH) == month) if has_bronze else None
+        # the loads, listed before the rows are read: one landing meanwhile is read again next time, never missed
+        loads = sorted(bronze.select(pl.col(LOAD_ID).unique()).collect().get_column(LOAD_ID)) if has_bronze else []
         delivered = current_versions(bronze).with_row_index(ROW_ID) if bronze is not None else pl.DataFrame()
         if delivered.is_empty():
             context.log.info(f"dossiers {month}: no versions delivered, nothing to rebuild")
@@ -522,6 +531,8 @@ def silver_dossiers(
             context, store, SILVER, delivered, _month_partition(month), month, alerts.webhook_url or None
         )
         del delivered
+        record_lineage(store, month, loads, gated.delivered)
+        faults.point("silver")
         summaries[month] = {"published": gated.published, "rows": gated.clean.height, "delivered": gated.delivered}
         checks_by_month[month] = gated.checks
         previews.append(gated.clean.head(5))
@@ -691,6 +702,7 @@ def _gold_asset(name: str, by: list[str], description: str) -> dg.AssetsDefiniti
         store = lake.lake()
         table = _kpi_table(store, by)
         store.write(table, "gold", name)
+        faults.point("gold")
         return dg.MaterializeResult(metadata=table_metadata(table, preview_rows=12, doc=DOCS[f"gold.{name}"]))
 
     return _gold
@@ -754,20 +766,47 @@ def indicators(store: Lake) -> list[dict]:
 # --------------------------------------------------------------------------------------------------
 
 
-def months_to_refresh(instance: dg.DagsterInstance, limit: int = 1000) -> list[str]:
-    """Months whose bronze rows changed after their silver partition was last materialized (or that
-    were never materialized): what a run command or a sensor should request."""
-    built = instance.get_latest_storage_id_by_partition(SILVER_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION)
-    records = instance.fetch_materializations(BRONZE_KEY, limit=limit).records
+def record_lineage(store: Lake, month: str, load_ids: list[str], rows: int) -> None:
+    """Record that silver `month` was gated from the bronze rows of these loads (published or blocked:
+    either way the gate has judged them, and a blocked month waits for a new delivery)."""
+    record = pl.DataFrame(
+        {"table": [TABLE], "bronze_load_ids": [load_ids], "bronze_rows": [rows]},
+        schema={"table": pl.String, "bronze_load_ids": pl.List(pl.String), "bronze_rows": pl.Int64},
+    )
+    store.write(record, *LINEAGE, _month_partition(month))
+
+
+def built_from(store: Lake) -> dict[str, set[str]]:
+    """Month -> the bronze loads its silver partition was last built from."""
+    built: dict[str, set[str]] = {}
+    for partition in store.partitions(*LINEAGE):
+        record = store.read_partition(*LINEAGE, partition)
+        if record is not None and record.height:
+            built[partition.split("=", 1)[1]] = set(record.get_column("bronze_load_ids")[0].to_list())
+    return built
+
+
+def bronze_loads(store: Lake) -> dict[str, set[str]]:
+    """Month -> the loads whose rows bronze holds for it (two columns of bronze read)."""
+    if not store.exists("bronze", TABLE):
+        return {}
+    pairs = store.scan("bronze", TABLE).select(source.MONTH, LOAD_ID).unique().collect()
+    loads: dict[str, set[str]] = {}
+    for month, load_id in pairs.iter_rows():
+        if month is not None:
+            loads.setdefault(month, set()).add(load_id)
+    return loads
+
+
+def months_to_refresh(instance: dg.DagsterInstance | None = None, lake: Lake | None = None) -> list[str]:
+    """Months whose bronze loads differ from those their silver partition was built from (new versions,
+    or a partition never built): what a run command or a sensor should request, whether or not Dagster
+    recorded the loads. `instance` is the sensor's argument and is not needed; `lake` defaults to the
+    configured one (`IOC_LAKE_DIR`)."""
+    store = lake or Lake(recovery.configured("lake"))
     valid = set(MONTHS.get_partition_keys())
-    pending: set[str] = set()
-    for record in records:
-        materialization = record.asset_materialization
-        entry = materialization.metadata.get(MONTHS_CHANGED) if materialization else None
-        for month in (entry.value if entry is not None else None) or []:
-            if month in valid and record.storage_id > built.get(month, -1):
-                pending.add(month)
-    return sorted(pending)
+    built = built_from(store)
+    return sorted(m for m, loads in bronze_loads(store).items() if m in valid and loads != built.get(m))
 
 
 def month_ranges(months: list[str]) -> list[tuple[str, str]]:

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
 import requests
 
-from ioc_pipeline import parsing, pii
+from ioc_pipeline import faults, parsing, pii
 from ioc_pipeline.lake import FileInfo, Lake, Landing
 from ioc_pipeline.sources.files import (
     DETECT_BYTES,
@@ -61,8 +61,8 @@ from ioc_pipeline.sources.files import (
     detect_encoding,
     fate_of,
     file_resource,
+    load,
     loaded_before,
-    pipeline,
     refused_earlier,
     snapshot_of,
     survey,
@@ -333,6 +333,7 @@ def _ndjson_batches(
             if numbers:
                 frame, errors = _parse_lines(kept, data, len(numbers))
                 error_series = pl.Series(PARSE_ERROR, errors, pl.String) if any(errors) else None
+                faults.point("bronze_read")
                 yield to_bronze(frame, key, file.path, numbers, snapshot, digest, error_series)
             if not block:
                 break
@@ -836,10 +837,8 @@ def ingest(
         resource = export_resource(landing, report, key, ahead, candidates=candidates, refused=refused)
     report.fates.extend(fates)
     try:
-        info = pipeline(lake, dlt_dir, TABLE).run(resource, loader_file_format="parquet")
+        report.load_ids = load(lake, dlt_dir, TABLE, resource)  # crash-safe: finishes what a killed run left
     finally:
         ahead.close()
-    info.raise_on_failed_jobs()
-    report.load_ids = list(info.loads_ids)
     report.rows, months = loaded(lake, report.load_ids)
     return DossierIngest("api" if gateway else "export", report, stats, months)
