@@ -252,6 +252,33 @@ class ChangedPartitions:
     ranges: Callable[[list[str]], list[tuple[str, str]]]
 
 
+@dataclass(frozen=True)
+class PartitionedFeed:
+    """A feed whose silver is partitioned (the dossier months), declared by its asset module as
+    `PARTITIONED`: the job that rebuilds a range of its partitions and what is downstream of them, and
+    how to find the partitions its loads changed. definitions.py and the CLI read it; neither names the feed."""
+
+    job_name: str
+    assets: dg.AssetSelection  # the partitioned assets
+    partitions: dg.PartitionsDefinition
+    watched: dg.AssetKey  # the append-only upstream whose loads change partitions
+    changed: Callable[[dg.DagsterInstance], list[str]]
+    ranges: Callable[[list[str]], list[tuple[str, str]]]
+    sensor_name: str
+    description: str = ""
+
+    def job(self) -> UnresolvedAssetJobDefinition:
+        return dg.define_asset_job(
+            self.job_name,
+            selection=self.assets.downstream(),
+            partitions_def=self.partitions,
+            description=self.description,
+        )
+
+    def changed_sensor(self, job: UnresolvedAssetJobDefinition) -> ChangedPartitions:
+        return ChangedPartitions(self.sensor_name, job, self.watched, self.changed, self.ranges)
+
+
 def changed_partitions_sensor(spec: ChangedPartitions, writers: dict[str, set[dg.AssetKey]]) -> dg.SensorDefinition:
     """Requests a run per range of changed partitions, once per state of `watched`; waits while a
     run that could build them (`writers`: job name → its assets) is still queued or running, so a

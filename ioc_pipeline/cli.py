@@ -70,8 +70,7 @@ def published_in(result: dg.ExecuteInProcessResult) -> bool:
 def refresh(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.ExecuteInProcessResult]:
     """Every asset, in order: upstream of the dossier months, the changed months, downstream; then, if a
     failed step kept the warehouse from being published, the `publish` job from the last good state."""
-    from ioc_pipeline.assets.public_service import month_ranges, months_to_refresh
-    from ioc_pipeline.definitions import PARTITIONED
+    from ioc_pipeline.definitions import PARTITIONED, PARTITIONED_FEEDS
 
     graph = defs.resolve_asset_graph()
     partitioned = PARTITIONED.resolve(graph)
@@ -80,9 +79,11 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.Execu
     downstream = PARTITIONED.downstream().resolve(graph) & selectable
     upstream = selectable - downstream
     results = [_execute(job, instance, asset_selection=sorted(upstream))]
-    months = defs.resolve_job_def("dossier_months")
-    for start, end in month_ranges(months_to_refresh(instance)):
-        results.append(_execute(months, instance, tags=range_tags([start, end]), asset_selection=sorted(partitioned)))
+    for feed in PARTITIONED_FEEDS:  # the partitions each partitioned feed's loads changed (dossier months)
+        ranged = defs.resolve_job_def(feed.job_name)
+        selection = sorted(feed.assets.resolve(graph))
+        for start, end in feed.ranges(feed.changed(instance)):
+            results.append(_execute(ranged, instance, tags=range_tags([start, end]), asset_selection=selection))
     results.append(_execute(job, instance, asset_selection=sorted(downstream)))
     if not published_in(results[-1]):
         print("the warehouse was not published by that run: publishing every feed's last good data", flush=True)

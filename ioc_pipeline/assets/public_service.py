@@ -30,7 +30,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import faults, gate, parsing, recovery, vocabularies
+from ioc_pipeline import automation, faults, gate, parsing, recovery, vocabularies
 from ioc_pipeline.assets import deliveries
 from ioc_pipeline.assets.layers import OWNERS, GatedTable, gate_batch, gated_specs, indicator, quarantine_metadata
 from ioc_pipeline.checks.dossiers import RULES
@@ -821,3 +821,16 @@ def month_ranges(months: list[str]) -> list[tuple[str, str]]:
         else:
             ranges.append((month, month))
     return ranges
+
+
+PARTITIONED = automation.PartitionedFeed(
+    job_name="dossier_months",
+    assets=dg.AssetSelection.assets(silver_dossiers),
+    partitions=MONTHS,
+    watched=BRONZE_KEY,
+    changed=months_to_refresh,
+    ranges=month_ranges,
+    sensor_name="dossier_months_changed",
+    description="A range of dossier months (silver and quarantine, one single run) and everything downstream "
+    "of them: gold KPIs, the scorecard, the warehouse.",
+)
