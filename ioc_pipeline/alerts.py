@@ -19,17 +19,21 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc
 
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
+
 LAYER, TABLE = "ops", "alerts"
 MESSAGE_LIMIT = 2000
 log = logging.getLogger("ioc_pipeline.alerts")
 
-SCHEMA = {
+SCHEMA: dict[str, PolarsDataType] = {
     "alert_id": pl.String,
     "raised_at": pl.Datetime("us", "UTC"),
     "kind": pl.String,

@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 from datetime import UTC, datetime
+from typing import cast
 
 import dagster as dg
 
@@ -21,7 +22,7 @@ from ioc_pipeline.assets.public_service import month_ranges, months_to_refresh
 from ioc_pipeline.automation import RANGE_END, RANGE_START, range_tags, recent_range_tags
 from ioc_pipeline.definitions import PARTITIONED, build_defs
 from ioc_pipeline.pii import PiiKeyError, resolve_key
-from ioc_pipeline.resources import resources
+from ioc_pipeline.resources import PiiResource, WarehouseResource, resources
 from ioc_pipeline.warehouse import connect
 
 
@@ -31,7 +32,7 @@ def _value(setting: object) -> str:
 
 def check_pii_key() -> None:
     """Refuse to start, with the reason, when the dossier feed could not be pseudonymised."""
-    pii = resources()["pii"]
+    pii = cast(PiiResource, resources()["pii"])
     resolve_key(_value(pii.key), _value(pii.mode))
 
 
@@ -77,7 +78,8 @@ def run(job_name: str | None = None) -> bool:
     for result in results:
         for event in result.all_events:
             if event.event_type_value == "STEP_FAILURE":
-                print(f"FAILED {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
+                failure = event.step_failure_data.error
+                print(f"FAILED {event.step_key}: {failure.message.strip() if failure else ''}", file=sys.stderr)
         partitions = result.dagster_run.tags.get(RANGE_START)
         label = f" [{partitions}..{result.dagster_run.tags.get(RANGE_END)}]" if partitions else ""
         print(f"run {result.run_id} {result.job_def.name}{label}: {'succeeded' if result.success else 'FAILED'}")
@@ -87,7 +89,7 @@ def run(job_name: str | None = None) -> bool:
 
 
 def show_scorecard() -> None:
-    path = resources()["warehouse"].path
+    path = cast(WarehouseResource, resources()["warehouse"]).path
     if not isinstance(path, str):
         path = path.get_value()
     with connect(path, read_only=True) as con:

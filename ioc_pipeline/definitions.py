@@ -14,6 +14,8 @@ Schedules, sensors, freshness checks, alerts and per-domain jobs come from autom
 
 from __future__ import annotations
 
+from typing import cast
+
 import dagster as dg
 
 from ioc_pipeline import automation
@@ -22,7 +24,7 @@ from ioc_pipeline.resources import resources
 
 ASSET_MODULES = [reference, procedures, telecom, postal, public_service, scorecard, publish]
 
-all_assets = dg.load_assets_from_modules(ASSET_MODULES)
+all_assets = cast(list[dg.AssetsDefinition], dg.load_assets_from_modules(ASSET_MODULES))  # @asset only
 
 PARTITIONED = dg.AssetSelection.assets(public_service.silver_dossiers)
 

@@ -26,7 +26,7 @@ def setting(name: str, default: str) -> str | dg.EnvVar:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def int_setting(name: str, default: int) -> int | dg.EnvVar:
+def int_setting(name: str, default: int) -> int:  # dg.EnvVar.int is an int (IntEnvVar)
     return dg.EnvVar.int(name) if os.environ.get(name) else default
 
 

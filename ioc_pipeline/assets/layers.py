@@ -16,7 +16,7 @@ other feeds are published as usual.
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsFloat
 
 import dagster as dg
 import polars as pl
@@ -64,17 +64,15 @@ def bronze_asset(feed: Feed, group: str, description: str) -> dg.AssetsDefinitio
         if bronze.is_empty():
             context.log.warning(not_delivered_message(feed))
         return dg.MaterializeResult(
-            metadata=table_metadata(
-                bronze.tail(5),
-                **{
-                    "dagster/row_count": bronze.height,
-                    "delivered": not bronze.is_empty(),
-                    "files_loaded": report.loaded,
-                    "files_skipped_already_loaded": report.skipped,
-                    "rows_loaded": report.rows,
-                    "dlt_load_ids": report.load_ids,
-                },
-            )
+            metadata=table_metadata(bronze.tail(5))
+            | {
+                "dagster/row_count": bronze.height,
+                "delivered": not bronze.is_empty(),
+                "files_loaded": report.loaded,
+                "files_skipped_already_loaded": report.skipped,
+                "rows_loaded": report.rows,
+                "dlt_load_ids": report.load_ids,
+            }
         )
 
     return _bronze
@@ -330,7 +328,9 @@ def derived_asset(
     return _derived
 
 
-def indicator(code: str, name: str, value: float, as_of: object, source: str, unit: str = "count") -> dict[str, Any]:
+def indicator(
+    code: str, name: str, value: SupportsFloat, as_of: object, source: str, unit: str = "count"
+) -> dict[str, Any]:
     """One scorecard row (`gold/ioc_scorecard`'s schema), as each domain's `indicators()` returns them."""
     return {
         "indicator_code": code,

@@ -22,7 +22,7 @@ import calendar
 import datetime as dt
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import dagster as dg
 import polars as pl
@@ -39,6 +39,9 @@ from ioc_pipeline.resources import DossierGatewayResource, LakeResource, Landing
 from ioc_pipeline.sources import dossiers as source
 from ioc_pipeline.sources.files import LOAD_ID, SOURCE_FILE, SOURCE_ROW
 from ioc_pipeline.units import REFORM_DATE, UnitResolver
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 GROUP = "public_service"
 TABLE = source.TABLE
@@ -255,8 +258,8 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
                 raise dg.Failure(description=str(cause)) from None
             raise
         report = loaded.report
-        for error in report.errors:
-            context.log.error(f"delivery refused: {error}")
+        for refused in report.errors:
+            context.log.error(f"delivery refused: {refused}")
         if report.errors:
             raise dg.Failure(
                 description="; ".join(str(e) for e in report.errors),
@@ -462,7 +465,7 @@ def _combine(checks: dict[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheck
     combined: dict[str, dict[str, Any]] = {}
     for month, results in checks.items():
         for result in results:
-            entry = combined.setdefault(result.check_name, {"passed": True, "by_month": {}})
+            entry = combined.setdefault(cast(str, result.check_name), {"passed": True, "by_month": {}})
             entry["passed"] = entry["passed"] and result.passed
             entry["by_month"][month] = {"passed": result.passed, **{k: v.value for k, v in result.metadata.items()}}
     return [
@@ -651,7 +654,7 @@ def _catalog_online(catalog: pl.DataFrame | None, by: list[str]) -> pl.DataFrame
     return share.rename({"_agency": by[0]})
 
 
-KPI_INPUT_SCHEMA = {
+KPI_INPUT_SCHEMA: "dict[str, PolarsDataType]" = {
     "received_month": pl.Date,
     "agency": pl.String,
     "channel_code": pl.Int8,
@@ -721,7 +724,7 @@ def latest_complete_month(table: pl.DataFrame) -> pl.DataFrame:
     """The row of the newest month that ended on or before the snapshot day."""
     if table.is_empty():
         return table
-    as_of = table.get_column("as_of").max().date()
+    as_of = cast(dt.datetime, table.get_column("as_of").max()).date()
     done = table.filter(
         pl.col("month").map_elements(
             lambda m: m.replace(day=calendar.monthrange(m.year, m.month)[1]) <= as_of, pl.Boolean
@@ -777,7 +780,7 @@ def months_to_refresh(instance: dg.DagsterInstance, limit: int = 1000) -> list[s
     for record in records:
         materialization = record.asset_materialization
         entry = materialization.metadata.get(MONTHS_CHANGED) if materialization else None
-        for month in (entry.value if entry is not None else None) or []:
+        for month in cast(list[str], entry.value if entry is not None else None) or []:
             if month in valid and record.storage_id > built.get(month, -1):
                 pending.add(month)
     return sorted(pending)
