@@ -43,13 +43,18 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m ioc_pipeline.cli run
 
+# pytest-xdist: one worker per core; a module whose fixture is a server or the bench stays on one worker
+# (xdist_group). PYTEST_WORKERS=0 runs in this process; PYTEST_ARGS adds options (-x, -k ...).
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
 ## test: set up (Python packages, then Chromium and PostgreSQL when missing), then run the whole test suite (CI)
 test: $(STAMP) system-packages
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 ## test-fast: the everyday loop: every test but the slow operating ones (browser, PostgreSQL, make dev, bench)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 ## system-packages: the Debian packages the tests need (apt-get, only when missing)
 system-packages:

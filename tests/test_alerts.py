@@ -85,14 +85,16 @@ def test_a_failing_run_produces_an_alert_record_a_log_line_and_a_webhook_post(
 
     bad = published.landing / "procedures" / "tthc_20220531.json"
     bad.write_text('[{"MaTTHC": ', encoding="utf-8")
-    failed = published.run()
+    failed = published.run("refresh_procedures")
     assert not failed.success
     with caplog.at_level("ERROR", logger="ioc_pipeline.alerts"):
         cursor = _failure_tick(published, cursor, hook.url)
 
     (alert,) = alerts.read(published.lake).to_dicts()
     assert alert["alert_id"] == f"run_failure:{failed.run_id}"
-    assert alert["job_name"] == "refresh_all" and alert["failed_steps"] == ["bronze__procedures"]
+    assert alert["job_name"] == failed.job_def.name == "refresh_procedures" and alert["failed_steps"] == [
+        "bronze__procedures"
+    ]
     assert "procedures/tthc_20220531.json" in alert["message"] and "not valid JSON" in alert["message"]
     assert alert["webhook_status"] == "posted (HTTP 200)"
     (posted,) = hook.received
@@ -105,7 +107,7 @@ def test_a_failing_run_produces_an_alert_record_a_log_line_and_a_webhook_post(
 
     # the next successful refresh publishes the alert to the analysts' warehouse
     bad.unlink()
-    fixed = published.run()
+    fixed = published.run("refresh_procedures")
     assert fixed.success, failure_messages(fixed)
     assert published.query("select run_id, failed_steps from ops.alerts") == [(failed.run_id, ["bronze__procedures"])]
     comment = published.query("select comment from duckdb_tables() where schema_name = 'ops'")[0][0]
