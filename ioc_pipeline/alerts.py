@@ -17,6 +17,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -117,8 +118,11 @@ def read(store: Lake) -> pl.DataFrame:
     return store.read(LAYER, TABLE).select(list(SCHEMA)).sort("raised_at")
 
 
-def post(url: str, alert: Alert, attempts: int = 3, timeout: float = 10.0) -> str:
-    """POST the alert as JSON; a few quick retries, then give up and say why (the record keeps it)."""
+def post(
+    url: str, alert: Alert, attempts: int = 3, timeout: float = 10.0, sleep: Callable[[float], object] = time.sleep
+) -> str:
+    """POST the alert as JSON; a few quick retries (1 s, 2 s, ...: `sleep` is injectable so tests need not
+    wait), then give up and say why (the record keeps it)."""
     body = json.dumps(alert.payload(), ensure_ascii=False).encode("utf-8")
     problem = ""
     for attempt in range(attempts):
@@ -135,15 +139,17 @@ def post(url: str, alert: Alert, attempts: int = 3, timeout: float = 10.0) -> st
         except (urllib.error.URLError, OSError) as error:
             problem = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
         if attempt + 1 < attempts:
-            time.sleep(2**attempt)
+            sleep(2**attempt)
     return f"failed ({problem})"
 
 
-def raise_alert(store: Lake, alert: Alert, webhook_url: str | None) -> Alert:
+def raise_alert(
+    store: Lake, alert: Alert, webhook_url: str | None, sleep: Callable[[float], object] = time.sleep
+) -> Alert:
     """Log, post (when a webhook is configured) and record one alert."""
     log.error(alert.text())
     if webhook_url:
-        alert.webhook_status = post(webhook_url, alert)
+        alert.webhook_status = post(webhook_url, alert, sleep=sleep)
         if not alert.webhook_status.startswith("posted"):
             log.error(f"alert webhook {alert.webhook_status}")
     record(store, alert)
