@@ -28,10 +28,13 @@ DEV_PORT ?= 3000
 help:
 	@sed -n 's/^## \([^:]*\): \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-# The locked packages (uv.lock), installed by uv from the package registry into $(VENV)
-$(STAMP): pyproject.toml uv.lock
+# A venv from the machine's Python, with uv (pinned) from the package registry
+$(BIN)/uv:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The locked packages (uv.lock), installed by uv from the package registry into $(VENV)
+$(STAMP): pyproject.toml uv.lock | $(BIN)/uv
 	$(UV_SYNC) --extra dev
 	@touch $@
 
@@ -72,7 +75,7 @@ lint: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dg check defs
 
 ## lock: re-resolve uv.lock after a change of pyproject.toml's dependencies (needs the package registry)
-lock: $(STAMP)
+lock: | $(BIN)/uv
 	$(BIN)/uv lock
 
 ## sample: regenerate the committed sample delivery under data/landing
