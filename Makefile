@@ -46,10 +46,11 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m ioc_pipeline.cli run
 
-# pytest-xdist: one worker per core; a module whose fixture is a server or the bench stays on one worker
-# (xdist_group). PYTEST_WORKERS=0 runs in this process; PYTEST_ARGS adds options (-x, -k ...).
+# pytest-xdist: one worker per core, whole test files to a worker (a module's fixture, e.g. the UI test's
+# `make dev` or the bench run, is set up once: --dist loadgroup split a group across workers).
+# PYTEST_WORKERS=0 runs in this process; PYTEST_ARGS adds options (-x, -k ...).
 PYTEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## test: set up (Python packages, then Chromium and PostgreSQL when missing), then run the whole test suite (CI)
 test: $(STAMP) system-packages
