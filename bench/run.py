@@ -229,7 +229,7 @@ def fresh_data_dir(data: Path, landing: Path) -> Path:
     writes there; the nightly file is added to this copy only)."""
     shutil.rmtree(data, ignore_errors=True)
     (data / "dagster_home").mkdir(parents=True)
-    shutil.copy(REPO / "dagster.yaml", data / "dagster_home" / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.local.yaml", data / "dagster_home" / "dagster.yaml")
     copy = data / "landing"
     subprocess.run(["cp", "-al", str(landing), str(copy)], check=True)
     (copy / ".bench.json").unlink(missing_ok=True)

@@ -14,6 +14,8 @@ Schedules, sensors, freshness checks, alerts and per-domain jobs come from autom
 
 from __future__ import annotations
 
+from typing import cast
+
 import dagster as dg
 
 from ioc_pipeline import automation, progress, recovery
@@ -25,7 +27,7 @@ from ioc_pipeline.resources import resources
 # publish, the report.
 ASSET_MODULES = [*(domain.module() for domain in DOMAINS), scorecard, ops, publish, report]
 
-all_assets = dg.load_assets_from_modules(ASSET_MODULES)
+all_assets = cast(list[dg.AssetsDefinition], dg.load_assets_from_modules(ASSET_MODULES))  # @asset only
 
 # Feeds whose silver is partitioned declare it (`PARTITIONED` in their module): their range jobs and
 # changed-partition sensors follow; no entry point names a feed.

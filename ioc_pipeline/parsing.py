@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsTemporalType
 
 TIMEZONE = "Asia/Ho_Chi_Minh"
 MISSING_TOKENS = ("", "-", "n/a", "na", "null", "none")
@@ -49,7 +53,7 @@ def _nfc(values: pl.Series) -> pl.Series:
     if values.dtype == pl.String and not values.str.contains(r"[^\x00-\x7F]").any():
         return values  # ASCII text is always NFC (dates, codes, numbers: most columns)
     distinct = values.unique().drop_nulls()
-    normal = pl.from_arrow(pc.utf8_normalize(distinct.to_arrow(), form="NFC"))
+    normal = cast(pl.Series, pl.from_arrow(pc.utf8_normalize(distinct.to_arrow(), form="NFC")))
     changed = distinct != normal
     if not changed.any():
         return values
@@ -157,7 +161,7 @@ def _any_datetimes(values: pl.Series) -> pl.Series:
     return naive.zip_with(~offset, aware)
 
 
-def _first_format(values: pl.Series, dtype: pl.DataType, formats: tuple[str, ...]) -> pl.Series:
+def _first_format(values: pl.Series, dtype: PolarsTemporalType, formats: tuple[str, ...]) -> pl.Series:
     """Each value parsed by the first of `formats` that reads it (what `pl.coalesce` over the formats
     gives), but each format tried only on the values the formats before it left unparsed: a column
     comes in one or two formats, and trying all nine on every value cost a third of the pipeline."""

@@ -39,7 +39,7 @@ def resolved(name: str) -> Any:
     return resources()[name].process_config_and_initialize()
 
 
-def int_setting(name: str, default: int) -> int | dg.EnvVar:
+def int_setting(name: str, default: int) -> int:  # dg.EnvVar.int is an int (IntEnvVar)
     return dg.EnvVar.int(name) if os.environ.get(name) else default
 
 

@@ -72,7 +72,7 @@ def build(store: Lake, path: str, docs: dict[str, TableDoc]) -> dict[str, int]:
                         f"create table {name} as select * from read_parquet("
                         f"{_quote(store.glob(schema, table))}, hive_partitioning = true, union_by_name = true)"
                     )
-                    counts[name] = con.execute(f"select count(*) from {name}").fetchone()[0]
+                    counts[name] = con.execute(f"select count(*) from {name}").fetchall()[0][0]
                     doc = docs.get(name)
                     if doc:
                         con.execute(f"comment on table {name} is {_quote(doc.comment())}")

@@ -16,6 +16,8 @@ import pytest
 from bench import run as bench
 from bench.measure import run as measured_run
 
+pytestmark = pytest.mark.slow  # the whole harness in subprocesses: `make test` only, not `make test-fast`
+
 SCALE = 0.002  # about 2,000 dossier versions when the dossier feed is there
 
 

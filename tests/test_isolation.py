@@ -281,11 +281,11 @@ def test_run_and_scorecard_with_every_setting_from_the_environment(tmp_path: Pat
 
     from ioc_pipeline.sample.__main__ import FEEDS, SEED
     from ioc_pipeline.sample.gateway import Gateway, GatewayServer
-    from tests.conftest import REPO
+    from tests.conftest import LOCAL_INSTANCE, REPO
 
     landing, home = tmp_path / "delivered", tmp_path / "home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(LOCAL_INSTANCE, home / "dagster.yaml")
     for name in ("procedures", "telecom", "postal"):
         FEEDS[name](landing, SEED)
     exports = tmp_path / "exports"

@@ -18,7 +18,7 @@ other feeds are published as usual.
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsFloat
 
 import dagster as dg
 import polars as pl
@@ -386,7 +386,7 @@ def derived_asset(
 
 
 def indicator(
-    code: str, name: str, value: float | None, as_of: object, source: str, unit: str = "count"
+    code: str, name: str, value: SupportsFloat | None, as_of: object, source: str, unit: str = "count"
 ) -> dict[str, Any]:
     """One scorecard row (`gold/ioc_scorecard`'s schema), as each domain's `indicators()` returns them
     (`value` None: not computable, e.g. a rate over no dossier)."""

@@ -25,7 +25,7 @@ import datetime as dt
 import functools
 import secrets
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import dagster as dg
 import polars as pl
@@ -43,6 +43,9 @@ from ioc_pipeline.resources import AlertsResource, DossierGatewayResource, LakeR
 from ioc_pipeline.sources import dossiers as source
 from ioc_pipeline.sources.files import LOAD_ID, SOURCE_FILE, SOURCE_ROW
 from ioc_pipeline.units import REFORM_DATE, UnitResolver
+
+if TYPE_CHECKING:
+    pass
 
 GROUP = "public_service"
 TABLE = source.TABLE
@@ -457,7 +460,7 @@ def _combine(checks: dict[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheck
     combined: dict[str, dict[str, Any]] = {}
     for month, results in checks.items():
         for result in results:
-            entry = combined.setdefault(result.check_name, {"passed": True, "by_month": {}})
+            entry = combined.setdefault(cast(str, result.check_name), {"passed": True, "by_month": {}})
             entry["passed"] = entry["passed"] and result.passed
             entry["by_month"][month] = {"passed": result.passed, **{k: v.value for k, v in result.metadata.items()}}
     return [
@@ -725,7 +728,7 @@ def latest_complete_month(table: pl.DataFrame) -> pl.DataFrame:
     """The row of the newest month that ended on or before the snapshot day."""
     if table.is_empty():
         return table
-    as_of = table.get_column("as_of").max().date()
+    as_of = cast(dt.datetime, table.get_column("as_of").max()).date()
     done = table.filter(
         pl.col("month").map_elements(
             lambda m: m.replace(day=calendar.monthrange(m.year, m.month)[1]) <= as_of, pl.Boolean

@@ -14,7 +14,8 @@ of its stations broadcasts 4G. Each site belongs to the commune most of its stat
 """
 
 from collections.abc import Callable
-from typing import Any
+from datetime import date
+from typing import Any, SupportsFloat, cast
 
 import dagster as dg
 import polars as pl
@@ -222,7 +223,9 @@ def typed_stations(delivered: pl.DataFrame) -> pl.DataFrame:
 def newest_registers(bronze: pl.DataFrame) -> pl.DataFrame:
     """Each carrier's newest register (the carrier in the file name is the unit of supersession)."""
     carriers = bronze.with_columns(
-        pl.col(SOURCE_FILE).map_elements(FEED.partition_of, return_dtype=pl.String).alias(FILE_CARRIER)
+        pl.col(SOURCE_FILE)
+        .map_elements(cast(Callable[[str], str], FEED.partition_of), return_dtype=pl.String)
+        .alias(FILE_CARRIER)
     )
     return layers.latest_snapshot(carriers, by=[FILE_CARRIER])
 
@@ -427,10 +430,10 @@ def indicators(store: Lake) -> list[dict]:
     if not store.exists("gold", "telecom_coverage_by_new_unit"):
         return []
     by_unit = store.read("gold", "telecom_coverage_by_new_unit")
-    as_of = by_unit["as_of_date"].max()
+    as_of = cast(date, by_unit["as_of_date"].max())
     source = "gold/telecom_coverage_by_new_unit"
 
-    def row(code: str, name: str, value: float, source_asset: str = source) -> dict:
+    def row(code: str, name: str, value: SupportsFloat, source_asset: str = source) -> dict:
         return layers.indicator(code, name, value, as_of, source_asset)
 
     rows = [row("bts_sites", "Tổng số vị trí trạm BTS", by_unit["sites"].sum())]

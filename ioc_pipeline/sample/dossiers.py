@@ -337,7 +337,7 @@ def _add_working_days(moment: datetime, days: int) -> datetime:
 
 def dossier(
     rng: random.Random, ctx: Context, code: str, received: datetime, horizon: datetime, every_change: bool
-) -> list[dict[str, Any]]:
+) -> list[tuple[datetime, dict[str, Any]]]:
     """The versions of one dossier delivered up to `horizon`, oldest first (NgayCapNhat increasing)."""
     proc = rng.choice(ctx.procedures)
     online_share = {4: 0.65, 3: 0.4, 2: 0.05}[proc.level]

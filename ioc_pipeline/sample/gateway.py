@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlparse
 
 import orjson
@@ -99,7 +99,7 @@ class Gateway:
         with self._lock:
             self._count += 1
             count = self._count
-            entry = {k: v[0] for k, v in query.items()}
+            entry: dict[str, Any] = {k: v[0] for k, v in query.items()}
             self.requests.append(entry)
             if authorization != f"Bearer {self.token}":
                 entry["status"] = 401
@@ -157,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         url = urlparse(self.path)
         if url.path.rstrip("/") != "/dossiers":
-            status, body, headers = 404, b'{"error":"not found"}', {}
+            status, body, headers = 404, b'{"error":"not found"}', dict[str, str]()
         else:
             status, body, headers = self.server.gateway.answer(parse_qs(url.query), self.headers.get("Authorization"))
         truncate = headers.pop(TRUNCATE, None)
@@ -193,7 +193,7 @@ class GatewayServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{cast(str, host)}:{port}"
 
     def start(self) -> GatewayServer:
         self._thread = threading.Thread(target=self.serve_forever, name="gateway", daemon=True)

@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -68,6 +68,9 @@ from ioc_pipeline.sources.files import (
     survey,
 )
 
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
+
 T = TypeVar("T")
 TABLE = "dossiers"
 FIRST_MONTH = date(2022, 1, 1)  # the first month partition; receipt dates before it are refused by the gate
@@ -98,7 +101,10 @@ FIELDS: dict[str, str] = {
 }
 # every field as text; of the applicant, only the citizen ID is ever parsed (an applicant that is not an
 # object makes the line unreadable: it is quarantined with a reason that shows nothing of it)
-READ_SCHEMA = {**{name: pl.String for name in FIELDS}, APPLICANT: pl.Struct({"SoGiayTo": pl.String})}
+READ_SCHEMA: dict[str, PolarsDataType] = {
+    **{name: pl.String for name in FIELDS},
+    APPLICANT: pl.Struct({"SoGiayTo": pl.String}),
+}
 BRONZE_COLUMNS = [*FIELDS.values(), "applicant_id", UPDATED_AT, MONTH, PARSE_ERROR]
 LINEAGE = [SOURCE_FILE, SOURCE_ROW, SNAPSHOT, FILE_HASH]
 
@@ -192,7 +198,7 @@ def read_ahead(items: Iterator[T]) -> Iterator[T]:
         upcoming = worker.submit(next, items, done)
         while (item := upcoming.result()) is not done:
             upcoming = worker.submit(next, items, done)
-            yield item
+            yield cast(T, item)
 
 
 def _digest(landing: Landing, path: str) -> tuple[str, bool]:
@@ -230,7 +236,7 @@ def _parse_lines(
     `data` holds exactly `count` non-blank lines, split into a list only when one of them is unreadable."""
     expected = len(kept) if kept is not None else count
     try:
-        frame = pl.read_ndjson(io.BytesIO(data), schema=READ_SCHEMA) if data is not None else _read_lines(kept)
+        frame = pl.read_ndjson(io.BytesIO(data), schema=READ_SCHEMA) if data is not None else _read_lines(kept or [])
         if frame.height == expected:
             return frame, [None] * expected
     except Exception:  # noqa: BLE001 - polars' message may quote the line: find the culprits ourselves
@@ -531,7 +537,7 @@ def _page_request(
     raise AssertionError("unreachable")
 
 
-PAGE_SCHEMA = {
+PAGE_SCHEMA: dict[str, PolarsDataType] = {
     "data": pl.List(pl.Struct({**{k: pl.String for k in FIELDS}, APPLICANT: pl.Struct({"SoGiayTo": pl.String})})),
     "page_size": pl.Int64,
     "total_pages": pl.Int64,
