@@ -195,8 +195,8 @@ def release_dead_runs(instance: dg.DagsterInstance) -> Recovery:
             )
             done.failed_runs.append(run.run_id)
     for run_id in sorted(slot_holders(instance)):
-        run = instance.get_run_by_id(run_id)
-        if run is None or run.is_finished:
+        holder = instance.get_run_by_id(run_id)
+        if holder is None or holder.is_finished:
             instance.event_log_storage.free_concurrency_slots_for_run(run_id)
             done.freed_runs.append(run_id)
     return done

@@ -45,7 +45,7 @@ from ioc_pipeline.sources.files import LOAD_ID, SOURCE_FILE, SOURCE_ROW
 from ioc_pipeline.units import REFORM_DATE, UnitResolver
 
 if TYPE_CHECKING:
-    pass
+    from polars._typing import PolarsDataType
 
 GROUP = "public_service"
 TABLE = source.TABLE
@@ -525,7 +525,9 @@ def silver_dossiers(
     for month in months:
         bronze = store.scan("bronze", TABLE).filter(pl.col(source.MONTH) == month) if has_bronze else None
         # the loads, listed before the rows are read: one landing meanwhile is read again next time, never missed
-        loads = sorted(bronze.select(pl.col(LOAD_ID).unique()).collect().get_column(LOAD_ID)) if has_bronze else []
+        loads = (
+            sorted(bronze.select(pl.col(LOAD_ID).unique()).collect().get_column(LOAD_ID)) if bronze is not None else []
+        )
         delivered = current_versions(bronze).with_row_index(ROW_ID) if bronze is not None else pl.DataFrame()
         if delivered.is_empty():
             context.log.info(f"dossiers {month}: no versions delivered, nothing to rebuild")
@@ -596,7 +598,7 @@ def silver_dossiers(
 # --------------------------------------------------------------------------------------------------
 
 # The silver columns the KPIs read, and their types (an empty silver of this schema gives empty KPIs).
-KPI_INPUT_SCHEMA = {
+KPI_INPUT_SCHEMA: "dict[str, PolarsDataType]" = {
     "received_month": pl.Date,
     "agency": pl.String,
     "channel_code": pl.Int8,

@@ -643,7 +643,7 @@ class Versions:
         self.known = known.unique()
 
     def new_only(self, table: pa.Table) -> pa.Table:
-        keys = _version_keys(pl.from_arrow(table)).with_columns(_k=pl.int_range(pl.len(), dtype=pl.Int64))
+        keys = _version_keys(pl.DataFrame(table)).with_columns(_k=pl.int_range(pl.len(), dtype=pl.Int64))
         fresh = keys.unique(VERSION_KEY, keep="first", maintain_order=True).join(
             self.known, on=VERSION_KEY, how="anti", nulls_equal=True
         )
@@ -702,7 +702,7 @@ def reconcile(
             .collect()
         )
         held = dict(counted.iter_rows())
-    stats.unplaced = held.pop(None, 0)
+    stats.unplaced = held.pop(None, 0)  # type: ignore[call-overload]  # versions with no readable month
     served_so_far, kept_so_far, first_short = 0, stats.unplaced, None
     for start, following in zip(starts, starts[1:], strict=False):
         month = month_of(start.date())
@@ -837,7 +837,7 @@ def ingest(
             "đang dùng API của trục liên thông (IOC_DOSSIER_API_URL): không đọc tệp xuất",
         )
         fates += [fate_of(FEED, c.file, "ignored", *why) for c in candidates]
-        resource = gateway_resource(gateway, key, stats, lake, sleep)
+        resource = gateway_resource(gateway, key, stats or GatewayStats(), lake, sleep)
     else:
         refused = refused_earlier(lake, TABLE)
         resource = export_resource(landing, report, key, ahead, candidates=candidates, refused=refused)

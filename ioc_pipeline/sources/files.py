@@ -378,7 +378,7 @@ def _records_xlsx(path: str, data: bytes, feed: Feed) -> tuple[None, Iterator[tu
                 # a merged two-row header: the lower cell names the column, the upper one where it is empty
                 width = max(len(header), len(cells))
                 header = [
-                    (cells[i] if i < len(cells) and cells[i] and cells[i].strip() else None)
+                    (cells[i] if i < len(cells) and (cells[i] or "").strip() else None)
                     or (header[i] if i < len(header) else "")
                     for i in range(width)
                 ]
@@ -689,9 +689,9 @@ def file_resource(
                 continue
             if (file.path, digest) in refused:
                 reason, reason_vi = refused[(file.path, digest)]
-                error = DeliveryError(file.path, f"refused earlier: {reason}", f"đã bị từ chối trước đó: {reason_vi}")
-                report.errors.append(error)
-                report.fates.append(fate_of(feed, file, "refused", error.problem, error.problem_vi, sha256=digest))
+                earlier = DeliveryError(file.path, f"refused earlier: {reason}", f"đã bị từ chối trước đó: {reason_vi}")
+                report.errors.append(earlier)
+                report.fates.append(fate_of(feed, file, "refused", earlier.problem, earlier.problem_vi, sha256=digest))
                 continue
             if digest in seen:
                 digests[stat_key(file)] = digest
@@ -700,8 +700,8 @@ def file_resource(
                 report.fates.append(fate_of(feed, file, "already_loaded", why, "đã nạp trước đó", sha256=digest))
                 continue
             try:
-                if candidate.refusal is not None:
-                    raise candidate.refusal
+                if candidate.refusal is not None or opened is None:
+                    raise candidate.refusal or DeliveryError(file.path, "unreadable", "không đọc được")
                 encoding, tables = opened.parse()
             except DeliveryError as error:
                 report.errors.append(error)
