@@ -88,11 +88,35 @@ def _log(pipeline: Pipeline, fault: str | None = None) -> str:
     return (pipeline.root / f"cli-{fault or 'run'}.log").read_text(errors="replace")[-4000:]
 
 
+# What a run records about itself (when, which run, its own file paths, the files' fates as that run saw
+# them), not what it published: left out of the comparison with the uninterrupted run.
+VOLATILE = {
+    "checked_at",
+    "seen_at",
+    "run_id",
+    "raised_at",
+    "refused_at",
+    "last_file_received_at",
+    "modified_at",
+    "load_id",
+    "feedback_files",
+    "quality_page",
+    "built_at",
+}
+RUN_RECORDS = {"ops.alerts", "ops.landing_files", "ops.refused_files", "ops.warehouse_build"}
+
+
 def _warehouse(pipeline: Pipeline) -> dict[str, list[tuple]]:
-    """Every table of the warehouse, rows sorted."""
+    """Every published table of the warehouse (silver, gold, quarantine, the feed status and gate results
+    without their timestamps and run ids), rows sorted."""
     with duckdb.connect(str(pipeline.warehouse), read_only=True) as con:
         names = [r[0] for r in con.execute("select schema_name || '.' || table_name from duckdb_tables()").fetchall()]
-        return {name: con.execute(f"select * from {name} order by all").fetchall() for name in sorted(names)}
+        tables = {}
+        for name in sorted(set(names) - RUN_RECORDS):
+            columns = [c for (c,) in con.execute(f"select column_name from (describe {name})").fetchall()]
+            kept = ", ".join(f'"{c}"' for c in columns if c not in VOLATILE)
+            tables[name] = con.execute(f"select {kept} from {name} order by all").fetchall()
+        return tables
 
 
 def _gold(pipeline: Pipeline) -> dict[str, pl.DataFrame]:
