@@ -1,6 +1,7 @@
 # Two commands matter: `make run` and `make test`. Each sets itself up on a machine that has
-# only Python 3.11 and make.
+# only Python (3.11, 3.12 or 3.13) and make. `make help` lists the targets.
 SHELL := /bin/bash
+.DEFAULT_GOAL := help
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,30 +12,54 @@ export RUNTIME__DLTHUB_TELEMETRY := false
 # sample/dev mode: the dossier feed may run without IOC_PII_KEY (a public development key is used).
 # Production leaves IOC_MODE unset (or `production`) and sets IOC_PII_KEY: without it, runs refuse to start.
 export IOC_MODE ?= sample
+# uv installs uv.lock into $(VENV) (never a Python of its own); `dg` sees $(VENV) as the active environment
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export UV_PYTHON_DOWNLOADS := never
+export VIRTUAL_ENV := $(abspath $(VENV))
+UV_VERSION := 0.13.8# the same as the `uv` pin in pyproject.toml
+UV_SYNC := $(BIN)/uv sync --locked --python $(BIN)/python --no-progress
 
 DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
 REPORT_PORT ?=
 
-.PHONY: run test dev report lint sample gateway clean system-packages bench sql
+.PHONY: help run test test-fast dev report lint lock sample gateway clean system-packages bench validate sql
 
-$(STAMP): pyproject.toml
+## help: this list
+help:
+	@sed -n 's/^## \([^:]*\): \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+# A venv from the machine's Python, with uv (pinned) from the package registry
+$(BIN)/uv:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The locked packages (uv.lock), installed by uv from the package registry into $(VENV)
+$(STAMP): pyproject.toml uv.lock | $(BIN)/uv
+	$(UV_SYNC) --extra dev
 	@touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 	@mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp deploy/dagster.local.yaml $@
 
 ## run: set up, then materialize every asset on the committed sample delivery
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m ioc_pipeline.cli run
 
-## test: set up (Python packages, then Chromium and PostgreSQL when missing), then run the whole test suite
+# pytest-xdist: one worker per core, whole test files to a worker (a module's fixture, e.g. the UI test's
+# `make dev` or the bench run, is set up once: --dist loadgroup split a group across workers).
+# PYTEST_WORKERS=0 runs in this process; PYTEST_ARGS adds options (-x, -k ...).
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+## test: set up (Python packages, then Chromium and PostgreSQL when missing), then run the whole test suite (CI)
 test: $(STAMP) system-packages
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+## test-fast: the everyday loop: every test but the slow operating ones (browser, PostgreSQL, make dev, bench)
+test-fast: $(STAMP)
+	$(PYTEST) -m "not slow"
 
 ## system-packages: the Debian packages the tests need (apt-get, only when missing)
 system-packages:
@@ -52,10 +77,21 @@ report: $(STAMP)
 sql: $(STAMP)
 	$(BIN)/python -m ioc_pipeline.sql
 
-## lint: ruff
-lint: $(STAMP)
+## lint: ruff (rules and format), mypy on ioc_pipeline/, `dg check defs` (the code location loads)
+lint: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ruff check ioc_pipeline tests bench
 	$(BIN)/ruff format --check ioc_pipeline tests bench
+	$(BIN)/mypy
+	$(BIN)/dg check defs
+
+## lock: re-resolve uv.lock after a change of pyproject.toml's dependencies (needs the package registry)
+lock: | $(BIN)/uv
+	$(BIN)/uv lock
+
+## validate: check a department's file(s) offline with the pipeline's readers and rules (FILE="a.csv b.xlsx" [OUT=dir])
+validate: $(STAMP)
+	@test -n "$(FILE)" || { echo 'usage: make validate FILE="viettel_20220531.csv [more files]" [OUT=folder]'; exit 2; }
+	$(BIN)/python -m ioc_pipeline.cli validate $(FILE) $(if $(OUT),--out $(OUT))
 
 ## sample: regenerate the committed sample delivery under data/landing
 sample: $(STAMP)
@@ -66,8 +102,8 @@ gateway: $(STAMP)
 	$(BIN)/python -m ioc_pipeline.sample.gateway --landing data/landing --port 8765 --token demo-token
 
 BENCH_STAMP := $(VENV)/.installed-bench
-$(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+$(BENCH_STAMP): pyproject.toml uv.lock $(STAMP)
+	$(UV_SYNC) --extra dev --extra bench
 	@touch $@
 
 ## bench: the benchmark against a bare DuckDB script (S=1 by default: `make bench SCALE=10`); results in bench/results/

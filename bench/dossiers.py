@@ -171,7 +171,7 @@ def main() -> None:
         data = work / "pipeline"
         shutil.rmtree(data, ignore_errors=True)
         (data / "dagster_home").mkdir(parents=True)
-        shutil.copy(ROOT / "dagster.yaml", data / "dagster_home")
+        shutil.copy(ROOT / "deploy" / "dagster.local.yaml", data / "dagster_home" / "dagster.yaml")
         os.symlink(landing, data / "landing")
         run_env = {**env, "IOC_DATA_DIR": str(data), "DAGSTER_HOME": str(data / "dagster_home"), "IOC_MODE": "sample"}
         seconds, peak, out = measured([PYTHON, "-m", "ioc_pipeline.cli", "run"], run_env)

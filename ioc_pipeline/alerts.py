@@ -17,19 +17,24 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc
 
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
+
 LAYER, TABLE = "ops", "alerts"
 MESSAGE_LIMIT = 2000
 log = logging.getLogger("ioc_pipeline.alerts")
 
-SCHEMA = {
+SCHEMA: dict[str, PolarsDataType] = {
     "alert_id": pl.String,
     "raised_at": pl.Datetime("us", "UTC"),
     "kind": pl.String,
@@ -117,8 +122,11 @@ def read(store: Lake) -> pl.DataFrame:
     return store.read(LAYER, TABLE).select(list(SCHEMA)).sort("raised_at")
 
 
-def post(url: str, alert: Alert, attempts: int = 3, timeout: float = 10.0) -> str:
-    """POST the alert as JSON; a few quick retries, then give up and say why (the record keeps it)."""
+def post(
+    url: str, alert: Alert, attempts: int = 3, timeout: float = 10.0, sleep: Callable[[float], object] = time.sleep
+) -> str:
+    """POST the alert as JSON; a few quick retries (1 s, 2 s, ...: `sleep` is injectable so tests need not
+    wait), then give up and say why (the record keeps it)."""
     body = json.dumps(alert.payload(), ensure_ascii=False).encode("utf-8")
     problem = ""
     for attempt in range(attempts):
@@ -135,7 +143,7 @@ def post(url: str, alert: Alert, attempts: int = 3, timeout: float = 10.0) -> st
         except (urllib.error.URLError, OSError) as error:
             problem = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
         if attempt + 1 < attempts:
-            time.sleep(2**attempt)
+            sleep(2**attempt)
     return f"failed ({problem})"
 
 
@@ -154,11 +162,13 @@ def raise_once(store: Lake, alert: Alert, webhook_url: str | None) -> bool:
     return True
 
 
-def raise_alert(store: Lake, alert: Alert, webhook_url: str | None) -> Alert:
+def raise_alert(
+    store: Lake, alert: Alert, webhook_url: str | None, sleep: Callable[[float], object] = time.sleep
+) -> Alert:
     """Log, post (when a webhook is configured) and record one alert."""
     log.error(alert.text())
     if webhook_url:
-        alert.webhook_status = post(webhook_url, alert)
+        alert.webhook_status = post(webhook_url, alert, sleep=sleep)
         if not alert.webhook_status.startswith("posted"):
             log.error(f"alert webhook {alert.webhook_status}")
     record(store, alert)

@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -88,7 +89,7 @@ def time_partitions(assets: Sequence[dg.AssetsDefinition]) -> dg.TimeWindowParti
         raise dg.DagsterInvalidDefinitionError(
             f"the refresh jobs support one time-window partitioning, found: {', '.join(map(str, found))}"
         )
-    return next(iter(found))
+    return cast(dg.TimeWindowPartitionsDefinition, next(iter(found)))
 
 
 def recent_partitions(partitions: dg.TimeWindowPartitionsDefinition, when: datetime) -> list[str]:
@@ -225,7 +226,7 @@ def _partition_range(files: list[str], partitions: dg.TimeWindowPartitionsDefini
             continue  # no date in the name: the run's bronze step refuses it and says why
         keys.add(partitions.get_partition_key_for_timestamp(snapshot.timestamp()))
     if not keys:  # no dated file at all: the latest month, so that the run can start and say why
-        keys.add(partitions.get_last_partition_key())
+        keys.add(cast(str, partitions.get_last_partition_key()))
     ordered = sorted(keys, key=partitions.get_partition_keys().index)
     return range_tags([ordered[0], ordered[-1]])
 
@@ -250,6 +251,33 @@ class ChangedPartitions:
     watched: dg.AssetKey
     changed: Callable[[dg.DagsterInstance], list[str]]
     ranges: Callable[[list[str]], list[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class PartitionedFeed:
+    """A feed whose silver is partitioned (the dossier months), declared by its asset module as
+    `PARTITIONED`: the job that rebuilds a range of its partitions and what is downstream of them, and
+    how to find the partitions its loads changed. definitions.py and the CLI read it; neither names the feed."""
+
+    job_name: str
+    assets: dg.AssetSelection  # the partitioned assets
+    partitions: dg.PartitionsDefinition
+    watched: dg.AssetKey  # the append-only upstream whose loads change partitions
+    changed: Callable[[dg.DagsterInstance], list[str]]
+    ranges: Callable[[list[str]], list[tuple[str, str]]]
+    sensor_name: str
+    description: str = ""
+
+    def job(self) -> UnresolvedAssetJobDefinition:
+        return dg.define_asset_job(
+            self.job_name,
+            selection=self.assets.downstream(),
+            partitions_def=self.partitions,
+            description=self.description,
+        )
+
+    def changed_sensor(self, job: UnresolvedAssetJobDefinition) -> ChangedPartitions:
+        return ChangedPartitions(self.sensor_name, job, self.watched, self.changed, self.ranges)
 
 
 def changed_partitions_sensor(spec: ChangedPartitions, writers: dict[str, set[dg.AssetKey]]) -> dg.SensorDefinition:
@@ -363,7 +391,7 @@ def _error_message(event: dg.DagsterEvent) -> str:
 
 
 def gold_keys(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetKey]:
-    return sorted({key for a in assets for key in a.keys if key.path[0] == "gold"}, key=lambda k: k.path)
+    return sorted({key for a in assets for key in a.keys if key.path[0] == "gold"}, key=lambda k: tuple(k.path))
 
 
 def groups(assets: Sequence[dg.AssetsDefinition]) -> list[str]:

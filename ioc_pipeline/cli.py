@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ioc_pipeline import progress
+from ioc_pipeline import progress, recovery
 from ioc_pipeline.automation import PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_range_tags
 from ioc_pipeline.pii import PiiKeyError, resolve_key
-from ioc_pipeline.resources import resolved, resources, value
+from ioc_pipeline.resources import resolved
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL, EXIT_REFUSED = 0, 1, 2, 3, 4
 NOT_PUBLISHED_STATES = ("blocked", "file_refused")
@@ -39,15 +39,25 @@ NOT_PUBLISHED_STATES = ("blocked", "file_refused")
 
 def check_pii_key() -> None:
     """Refuse to start, with the reason, when the dossier feed could not be pseudonymised."""
-    pii = resources()["pii"]
-    resolve_key(value(pii.key), value(pii.mode))
+    pii = resolved("pii")
+    resolve_key(pii.key, pii.mode)
 
 
-def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, **kwargs: object) -> dg.ExecuteInProcessResult:
-    partitions = kwargs.get("tags", {}).get(RANGE_START) if isinstance(kwargs.get("tags"), dict) else None
-    label = f" [{partitions}..{kwargs['tags'][RANGE_END]}]" if partitions else ""  # type: ignore[index]
+def _execute(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    tags: dict[str, str] | None = None,
+    asset_selection: list[dg.AssetKey] | None = None,
+) -> dg.ExecuteInProcessResult:
+    label = f" [{tags[RANGE_START]}..{tags[RANGE_END]}]" if tags and RANGE_START in tags else ""
     print(f"run {job.name}{label}:", flush=True)
-    return job.execute_in_process(instance=instance, raise_on_error=False, run_config=progress.RUN_CONFIG, **kwargs)
+    return job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config=progress.RUN_CONFIG,
+        tags={**(tags or {}), **recovery.run_tags()},  # whose process runs it: a dead one is recognised
+        asset_selection=asset_selection,
+    )
 
 
 def published_in(result: dg.ExecuteInProcessResult) -> bool:
@@ -60,8 +70,7 @@ def published_in(result: dg.ExecuteInProcessResult) -> bool:
 def refresh(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.ExecuteInProcessResult]:
     """Every asset, in order: upstream of the dossier months, the changed months, downstream; then, if a
     failed step kept the warehouse from being published, the `publish` job from the last good state."""
-    from ioc_pipeline.assets.public_service import month_ranges, months_to_refresh
-    from ioc_pipeline.definitions import PARTITIONED
+    from ioc_pipeline.definitions import PARTITIONED, PARTITIONED_FEEDS
 
     graph = defs.resolve_asset_graph()
     partitioned = PARTITIONED.resolve(graph)
@@ -70,9 +79,11 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.Execu
     downstream = PARTITIONED.downstream().resolve(graph) & selectable
     upstream = selectable - downstream
     results = [_execute(job, instance, asset_selection=sorted(upstream))]
-    months = defs.resolve_job_def("dossier_months")
-    for start, end in month_ranges(months_to_refresh(instance)):
-        results.append(_execute(months, instance, tags=range_tags([start, end]), asset_selection=sorted(partitioned)))
+    for feed in PARTITIONED_FEEDS:  # the partitions each partitioned feed's loads changed (dossier months)
+        ranged = defs.resolve_job_def(feed.job_name)
+        selection = sorted(feed.assets.resolve(graph))
+        for start, end in feed.ranges(feed.changed(instance)):
+            results.append(_execute(ranged, instance, tags=range_tags([start, end]), asset_selection=selection))
     results.append(_execute(job, instance, asset_selection=sorted(downstream)))
     if not published_in(results[-1]):
         print("the warehouse was not published by that run: publishing every feed's last good data", flush=True)
@@ -91,6 +102,8 @@ def run(job_name: str | None = None) -> int:
     defs = build_defs()
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
+        recovery.recover(instance)  # what dead runs left: their runs failed, slots freed, temp files removed
+        recovery.stop_on_signals(instance)  # SIGTERM/SIGINT stop within seconds, even while a step waits for a slot
         if job_name:
             job = defs.resolve_job_def(job_name)
             tags = recent_range_tags(job, datetime.now(UTC))  # a partitioned job: this and last month
@@ -100,8 +113,10 @@ def run(job_name: str | None = None) -> int:
     elapsed = time.monotonic() - started
     for result in results:
         for event in result.all_events:
-            if event.event_type_value == "STEP_FAILURE":
-                print(f"FAILED {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
+            if event.is_step_failure:
+                print(
+                    f"FAILED {event.step_key}: {progress.root_message(event.step_failure_data.error)}", file=sys.stderr
+                )
     published = any(published_in(r) for r in results)
     states = show_feeds()
     troubled = [f"{feed} ({state})" for feed, state in states if state in NOT_PUBLISHED_STATES]

@@ -14,10 +14,12 @@ Schedules, sensors, freshness checks, alerts and per-domain jobs come from autom
 
 from __future__ import annotations
 
+from typing import cast
+
 import dagster as dg
 
-from ioc_pipeline import automation, progress
-from ioc_pipeline.assets import ops, public_service, publish, report, scorecard
+from ioc_pipeline import automation, progress, recovery
+from ioc_pipeline.assets import ops, publish, report, scorecard
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.resources import resources
 
@@ -25,30 +27,20 @@ from ioc_pipeline.resources import resources
 # publish, the report.
 ASSET_MODULES = [*(domain.module() for domain in DOMAINS), scorecard, ops, publish, report]
 
-all_assets = dg.load_assets_from_modules(ASSET_MODULES)
+all_assets = cast(list[dg.AssetsDefinition], dg.load_assets_from_modules(ASSET_MODULES))  # @asset only
 
-PARTITIONED = dg.AssetSelection.assets(public_service.silver_dossiers)
-
-dossier_months = dg.define_asset_job(
-    "dossier_months",
-    selection=PARTITIONED.downstream(),
-    partitions_def=public_service.MONTHS,
-    description="A range of dossier months (silver and quarantine, one single run) and everything downstream "
-    "of them: gold KPIs, the scorecard, the warehouse.",
-)
+# Feeds whose silver is partitioned declare it (`PARTITIONED` in their module): their range jobs and
+# changed-partition sensors follow; no entry point names a feed.
+PARTITIONED_FEEDS: list[automation.PartitionedFeed] = [
+    m.PARTITIONED for m in ASSET_MODULES if hasattr(m, "PARTITIONED")
+]
+PARTITIONED_JOBS = {feed.job_name: feed.job() for feed in PARTITIONED_FEEDS}
+PARTITIONED = dg.AssetSelection.assets(*[k for feed in PARTITIONED_FEEDS for k in feed.assets.resolve(all_assets)])
 
 operations = automation.build(
     all_assets,
-    extra_jobs=[dossier_months],
-    changed=[
-        automation.ChangedPartitions(
-            name="dossier_months_changed",
-            job=dossier_months,
-            watched=public_service.BRONZE_KEY,
-            changed=public_service.months_to_refresh,
-            ranges=public_service.month_ranges,
-        )
-    ],
+    extra_jobs=list(PARTITIONED_JOBS.values()),
+    changed=[feed.changed_sensor(PARTITIONED_JOBS[feed.job_name]) for feed in PARTITIONED_FEEDS],
 )
 
 
@@ -59,7 +51,7 @@ def build_defs() -> dg.Definitions:
         asset_checks=operations.asset_checks,
         jobs=operations.jobs,
         schedules=operations.schedules,
-        sensors=operations.sensors,
+        sensors=[*operations.sensors, recovery.dead_runs],  # dead runs failed, their pool slots freed
         resources=resources(),
         executor=dg.in_process_executor,
         # Dagster's console logger stays the default; the CLI asks for `progress` (one line a step) instead.

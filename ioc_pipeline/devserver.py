@@ -1,6 +1,6 @@
 """`python -m ioc_pipeline.devserver` (what `make dev` runs): the Dagster UI and daemon on loopback.
 
-    make dev ──► devserver ──► dagster dev (own process group) ──► webserver, daemon, code server
+    make dev ──► devserver ──► dg dev (own process group) ──► webserver, daemon, code server
 
 It also serves the lake's `report/` folder (the IOC report) on the next port, and tells Dagster
 where (`IOC_REPORT_BASE_URL`), so the report asset's link opens from its page: see report/server.py.
@@ -111,9 +111,9 @@ def serve(host: str, port: int, workspace: Path, grace: float = 30.0, report_por
     home = os.environ.setdefault("DAGSTER_HOME", str(REPO / "data" / "dagster_home"))
     Path(home).mkdir(parents=True, exist_ok=True)
     if not (Path(home) / "dagster.yaml").exists():
-        shutil.copy(REPO / "dagster.yaml", Path(home) / "dagster.yaml")
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+        shutil.copy(REPO / "deploy" / "dagster.local.yaml", Path(home) / "dagster.yaml")
+    dg_cli = Path(sys.executable).with_name("dg")  # `dagster dev` warns that `dg dev` supersedes it
+    command = [str(dg_cli), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
     _become_subreaper()
     stopping: list[int] = []
     for sig in STOP_SIGNALS:
@@ -122,6 +122,7 @@ def serve(host: str, port: int, workspace: Path, grace: float = 30.0, report_por
     child = subprocess.Popen(
         command,
         cwd=REPO,
+        env={**os.environ, "VIRTUAL_ENV": sys.prefix},  # dg: this interpreter's venv is the project's
         start_new_session=True,  # Ctrl-C reaches this wrapper only; it stops the tree in order
         preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in STOP_SIGNALS],
     )
@@ -129,7 +130,7 @@ def serve(host: str, port: int, workspace: Path, grace: float = 30.0, report_por
     while child.poll() is None and not stopping:
         time.sleep(0.2)
     if child.poll() is None:
-        child.send_signal(signal.SIGTERM)  # dagster dev stops its webserver, daemon and code server
+        child.send_signal(signal.SIGTERM)  # dg dev stops its webserver, daemon and code server
         deadline = time.monotonic() + grace
         while child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -36,9 +36,12 @@ class Summary:
     decision_vi: str = ""
     decision_en: str = ""
     encoding: str | None = None
+    checked_before_sending: bool = False  # `cli validate`: what would happen, not what did
 
     @property
     def state_vi(self) -> str:
+        if self.checked_before_sending:
+            return "Sẽ được công bố" if self.published else "Sẽ bị chặn, không được công bố"
         return "Đã công bố" if self.published else "Bị chặn, không công bố"
 
 
@@ -83,7 +86,7 @@ def workbook(summary: Summary, refused: pl.DataFrame) -> bytes:
     sheet.column_dimensions["C"].width = 60
 
     rows = book.create_sheet("Dòng bị loại")
-    front = [c for c in ("source_row", "rule", "reason_vi", "reason") if c in refused.columns]
+    front: list[str] = [c for c in ("source_row", "rule", "reason_vi", "reason") if c in refused.columns]
     delivered = [c for c in visible_columns(refused) if c not in {*front, "rules", "source_file", "reason_en"}]
     headers = {"source_row": "Dòng", "rule": "Quy tắc", "reason_vi": "Lý do", "reason": "Reason"}
     rows.append([headers.get(c, c) for c in front] + delivered)

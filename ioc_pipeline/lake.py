@@ -8,8 +8,8 @@
 A table is a folder `<root>/<layer>/<table>/`, holding either one `data.parquet` or one
 `<partition>/data.parquet` per partition (hive style, `month=2022-01`). Writes are atomic:
 a local file is written beside its target and renamed over it, an object store put is atomic
-by itself. The root is a local folder today; an `s3://bucket/prefix` root works the same way
-through fsspec, which is why nothing else in the project opens lake paths directly.
+by itself. The root is a local folder or an `s3://bucket/prefix` URL (s3fs; endpoint and credentials from
+the standard AWS variables), which is why nothing else in the project opens lake paths directly.
 """
 
 from __future__ import annotations
@@ -65,6 +65,11 @@ class Lake:
     def url(self) -> str:
         """The root as other engines (dlt, DuckDB, polars) take it."""
         return f"{self.protocol}{self.root}"
+
+    def object_store(self) -> fsspec.AbstractFileSystem | None:
+        """The lake's fsspec filesystem when it is not a local folder, for engines that cannot reach object
+        storage by themselves: DuckDB here cannot load httpfs, so it reads `s3://…` through this one."""
+        return None if _is_local(self.fs) else self.fs
 
     def table_url(self, layer: str, table: str) -> str:
         assert layer in LAYERS, layer

@@ -10,14 +10,15 @@ without the key can test a guessed ID number against it (a plain hash of a 12-di
 reversed by trying them all).
 
 The mode (`IOC_MODE`) decides what a missing key means:
-- `production` (the default): a run that needs the key refuses to start without one;
+- `production` (the default): a run that needs the key refuses to start without one, with the public
+  sample key, or with a key of obviously low entropy (shorter than 16 characters, or fewer than 8
+  distinct characters: `________________`, `aaaaaaaaaaaaaaaa`, `abababababababab`);
 - `sample` (what `make run`, `make dev` and the tests set): a fixed, public development key is
   used, so the sample delivery runs on a fresh clone. Sample pseudonyms protect nothing.
 """
 
 from __future__ import annotations
 
-import hmac
 import re
 from hashlib import sha256
 
@@ -26,6 +27,7 @@ import polars as pl
 MODES = ("production", "sample")
 SAMPLE_KEY = "ioc-sample-key-not-secret"  # public on purpose: only for the sample and development
 MIN_KEY_LENGTH = 16
+MIN_KEY_DISTINCT = 8  # distinct characters of a production key (a hex token of 16+ characters has about 15)
 PSEUDONYM_HEX = 32  # 128 bits
 
 
@@ -50,6 +52,17 @@ def resolve_key(key: str | None, mode: str | None) -> bytes:
         )
     if len(key) < MIN_KEY_LENGTH:
         raise PiiKeyError(f"IOC_PII_KEY is too short: use at least {MIN_KEY_LENGTH} characters")
+    if mode == "production":
+        advice = "generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`"
+        if key == SAMPLE_KEY:
+            raise PiiKeyError(
+                f"IOC_PII_KEY is the public sample key: production pseudonyms need a secret key ({advice})"
+            )
+        if len(set(key)) < MIN_KEY_DISTINCT:
+            raise PiiKeyError(
+                f"IOC_PII_KEY has fewer than {MIN_KEY_DISTINCT} distinct characters: a key of such low entropy "
+                f"can be guessed ({advice})"
+            )
     return key.encode()
 
 
@@ -66,21 +79,16 @@ def normalise_citizen_id(value: str | None) -> str | None:
     return digits.zfill(12) if len(digits) == 11 else digits
 
 
-def pseudonym(key: bytes, citizen_id: str | None) -> str | None:
-    normalised = normalise_citizen_id(citizen_id)
-    if normalised is None:
-        return None
-    return hmac.digest(key, normalised.encode(), sha256).hex()[:PSEUDONYM_HEX]
-
-
 _KNOWN: dict[bytes, dict[str, str | None]] = {}  # key -> delivered ID -> pseudonym, for this process
 _KNOWN_MAX = 500_000  # about 120 MB at most; a dossier's versions repeat its applicant's ID
 
 
 def pseudonymise(ids: pl.Series, key: bytes) -> pl.Series:
-    """`pseudonym` of every value, computed once per distinct ID and remembered for the process (a
-    dossier's versions come in different pages and batches), with the HMAC's inner and outer hash
-    states prepared once (RFC 2104; a third of the cost per ID)."""
+    """The pseudonym of every citizen ID: the first 128 bits (hex) of HMAC-SHA256(key, normalised ID), or
+    null when the value holds no digit. The only implementation (the source calls it on every page and
+    batch): computed once per distinct ID and remembered for the process (a dossier's versions come in
+    different pages and batches), with the HMAC's inner and outer hash states prepared once (RFC 2104; a
+    third of the cost per ID)."""
     block = (sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
     inner_base, outer_base = sha256(bytes(b ^ 0x36 for b in block)), sha256(bytes(b ^ 0x5C for b in block))
     known = _KNOWN.setdefault(key, {})

@@ -18,7 +18,7 @@ import dagster as dg
 from dagster._core.log_manager import LOG_RECORD_METADATA_ATTR
 
 LOGGER = "progress"
-RUN_CONFIG = {"loggers": {LOGGER: {}}}
+RUN_CONFIG: dict[str, Any] = {"loggers": {LOGGER: {}}}
 
 
 class ProgressHandler(logging.Handler):
@@ -78,7 +78,7 @@ def _label(step: str) -> str:
     return step.replace("__", "/")
 
 
-@dg.logger(description="One line per step (rows, seconds) and failed checks with their numbers: the CLI's console.")
+@dg.logger(None, "One line per step (rows, seconds) and failed checks with their numbers: the CLI's console.")
 def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
     logger = logging.getLogger(f"ioc_pipeline.progress.{id(init_context)}")
     logger.propagate = False

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
 from ioc_pipeline.lake import Lake, Landing
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.pii import resolve_key
-from ioc_pipeline.sources.dossiers import Gateway
 from ioc_pipeline.warehouse import build
 
 
@@ -35,12 +35,12 @@ def value(setting: object) -> str:
     return str(setting)
 
 
-def resolved(name: str) -> dg.ConfigurableResource:
+def resolved(name: str) -> Any:
     """One resource of `resources()` with its `EnvVar` fields read: for code outside a Dagster run (the CLI)."""
     return resources()[name].process_config_and_initialize()
 
 
-def int_setting(name: str, default: int) -> int | dg.EnvVar:
+def int_setting(name: str, default: int) -> int:  # dg.EnvVar.int is an int (IntEnvVar)
     return dg.EnvVar.int(name) if os.environ.get(name) else default
 
 
@@ -110,6 +110,11 @@ def resources() -> dict[str, dg.ConfigurableResource]:
             token=setting("IOC_DOSSIER_API_TOKEN", ""),
             page_size=int_setting("IOC_DOSSIER_API_PAGE_SIZE", 20000),
             backoff_seconds=float(os.environ.get("IOC_DOSSIER_API_BACKOFF_SECONDS") or 1.0),
+            max_attempts=int_setting("IOC_DOSSIER_API_MAX_ATTEMPTS", 6),
+            step_retries=int_setting("IOC_DOSSIER_API_STEP_RETRIES", 5),
+            timeout_seconds=int_setting("IOC_DOSSIER_API_TIMEOUT_SECONDS", 60),
+            lookback_hours=int_setting("IOC_DOSSIER_API_LOOKBACK_HOURS", 48),
+            reconcile_days=int_setting("IOC_DOSSIER_API_RECONCILE_DAYS", 7),
         ),
         "pii": PiiResource(key=setting("IOC_PII_KEY", ""), mode=setting("IOC_MODE", "production")),
         "alerts": AlertsResource(webhook_url=setting("IOC_ALERT_WEBHOOK_URL", "")),
@@ -124,18 +129,17 @@ class DossierGatewayResource(dg.ConfigurableResource):
     token: str = ""
     page_size: int = 20000
     backoff_seconds: float = 1.0
-    max_attempts: int = 6
+    max_attempts: int = 6  # requests of one page before the load fails
+    step_retries: int = 5  # then the step is retried this often (NETWORK_RETRY's delays)
+    timeout_seconds: int = 60  # to connect, and between two bytes of an answer
+    lookback_hours: int = 48  # asked again before the newest version loaded: late backdated versions
+    reconcile_days: int = 7  # counts per month compared with the gateway's this often (0: every load)
 
-    def gateway(self) -> Gateway | None:
-        if not self.url.strip():
-            return None
-        return Gateway(
-            url=self.url.strip(),
-            token=self.token,
-            page_size=self.page_size,
-            backoff=self.backoff_seconds,
-            max_attempts=self.max_attempts,
-        )
+    @property
+    def configured(self) -> bool:
+        """A gateway URL is set (otherwise the dossiers come from the export files). The HTTP client is
+        the dossier source's (`sources.dossiers.Gateway.from_settings`): resources know no feed's client."""
+        return bool(self.url.strip())
 
 
 class PiiResource(dg.ConfigurableResource):

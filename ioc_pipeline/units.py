@@ -35,7 +35,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -911,7 +911,9 @@ def resolve_columns(
     has_district = district is not None and district in frame.columns
     keys = frame.select(
         pl.col(name).cast(pl.String).alias("_unit_name"),
-        (pl.col(district).cast(pl.String) if has_district else pl.lit(None, pl.String)).alias("_unit_district"),
+        (pl.col(cast(str, district)).cast(pl.String) if has_district else pl.lit(None, pl.String)).alias(
+            "_unit_district"
+        ),
         pl.col(as_of).alias("_unit_as_of"),
     )
     rows: list[dict[str, Any]] = []
@@ -933,7 +935,11 @@ def resolve_columns(
                 "unit_detail": r.detail if r.error else None,
             }
         )
-    schema = {"_unit_name": pl.String, "_unit_district": pl.String, "_unit_as_of": keys.schema["_unit_as_of"]}
+    schema: dict[str, Any] = {
+        "_unit_name": pl.String,
+        "_unit_district": pl.String,
+        "_unit_as_of": keys.schema["_unit_as_of"],
+    }
     resolved = pl.DataFrame(rows, schema={**schema, **RESOLVED_COLUMNS}, orient="row")
     joined = pl.concat([frame.drop(list(RESOLVED_COLUMNS), strict=False), keys], how="horizontal").join(
         resolved, on=list(schema), how="left", nulls_equal=True, maintain_order="left"

@@ -13,14 +13,15 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
 from ioc_pipeline import feedback, gate
 from ioc_pipeline.assets.layers import GatedTable
 from ioc_pipeline.feeds import DOMAINS, feed
-from ioc_pipeline.lake import Landing, matches
-from ioc_pipeline.sources.files import LOAD_ID, DeliveryError, read_delivery
+from ioc_pipeline.lake import Lake, Landing, matches
+from ioc_pipeline.sources.files import LOAD_ID, DeliveryError
 
 EXIT_PUBLISHABLE, EXIT_BLOCKED, EXIT_REFUSED = 0, 3, 4
 
@@ -53,21 +54,20 @@ class Checked:
     exit_code: int
 
 
-def read_file(path: Path, spec: GatedTable) -> pl.DataFrame:
-    """The file as bronze would hold it (the feed's own reader), as the batch the gate sees."""
+def read_file(path: Path, spec: GatedTable) -> tuple[pl.DataFrame, str | None]:
+    """The file as bronze would hold it (the feed's own reader), as the batch the gate sees; its encoding."""
     landing = Landing(str(path.parent))
     file = next(f for f in landing.files(path.name))
-    reader = getattr(spec, "reader", None)
-    tables = reader(landing, file) if reader else [read_delivery(landing, file, spec.feed)]
-    frame = pl.concat([pl.from_arrow(t) for t in tables], how="diagonal_relaxed")
+    encoding, tables = spec.reader(landing, file, spec.feed).parse()
+    frame = pl.concat([pl.DataFrame(t) for t in tables], how="diagonal_relaxed")
     if LOAD_ID not in frame.columns:  # what dlt adds in bronze: one load here
         frame = frame.with_columns(pl.lit("validate").alias(LOAD_ID))
-    return spec.batch(frame).with_row_index(gate.ROW_ID)
+    return spec.batch(frame).with_row_index(gate.ROW_ID), encoding
 
 
 def check(path: Path, spec: GatedTable, references: dict[str, pl.DataFrame]) -> Checked:
-    delivered = read_file(path, spec)
-    typed_lake = _ReferenceLake(references) if references else None
+    delivered, encoding = read_file(path, spec)
+    typed_lake = cast(Lake, _ReferenceLake(references)) if references else None
     result = gate.split(spec.typed(delivered, typed_lake), spec.table, spec.rules, spec.policy().warn_only)
     decision = gate.decide(spec.table, result, None, spec.policy())
     quarantine = gate.quarantine_rows(delivered, result.rejected)
@@ -83,6 +83,8 @@ def check(path: Path, spec: GatedTable, references: dict[str, pl.DataFrame]) -> 
         published=decision.published,
         decision_vi=vi,
         decision_en=en,
+        encoding=encoding,
+        checked_before_sending=True,
     )
     code = EXIT_PUBLISHABLE if decision.published else EXIT_BLOCKED
     return Checked(summary, feedback.workbook(summary, quarantine), code)
@@ -118,7 +120,8 @@ def validate(paths: list[str], out: str | None) -> int:
         try:
             checked = check(path, spec, references)
         except DeliveryError as error:
-            print(f"Tệp: {path.name} (nguồn {spec.table})\n  Bị từ chối, không thể nạp: {error.problem}")
+            print(f"Tệp: {path.name} (nguồn {spec.table})\n  Bị từ chối, không thể nạp: {error.problem_vi}")
+            print(f"  (refused: {error.problem})")
             codes.append(EXIT_REFUSED)
             continue
         for line in feedback.summary_lines(checked.summary):
@@ -137,6 +140,6 @@ def validate(paths: list[str], out: str | None) -> int:
 
 
 def _clean_enterprises(path: Path, spec: GatedTable) -> pl.DataFrame:
-    delivered = read_file(path, spec)
+    delivered, _ = read_file(path, spec)
     result = gate.split(spec.typed(delivered, None), spec.table, spec.rules, spec.policy().warn_only)
     return result.clean.select(spec.silver_columns)

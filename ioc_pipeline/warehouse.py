@@ -21,6 +21,7 @@ time without a `SET TimeZone`. Month partitions (`month=YYYY-MM`) become a `DATE
 
 from __future__ import annotations
 
+import glob
 import os
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from ioc_pipeline import faults
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc
 
@@ -68,12 +70,23 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def leftovers(path: str) -> list[str]:
+    """Files of builds that never finished (a killed publish): `<path>.<uuid>.building` and its `.wal`."""
+    pattern = f"{glob.escape(path)}.*.building"
+    return sorted(glob.glob(pattern) + glob.glob(f"{pattern}.wal"))
+
+
 def build(
     store: Lake, path: str, docs: dict[str, TableDoc], on_orphan: Callable[[str], None] | None = None
 ) -> dict[str, int]:
     """Write every silver, gold and quarantine table of the lake into a new DuckDB file at `path`;
-    `on_orphan(folder)` hears where a client's leftover warehouse was moved (see `set_aside`)."""
+    `on_orphan(folder)` hears where a client's leftover warehouse was kept (see `set_aside`).
+
+    Files a killed publish left beside `path` are removed first: the publish step holds the
+    `warehouse` pool's only slot, so no other build is running and every such file is dead."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    for leftover in leftovers(path):
+        os.remove(leftover)
     building = f"{path}.{uuid.uuid4().hex}.building"
     counts: dict[str, int] = {}
     try:
@@ -86,6 +99,8 @@ def build(
             },
         )
         try:
+            if (remote := store.object_store()) is not None:
+                con.register_filesystem(remote)  # `read_parquet('s3://…')` through s3fs: no httpfs here
             for schema in SCHEMAS:
                 con.execute(f"create schema {schema}")
                 for table in store.tables(schema):
@@ -96,11 +111,12 @@ def build(
                     )
                     con.execute(f"create table {name} as {_presented('_lake', con)}")
                     con.execute("drop view _lake")
-                    counts[name] = con.execute(f"select count(*) from {name}").fetchone()[0]
+                    counts[name] = con.execute(f"select count(*) from {name}").fetchall()[0][0]
                     _comment(con, name, docs.get(name))
                     if schema == "gold":
                         _latest_view(con, name, docs.get(name))
             _stamp(con, counts)
+            faults.point("publish")  # the file built aside (and its .wal) exists, not yet swapped in
             con.execute("checkpoint")
         finally:
             con.close()

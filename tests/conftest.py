@@ -27,6 +27,7 @@ from ioc_pipeline.sample.__main__ import FEEDS, SEED
 from ioc_pipeline.warehouse import connect
 
 REPO = Path(__file__).resolve().parents[1]
+LOCAL_INSTANCE = REPO / "deploy" / "dagster.local.yaml"  # the embedded instance `make` copies into DAGSTER_HOME
 ENV_KEYS = (
     "IOC_DATA_DIR",
     "IOC_LANDING_DIR",
@@ -40,6 +41,11 @@ ENV_KEYS = (
     "IOC_DOSSIER_API_TOKEN",
     "IOC_DOSSIER_API_PAGE_SIZE",
     "IOC_DOSSIER_API_BACKOFF_SECONDS",
+    "IOC_DOSSIER_API_MAX_ATTEMPTS",
+    "IOC_DOSSIER_API_STEP_RETRIES",
+    "IOC_DOSSIER_API_TIMEOUT_SECONDS",
+    "IOC_DOSSIER_API_LOOKBACK_HOURS",
+    "IOC_DOSSIER_API_RECONCILE_DAYS",
     "IOC_QUALITY_POLICY",
     "IOC_ALERT_WEBHOOK_URL",
     "IOC_LANDING_SETTLE_SECONDS",
@@ -152,7 +158,7 @@ class Pipeline:
 def new_pipeline(root: Path, feeds: tuple[str, ...] = tuple(FEEDS)) -> Pipeline:
     pipeline = Pipeline(root)
     pipeline.home.mkdir(parents=True)
-    shutil.copy(REPO / "dagster.yaml", pipeline.home / "dagster.yaml")
+    shutil.copy(LOCAL_INSTANCE, pipeline.home / "dagster.yaml")
     for feed in feeds:
         FEEDS[feed](pipeline.landing, SEED)
     return pipeline

@@ -88,6 +88,7 @@ def test_a_failing_run_produces_an_alert_record_a_log_line_and_a_webhook_post(
     published.extra_env |= {
         "IOC_DOSSIER_API_URL": f"http://127.0.0.1:{free_port()}",
         "IOC_DOSSIER_API_BACKOFF_SECONDS": "0",
+        "IOC_DOSSIER_API_STEP_RETRIES": "0",  # fail at once, without NETWORK_RETRY's minute of waits
     }
     failed = published.run()
     assert not failed.success
@@ -123,20 +124,24 @@ def test_an_alert_is_recorded_when_the_webhook_is_down_or_unset(tmp_path: Path) 
     down = Hook()
     url = down.url
     down.close()  # nothing listens there any more
-    first = alerts.raise_alert(store, alerts.Alert("run_failure", "refresh_all", "run-1", "boom"), url)
+    waits: list[float] = []
+    first = alerts.raise_alert(store, alerts.Alert("run_failure", "refresh_all", "run-1", "boom"), url, waits.append)
     second = alerts.raise_alert(store, alerts.Alert("run_failure", "refresh_all", "run-2", "boom"), None)
     assert first.webhook_status.startswith("failed (") and second.webhook_status == "not configured"
+    assert waits == [1, 2]  # a refused connection is retried with back-off, then given up
     assert alerts.read(store)["run_id"].to_list() == ["run-1", "run-2"]
 
 
 def test_the_webhook_is_retried_on_server_errors_but_not_on_refusals() -> None:
     flaky = Hook([503, 500, 200])
     refusing = Hook([404])
+    waits: list[float] = []
     try:
-        posted = alerts.post(flaky.url, alerts.Alert("run_failure", "j", "r", "m"))
-        refused = alerts.post(refusing.url, alerts.Alert("run_failure", "j", "r", "m"))
+        posted = alerts.post(flaky.url, alerts.Alert("run_failure", "j", "r", "m"), sleep=waits.append)
+        refused = alerts.post(refusing.url, alerts.Alert("run_failure", "j", "r", "m"), sleep=waits.append)
     finally:
         flaky.close()
         refusing.close()
     assert posted == "posted (HTTP 200)" and len(flaky.received) == 3
     assert refused == "failed (HTTP 404)" and len(refusing.received) == 1
+    assert waits == [1, 2]  # back-off before each retry of the flaky hook; none for the refusal

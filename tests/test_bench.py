@@ -16,6 +16,8 @@ import pytest
 from bench import run as bench
 from bench.measure import run as measured_run
 
+pytestmark = pytest.mark.slow  # the whole harness in subprocesses: `make test` only, not `make test-fast`
+
 SCALE = 0.002  # about 2,000 dossier versions when the dossier feed is there
 
 
@@ -25,7 +27,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     feeds, _ = bench.available_feeds()
     bench.main(
         ["--scale", str(SCALE), "--feeds", ",".join(feeds), "--skip-api", "--work", str(root / "work")]
-        + ["--out", str(root / "results")]
+        + ["--out", str(root / "results"), "--quiet-wait", "0"]  # a test never waits for a quiet machine
     )
     files = sorted((root / "results").glob("*.json"))
     assert len(files) == 1, files
@@ -46,8 +48,19 @@ def test_result_has_the_promised_figures(result: tuple[dict, Path]) -> None:
     assert "publish__warehouse" in steps and all(s["seconds"] >= 0 for s in steps.values())
     assert "bronze/procedures" in {a for s in full["steps"] for a in s["assets"]}
     assert found["feeds_measured"]["procedures"]["rows_delivered"] == found["bronze_rows"]["procedures"] > 1800
-    markdown = (root / "results").glob("*.md")
-    assert "Pipeline / baseline wall time" in next(markdown).read_text()
+    markdown = next((root / "results").glob("*.md")).read_text()
+    assert "Pipeline / baseline wall time" in markdown
+    # every measured part records the load before and after; a part started above 1.0 marks the result loaded
+    assert {"baseline", "full", "nightly"} <= set(found["load"])
+    for part in found["load"].values():
+        assert len(part["load_before"]) == len(part["load_after"]) == 3
+    loaded = [part for part, load in found["load"].items() if load["load_before"][0] > bench.QUIET_LOAD]
+    assert found["loaded"] == sorted(loaded)
+    assert ("LOADED" in markdown) == bool(loaded) and ("_LOADED" in files_of(root)) == bool(loaded)
+
+
+def files_of(root: Path) -> str:
+    return " ".join(p.name for p in (root / "results").iterdir())
 
 
 def test_baseline_gold_equals_pipeline_gold(result: tuple[dict, Path]) -> None:

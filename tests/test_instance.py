@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from tests.conftest import REPO, failure_messages, new_pipeline
+from tests.conftest import LOCAL_INSTANCE, REPO, failure_messages, new_pipeline
 from tests.support import postgres_server
 
 PROD = REPO / "deploy" / "dagster.prod.yaml"
@@ -30,7 +30,7 @@ def _instance(home: Path, env: dict[str, str] | None = None) -> dg.DagsterInstan
 def test_the_embedded_instance_is_sqlite_under_its_home_with_queued_runs_and_pools(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(LOCAL_INSTANCE, home / "dagster.yaml")
     with _instance(home) as instance:
         assert type(instance.run_storage).__name__.startswith("Sqlite")
         assert type(instance.event_log_storage).__name__.startswith(("Sqlite", "ConsolidatedSqlite"))
@@ -44,7 +44,7 @@ def test_the_embedded_instance_is_sqlite_under_its_home_with_queued_runs_and_poo
 
 
 def test_the_production_config_keeps_the_same_settings_but_storage() -> None:
-    embedded = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    embedded = yaml.safe_load(LOCAL_INSTANCE.read_text())
     prod = yaml.safe_load(PROD.read_text())
     assert set(prod["storage"]) == {"postgres"}
     for section in ("telemetry", "run_coordinator", "concurrency", "run_monitoring", "freshness"):
@@ -52,6 +52,7 @@ def test_the_production_config_keeps_the_same_settings_but_storage() -> None:
     assert "password" not in PROD.read_text().split("password:", 1)[1].split("\n", 2)[1]  # from the environment
 
 
+@pytest.mark.slow  # a PostgreSQL server: `make test` only, not `make test-fast`
 def test_a_materialization_on_the_postgresql_instance(tmp_path: Path) -> None:
     pipeline = new_pipeline(tmp_path / "data")
     shutil.copy(PROD, pipeline.home / "dagster.yaml")

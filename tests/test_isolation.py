@@ -281,11 +281,11 @@ def test_run_and_scorecard_with_every_setting_from_the_environment(tmp_path: Pat
 
     from ioc_pipeline.sample.__main__ import FEEDS, SEED
     from ioc_pipeline.sample.gateway import Gateway, GatewayServer
-    from tests.conftest import REPO
+    from tests.conftest import LOCAL_INSTANCE, REPO
 
     landing, home = tmp_path / "delivered", tmp_path / "home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(LOCAL_INSTANCE, home / "dagster.yaml")
     for name in ("procedures", "telecom", "postal"):
         FEEDS[name](landing, SEED)
     exports = tmp_path / "exports"
@@ -307,6 +307,11 @@ def test_run_and_scorecard_with_every_setting_from_the_environment(tmp_path: Pat
             "IOC_DOSSIER_API_TOKEN": gateway.token,
             "IOC_DOSSIER_API_PAGE_SIZE": "500",
             "IOC_DOSSIER_API_BACKOFF_SECONDS": "0.1",
+            "IOC_DOSSIER_API_MAX_ATTEMPTS": "3",
+            "IOC_DOSSIER_API_STEP_RETRIES": "1",
+            "IOC_DOSSIER_API_TIMEOUT_SECONDS": "30",
+            "IOC_DOSSIER_API_LOOKBACK_HOURS": "24",
+            "IOC_DOSSIER_API_RECONCILE_DAYS": "1",
             "IOC_QUALITY_POLICY": str(REPO / "ioc_pipeline" / "checks" / "quality_policy.toml"),
             "IOC_ALERT_WEBHOOK_URL": "",
         }

@@ -97,3 +97,41 @@ def test_snapshot_dates_come_from_file_names() -> None:
         snapshot_of("procedures/tthc.json")
     with pytest.raises(DeliveryError, match="not a date"):
         snapshot_of("procedures/tthc_20221340.json")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["30/4/22", "30/04/22 13:05", "1/1/99", "22-04-30", "0022-04-30", "30/4/0022", "15/06/1850", "12/12/2150"],
+)
+def test_two_digit_and_implausible_years_are_unparsed_never_year_0022(text: str) -> None:
+    assert _one(parsing.datetime_local("v"), text) is None
+    assert _one(parsing.date("v"), text) is None
+
+
+def test_a_two_digit_year_is_quarantined_by_the_date_rule_with_the_value() -> None:
+    from ioc_pipeline import gate
+    from ioc_pipeline.assets.procedures import typed_procedures
+    from ioc_pipeline.checks.procedures import RULES
+    from ioc_pipeline.sources.files import SNAPSHOT, SOURCE_FILE, SOURCE_ROW
+
+    delivered = pl.DataFrame(
+        {
+            "procedure_code": ["1.000001", "1.000002"],
+            "procedure_name": ["Cấp phép", "Đăng ký"],
+            "sector": ["Đất đai", "Hộ tịch"],
+            "agency": ["Sở A", "Sở B"],
+            "tiers": ["Cấp tỉnh", "Cấp xã"],
+            "service_level": ["3", "4"],
+            "online_class": ["Toàn trình", "Một phần"],
+            "updated_at": ["30/4/22", "30/04/2022"],
+            SNAPSHOT: ["2022-05-17"] * 2,
+            SOURCE_FILE: ["procedures/tthc_20220517.json"] * 2,
+            SOURCE_ROW: [1, 2],
+        }
+    ).with_row_index(gate.ROW_ID)
+    typed = typed_procedures(delivered)
+    result = gate.split(typed, "procedures", [r for r in RULES if r.name == "updated_at_date"])
+    assert result.clean.get_column("procedure_code").to_list() == ["1.000002"]
+    assert result.clean.get_column("updated_at").to_list()[0].year == 2022
+    (reason,) = result.rejected.get_column(gate.REJECT_REASON).to_list()
+    assert "NgayCapNhat is not a date" in reason and "30/4/22" in reason

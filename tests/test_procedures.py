@@ -95,7 +95,7 @@ def test_running_the_same_delivery_twice_changes_nothing(published: Pipeline) ->
     tables = ["silver.procedures", "quarantine.procedures", "gold.procedure_service_levels", "gold.ioc_scorecard"]
     before = {t: published.query(f"select * from {t} order by all") for t in tables}
     bronze_rows = published.lake.row_count("bronze", "procedures")
-    result = published.run()
+    result = published.run("refresh_procedures")
     assert result.success, failure_messages(result)
     assert published.lake.row_count("bronze", "procedures") == bronze_rows
     assert {t: published.query(f"select * from {t} order by all") for t in tables} == before
@@ -124,7 +124,7 @@ def test_a_bad_file_is_refused_cleanly_and_nothing_published_changes(published: 
     bronze_rows = published.lake.row_count("bronze", "procedures")
     bad = published.landing / "procedures" / name
     bad.write_bytes(content)
-    result = published.run()
+    result = published.run("refresh_procedures")
     assert result.success, failure_messages(result)
     bronze = result.asset_materializations_for_node("bronze__procedures")[0].metadata
     assert problem in bronze["files_refused"].value[f"procedures/{name}"]
@@ -155,7 +155,7 @@ def _newest_rows(pipeline: Pipeline) -> list[dict]:
 def test_a_collapsed_delivery_is_blocked_and_gold_stays(published: Pipeline) -> None:
     before = published.scorecard()
     _deliver(published, "tthc_20220531.json", _newest_rows(published)[:600])  # a third of the catalog
-    result = published.run()
+    result = published.run("refresh_procedures")
     assert result.success, failure_messages(result)  # blocked is a decision, not a failure: the others publish
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key == SILVER}
     assert checks == {"row_count_not_collapsed": False, "rejected_share_within_threshold": True}
@@ -180,7 +180,7 @@ def test_a_mostly_rejected_delivery_is_blocked(published: Pipeline) -> None:
     for row in rows[:400]:
         row["MucDoDVC"] = "không rõ"
     _deliver(published, "tthc_20220531.json", rows)
-    result = published.run()
+    result = published.run("refresh_procedures")
     checks = {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key == SILVER}
     assert checks["rejected_share_within_threshold"].passed is False
     refused = published.lake.read("quarantine", "procedures").height
@@ -197,7 +197,7 @@ def test_a_newer_snapshot_is_published(published: Pipeline) -> None:
     rows = _newest_rows(published)
     dropped = [r for r in rows if str(r.get("MucDoDVC")).endswith("2") and r["MaTTHC"][0] in "123"][:100]
     _deliver(published, "tthc_20220531.json", [r for r in rows if r not in dropped])
-    result = published.run()
+    result = published.run("refresh_procedures")
     assert result.success, failure_messages(result)
     latest = dict(
         published.query("select indicator_code, value from gold.ioc_scorecard where as_of_date = '2022-05-31'")
@@ -249,7 +249,7 @@ def test_an_open_analyst_connection_stays_consistent_during_a_refresh(published:
     asker.start()
     try:
         refresh = subprocess.run(
-            [sys.executable, "-m", "ioc_pipeline.cli", "run"],
+            [sys.executable, "-m", "ioc_pipeline.cli", "run", "--job", "refresh_procedures"],
             env={**_env(), **published.env()},
             cwd=REPO,
             capture_output=True,

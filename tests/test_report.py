@@ -18,6 +18,7 @@ import pytest
 
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.report import ioc, server
+from ioc_pipeline.report.html import esc
 from ioc_pipeline.report.quality import SAMPLE_LIMIT, render_quality_page
 from ioc_pipeline.warehouse import connect
 from tests.conftest import Pipeline
@@ -192,28 +193,32 @@ def test_the_scorecard_shows_the_latest_value_its_trend_and_the_founding_report(
     assert "17/05/2022" in rendered.html
 
 
-def test_the_feed_states_show_once_ops_feed_status_is_published(sample_run: Pipeline, tmp_path: Path) -> None:
+def test_the_feed_states_are_shown_from_ops_feed_status(sample_run: Pipeline, tmp_path: Path) -> None:
+    """The published `ops.feed_status` (one row per feed and carrier) is the report's last section, every
+    state drawn with its reason; a warehouse without the table has no such section."""
     with _warehouse_copy(sample_run, tmp_path) as path:
-        before = ioc.build(path)
-        assert "feeds" not in before.sections and 'id="feeds"' not in before.html
-        with connect(path) as con:
+        published = ioc.build(path)
+        assert published.sections[-1] == "feeds"
+        with connect(path, read_only=True) as con:
+            rows = con.execute("select feed, state, reason_vi from ops.feed_status").fetchall()
+        assert len(rows) == 8  # 5 feeds, the BTS registers once per carrier
+        for feed, state, reason in rows:
+            assert f'data-state="{state}"' in published.html and esc(reason) in published.html, feed
+        with connect(path) as con:  # every state the table can hold is drawn
             con.execute(
-                "create table ops.feed_status (feed varchar, carrier varchar, department_vi varchar, "
-                "department_en varchar, cadence varchar, late_after_days integer, last_file varchar, "
-                "last_file_received_at timestamptz, last_published_snapshot date, state varchar, reason_vi varchar, "
-                "reason_en varchar, checked_at timestamptz)"
+                "update ops.feed_status set state = s.state from (select unnest(?) as state, "
+                "unnest(range(1, 6)) as n) s, (select feed as f, carrier as c, row_number() over (order by feed, "
+                "carrier) as n from ops.feed_status) r where r.n = s.n and ops.feed_status.feed = r.f and "
+                "ops.feed_status.carrier is not distinct from r.c",
+                [list(FEED_STATES)],
             )
-            for i, state in enumerate(FEED_STATES):
-                con.execute(
-                    "insert into ops.feed_status values (?, ?, 'Sở TT&TT', 'Department of ICT', 'monthly', 35, ?, "
-                    "now(), date '2022-04-30', ?, ?, ?, now())",
-                    [f"feed_{i}", "viettel" if i == 0 else None, f"f/{i}.csv", state, f"lý do {i}", f"reason {i}"],
-                )
-        after = ioc.build(path)
-    assert after.sections[-1] == "feeds"
-    for i, state in enumerate(FEED_STATES):
-        assert f'data-state="{state}"' in after.html
-        assert f"reason {i}" in after.html and f"lý do {i}" in after.html
+        every = ioc.build(path)
+        for state in FEED_STATES:
+            assert f'data-state="{state}"' in every.html, state
+        with connect(path) as con:
+            con.execute("drop table ops.feed_status")
+        without = ioc.build(path)
+    assert "feeds" not in without.sections and 'id="feeds"' not in without.html
 
 
 def test_a_feed_not_delivered_is_said_so_not_drawn_as_zero(sample_run: Pipeline, tmp_path: Path) -> None:

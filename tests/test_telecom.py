@@ -229,7 +229,7 @@ def test_re_delivering_the_same_files_changes_nothing(published: Pipeline) -> No
     # the same register delivered again under a new name is the same delivery: loaded once, by content
     copy = published.landing / "telecom" / "bts" / "vinaphone_20220501.xlsx"
     shutil.copy(published.landing / sample.NEWEST_FILES["vinaphone"], copy)
-    result = published.run()
+    result = published.run("refresh_telecom")
     assert result.success, failure_messages(result)
     assert {t: published.lake.row_count("bronze", t) for t in bronze_rows} == bronze_rows
     assert {t: published.query(f"select * from {t} order by all") for t in NETWORK_TABLES} == before

@@ -19,6 +19,8 @@ import pytest
 from tests.conftest import Pipeline, new_pipeline
 from tests.support import ARTIFACTS, DevServer, ensure_system_packages, start_dev_server, wait_for
 
+pytestmark = pytest.mark.slow  # browser and `make dev`: `make test` only, not `make test-fast`
+
 CHROMIUM = "/usr/bin/chromium"
 # Headless Chromium as root, and nothing that phones home (updates, sync, field trials, QUIC).
 CHROMIUM_FLAGS = [

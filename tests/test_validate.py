@@ -36,7 +36,7 @@ def test_a_clean_register_would_be_published(tmp_path: Path, capsys: pytest.Capt
     register = SAMPLE / "telecom" / "bts" / "mobifone_20220430.csv"
     assert _validate([register], tmp_path) == cli.EXIT_OK
     out = capsys.readouterr().out
-    assert "Kết quả: Đã công bố" in out and "mobifone_20220430.csv" in out
+    assert "Kết quả: Sẽ được công bố" in out and "mobifone_20220430.csv" in out
     summary = dict((r[0], r[1]) for r in _sheet(tmp_path / "mobifone_20220430.csv.phan_hoi.xlsx", "Tóm tắt") if r[0])
     lines = register.read_text(encoding="utf-8-sig").strip().splitlines()
     assert summary["Số dòng đã đọc"] == len(lines) - 1
@@ -54,7 +54,7 @@ def test_a_mostly_wrong_catalog_would_be_blocked_with_vietnamese_reasons(
     bad.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     assert _validate([bad], tmp_path / "out") == cli.EXIT_PARTIAL  # 3: would be blocked
     out = capsys.readouterr().out
-    assert "Bị chặn" in out and "trên 1.859 dòng" in out
+    assert "Sẽ bị chặn" in out and "trên 1.859 dòng" in out
     refused = _sheet(tmp_path / "out" / "tthc_20220531.json.phan_hoi.xlsx", "Dòng bị loại")
     header, body = refused[0], refused[1:]
     assert header[:3] == ("Dòng", "Quy tắc", "Lý do")

@@ -12,7 +12,6 @@ refusal red in the UI until the department delivers a file that can be read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -42,17 +41,6 @@ def check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
             description="Every file loaded by the run has as many rows in bronze as were read from it.",
         ),
     ]
-
-
-@dataclass
-class FileRefusedAlert(Alert):
-    """One alert per refused file and content (`ops/alerts` keeps one row per alert id)."""
-
-    file_key: str = ""
-
-    @property
-    def alert_id(self) -> str:
-        return f"{self.kind}:{self.file_key}"
 
 
 def _unit(feed: Feed, path: str) -> str:
@@ -91,12 +79,12 @@ def report_deliveries(
     record_fates(store, feed.table, fates)
     new = record_refused(store, feed.table, fates, context.run_id)
     for fate in new:
-        alert = FileRefusedAlert(
+        alert = Alert(  # one per refused file and content: `ops/alerts` keeps one row per alert id
             kind="file_refused",
             job_name=context.run.job_name,
             run_id=context.run_id,
             message=f"{feed.table}: {fate.path} refused: {fate.reason} / {fate.reason_vi}",
-            file_key=f"{fate.path}@{(fate.sha256 or '')[:16]}",
+            subject=f"{fate.path}@{(fate.sha256 or '')[:16]}",
         )
         raise_alert(store, alert, webhook_url)
     key = dg.AssetKey(["bronze", feed.table])

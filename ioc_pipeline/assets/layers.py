@@ -16,23 +16,32 @@ no table for that feed and the scorecard no row for its indicators (unknown, not
 other feeds are published as usual.
 """
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsFloat
 
 import dagster as dg
 import polars as pl
-import pyarrow as pa
 
 from ioc_pipeline import gate
 from ioc_pipeline.assets import deliveries
 from ioc_pipeline.checks import outcomes
 from ioc_pipeline.checks.policy import Policy, policy_for
-from ioc_pipeline.lake import FileInfo, Lake, Landing
+from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import AlertsResource, LakeResource, LandingResource
-from ioc_pipeline.sources.files import FILE_HASH, LOAD_ID, SNAPSHOT, SOURCE_FILE, SOURCE_ROW, Feed, ingest
+from ioc_pipeline.sources.files import (
+    FILE_HASH,
+    LOAD_ID,
+    SNAPSHOT,
+    SOURCE_FILE,
+    SOURCE_ROW,
+    Feed,
+    Reader,
+    ingest,
+    whole_file,
+)
 
 OWNERS = ["team:ioc-data"]
 # The lineage columns every silver table of a file feed ends with (`lineage_columns`), documented once.
@@ -118,8 +127,8 @@ class GatedTable:
     batch: Callable[[pl.DataFrame], pl.DataFrame] = latest_snapshot  # bronze → the batch in force
     finish: Callable[[pl.DataFrame], pl.DataFrame] | None = None  # over clean rows only (e.g. BTS sites)
     describe: Callable[[pl.DataFrame], dict[str, Any]] | None = None  # extra silver metadata of a batch
-    # how `cli validate` reads one file, when the feed's bronze step does not use `files.read_delivery`
-    reader: Callable[[Landing, FileInfo], Iterable[pa.Table]] | None = None
+    # how `cli validate` reads one file: the reader the feed's bronze step uses (default `files.whole_file`)
+    reader: Reader = whole_file
 
     @property
     def silver_key(self) -> dg.AssetKey:
@@ -443,7 +452,7 @@ def derived_asset(
 
 
 def indicator(
-    code: str, name: str, value: float | None, as_of: object, source: str, unit: str = "count"
+    code: str, name: str, value: SupportsFloat | None, as_of: object, source: str, unit: str = "count"
 ) -> dict[str, Any]:
     """One scorecard row (`gold/ioc_scorecard`'s schema), as each domain's `indicators()` returns them
     (`value` None: not computable, e.g. a rate over no dossier)."""

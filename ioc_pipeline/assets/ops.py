@@ -15,6 +15,7 @@ numbers, in Vietnamese and English.
 import posixpath
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -29,11 +30,14 @@ from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import DossierGatewayResource, LakeResource, LandingResource
 from ioc_pipeline.sources.files import DeliveryError, snapshot_of
 
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
+
 GROUP = "ops"
 KEY = dg.AssetKey(["ops", "feed_status"])
 STATES = ("published", "blocked", "file_refused", "late", "never_delivered")
 
-SCHEMA = {
+SCHEMA: "dict[str, PolarsDataType]" = {
     "feed": pl.String,
     "carrier": pl.String,
     "department_vi": pl.String,
@@ -206,7 +210,7 @@ def status_row(spec: feeds.FeedSpec, inputs: Inputs, carrier: str | None = None)
 
 
 def feed_status(inputs: Inputs, checked_at: datetime) -> pl.DataFrame:
-    rows = []
+    rows: list[dict] = []
     for spec in feeds.feeds():
         carriers = spec.parts or (None,)
         rows.extend(status_row(spec, inputs, carrier) for carrier in carriers)
@@ -241,7 +245,7 @@ def ops_feed_status(
         gates=outcomes.read(store),
         refused=_refused_files(store),
         today=now.date(),
-        api=gateway.gateway() is not None,
+        api=gateway.configured,
     )
     table = feed_status(inputs, now)
     store.write(table, "ops", "feed_status")

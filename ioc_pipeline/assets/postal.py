@@ -22,7 +22,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import parsing
+from ioc_pipeline import parsing, vocabularies
 from ioc_pipeline.assets import layers, reference
 from ioc_pipeline.checks.postal import ENTERPRISE_RULES, SERVICE_POINT_RULES
 from ioc_pipeline.checks.units import place_columns, resolved
@@ -34,17 +34,9 @@ from ioc_pipeline.sources.postal import ENTERPRISES, SERVICE_POINTS
 
 GROUP = "postal"
 
-STATUSES = {"dang hoat dong": "active", "tam ngung": "suspended", "da thu hoi": "revoked", "thu hoi": "revoked"}
-SCOPES = {"noi tinh": "provincial", "lien tinh": "interprovincial", "quoc te": "international"}
-POINT_TYPES = {
-    "buu cuc cap 1": "post_office_1",
-    "buu cuc cap 2": "post_office_2",
-    "buu cuc cap 3": "post_office_3",
-    "diem buu dien van hoa xa": "commune_cultural_post",
-    "diem bd vhx": "commune_cultural_post",
-    "dai ly buu chinh": "postal_agent",
-    "diem giao dich": "transaction_point",
-}
+STATUSES = vocabularies.lookup(vocabularies.ENTERPRISE_STATUS_NAMES, vocabularies.ENTERPRISE_STATUS_ALIASES)
+SCOPES = vocabularies.lookup(vocabularies.POSTAL_SCOPE_NAMES)
+POINT_TYPES = vocabularies.lookup(vocabularies.POINT_TYPE_NAMES, vocabularies.POINT_TYPE_ALIASES)
 TYPE_COLUMNS = dict.fromkeys(POINT_TYPES.values())  # ordered, unique
 
 

@@ -9,10 +9,12 @@
         ▼ all months
     gold/public_service_kpis_monthly, gold/public_service_kpis_by_agency_monthly ──► gold/ioc_scorecard
 
-Which months to rebuild: the bronze step records in its metadata the months its new rows belong
-to (`months_changed`); `months_to_refresh(instance)` compares those events with the latest
-materialization of each silver partition, and `python -m ioc_pipeline.cli run` (or a sensor)
-materializes exactly those partitions, so an update to an old dossier re-materializes its month.
+Which months to rebuild is derived from the data, not from what Dagster recorded (a run killed
+between dlt's load and the bronze materialization must not lose its versions): each silver month
+records the bronze loads it was built from (`ops/_silver_lineage/month=YYYY-MM`, bookkeeping, not
+published), and `months_to_refresh()` names the months whose bronze loads differ from that record;
+`python -m ioc_pipeline.cli run` (or the `dossier_months_changed` sensor) materializes exactly those
+partitions, so an update to an old dossier re-materializes its month, once.
 
 Indicators (Decision 766/QĐ-TTg's public-service scoring), per month of receipt, each month as of its
 end (a dossier still open then is late once NgayHenTra has passed), or as of the extraction (the
@@ -25,12 +27,12 @@ import datetime as dt
 import functools
 import secrets
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import gate, parsing
+from ioc_pipeline import automation, faults, gate, parsing, recovery, vocabularies
 from ioc_pipeline.assets import deliveries, layers
 from ioc_pipeline.assets.layers import (
     OWNERS,
@@ -46,12 +48,15 @@ from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.pii import PiiKeyError
-from ioc_pipeline.policies import pool_for
+from ioc_pipeline.policies import pool_for, retry_network_failure
 from ioc_pipeline.resources import AlertsResource, DossierGatewayResource, LakeResource, LandingResource, PiiResource
 from ioc_pipeline.sources import dossiers as source
 from ioc_pipeline.sources import fates
 from ioc_pipeline.sources.files import LOAD_ID, SOURCE_FILE, SOURCE_ROW
 from ioc_pipeline.units import REFORM_DATE, UnitResolver
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 GROUP = "public_service"
 TABLE = source.TABLE
@@ -65,20 +70,13 @@ PARTITION_COLUMN = "month"  # lake partitions month=YYYY-MM
 CATALOG_CHECK = "procedure_code_in_catalog"
 CATALOG_KEY = dg.AssetKey(["silver", "procedures"])
 MONTHS_CHANGED = "months_changed"
+# The bronze loads each silver month was built from: one small Parquet file per month partition,
+# written after the month's silver and quarantine (a kill in between: the month is rebuilt, idempotently).
+# A leading `_`: the pipeline's bookkeeping, not a table of the warehouse (`Lake.tables` skips it).
+LINEAGE = ("ops", "_silver_lineage")
 
-STATUS_NAMES = {
-    1: "Mới đăng ký",
-    2: "Được tiếp nhận",
-    3: "Không được tiếp nhận",
-    4: "Đang xử lý",
-    5: "Yêu cầu bổ sung",
-    6: "Yêu cầu thực hiện nghĩa vụ tài chính",
-    7: "Công dân rút hồ sơ",
-    8: "Dừng xử lý",
-    9: "Đã xử lý xong",
-    10: "Đã trả kết quả",
-}
-CHANNELS = {1: ("in_person", "Trực tiếp"), 2: ("online", "Trực tuyến"), 3: ("postal", "Bưu chính công ích")}
+STATUS_NAMES = vocabularies.DOSSIER_STATUS_NAMES
+CHANNELS = vocabularies.DOSSIER_CHANNELS
 FINISHED_STATUSES = [9, 10]
 CLOSED_UNFINISHED_STATUSES = [3, 7, 8]  # refused at reception, withdrawn by the applicant, processing stopped
 MAX_SUPPLEMENTS_ON_TIME = 1  # asked to supplement more than once: late (the national scoring rule)
@@ -242,8 +240,9 @@ DOCS["quarantine.dossiers"] = layers.delivered_doc(
 
 
 def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.AssetsDefinition:
-    """The bronze asset; `retry_policy` is the hook for retrying a failed gateway load as a whole (a
-    refused token is never retried: it raises a Failure with allow_retries=False)."""
+    """The bronze asset. A gateway that kept failing retries the step with `NETWORK_RETRY`
+    (`retry_network_failure`; a refused token is never retried); `retry_policy` stays a hook for a policy
+    on every failure (which Dagster applies to an interrupted step too)."""
 
     @dg.asset(
         key=BRONZE_KEY,
@@ -273,14 +272,20 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             raise dg.Failure(description=str(error), allow_retries=False) from None
         try:
             loaded = source.ingest(
-                store, lake.dlt_dir, landing.landing(), key, gateway.gateway(), settle_seconds=landing.settle_seconds
+                store,
+                lake.dlt_dir,
+                landing.landing(),
+                key,
+                source.Gateway.from_settings(gateway),
+                settle_seconds=landing.settle_seconds,
             )
+            faults.point("dlt_recorded")
         except Exception as error:  # dlt wraps the source's errors: report the cause, clearly
             cause = _root_cause(error)
             if isinstance(cause, source.GatewayAuthError):
                 raise dg.Failure(description=str(cause), allow_retries=False) from None
-            if isinstance(cause, source.GatewayError):
-                raise dg.Failure(description=str(cause)) from None
+            if isinstance(cause, source.GatewayError):  # after the source's own retries of the page
+                raise retry_network_failure(context, cause, gateway.step_retries) from cause
             raise
         report = loaded.report
         files, checks = deliveries.report_deliveries(context, store, source.FEED, report, alerts.webhook_url or None)
@@ -294,14 +299,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             "dlt_load_ids": report.load_ids,
         }
         if gateway_stats:
-            metadata.update(
-                updated_from=gateway_stats.updated_from or "",
-                pages=gateway_stats.pages,
-                versions_answered=gateway_stats.rows,
-                requests=gateway_stats.requests,
-                retries=gateway_stats.retries,
-                retried_statuses=gateway_stats.retried_statuses,
-            )
+            metadata.update(gateway_stats.metadata())
         else:
             metadata.update(files)
         return dg.MaterializeResult(metadata=metadata, check_results=checks)
@@ -514,7 +512,7 @@ def _combine(checks: dict[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheck
     combined: dict[str, dict[str, Any]] = {}
     for month, results in checks.items():
         for result in results:
-            entry = combined.setdefault(result.check_name, {"passed": True, "by_month": {}})
+            entry = combined.setdefault(cast(str, result.check_name), {"passed": True, "by_month": {}})
             entry["passed"] = entry["passed"] and result.passed
             entry["by_month"][month] = {"passed": result.passed, **{k: v.value for k, v in result.metadata.items()}}
     return [
@@ -540,7 +538,7 @@ SILVER = GatedTable(
     doc=DOCS.get("silver.dossiers"),
     batch=lambda bronze: current_versions(bronze.lazy()),
     # validating an export offline: pseudonymised with a throwaway key, like bronze, never shown
-    reader=lambda landing, file: source.read_export(landing, file, source.FEED, secrets.token_bytes(32))[1],
+    reader=lambda landing, file, feed: source.read_export(landing, file, feed, secrets.token_bytes(32)),
 )
 GATED = [SILVER]  # `cli validate` finds a file's feed among the gated tables
 
@@ -579,6 +577,10 @@ def silver_dossiers(
     pages: list[dg.AssetMaterialization] = []  # each month's own figures (see `_month_pages`)
     for month in months:
         bronze = store.scan("bronze", TABLE).filter(pl.col(source.MONTH) == month) if has_bronze else None
+        # the loads, listed before the rows are read: one landing meanwhile is read again next time, never missed
+        loads = (
+            sorted(bronze.select(pl.col(LOAD_ID).unique()).collect().get_column(LOAD_ID)) if bronze is not None else []
+        )
         delivered = current_versions(bronze).with_row_index(ROW_ID) if bronze is not None else pl.DataFrame()
         if delivered.is_empty():
             context.log.info(f"dossiers {month}: no versions delivered, nothing to rebuild")
@@ -588,6 +590,8 @@ def silver_dossiers(
             context, store, SILVER, delivered, _month_partition(month), month, alerts.webhook_url or None
         )
         del delivered
+        record_lineage(store, month, loads, gated.delivered)
+        faults.point("silver")
         summaries[month] = {"published": gated.published, "rows": gated.clean.height, "delivered": gated.delivered}
         checks_by_month[month] = gated.checks
         previews.append(gated.clean.head(5))
@@ -655,7 +659,7 @@ def silver_dossiers(
 # --------------------------------------------------------------------------------------------------
 
 # The silver columns the KPIs read, and their types (an empty silver of this schema gives empty KPIs).
-KPI_INPUT_SCHEMA = {
+KPI_INPUT_SCHEMA: "dict[str, PolarsDataType]" = {
     "received_month": pl.Date,
     "agency": pl.String,
     "channel_code": pl.String,
@@ -797,6 +801,7 @@ def _gold_asset(name: str, by: list[str], description: str) -> dg.AssetsDefiniti
         store = lake.lake()
         table = _kpi_table(store, by)
         store.write(table, "gold", name)
+        faults.point("gold")
         return dg.MaterializeResult(metadata=table_metadata(table, preview_rows=12, doc=DOCS[f"gold.{name}"]))
 
     return _gold
@@ -819,7 +824,7 @@ def latest_complete_month(table: pl.DataFrame) -> pl.DataFrame:
     """The row of the newest month that ended on or before the snapshot day."""
     if table.is_empty():
         return table
-    as_of = table.get_column("as_of").max().date()
+    as_of = cast(dt.datetime, table.get_column("as_of").max()).date()
     done = table.filter(
         pl.col("month").map_elements(
             lambda m: m.replace(day=calendar.monthrange(m.year, m.month)[1]) <= as_of, pl.Boolean
@@ -860,20 +865,47 @@ def indicators(store: Lake) -> list[dict]:
 # --------------------------------------------------------------------------------------------------
 
 
-def months_to_refresh(instance: dg.DagsterInstance, limit: int = 1000) -> list[str]:
-    """Months whose bronze rows changed after their silver partition was last materialized (or that
-    were never materialized): what a run command or a sensor should request."""
-    built = instance.get_latest_storage_id_by_partition(SILVER_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION)
-    records = instance.fetch_materializations(BRONZE_KEY, limit=limit).records
+def record_lineage(store: Lake, month: str, load_ids: list[str], rows: int) -> None:
+    """Record that silver `month` was gated from the bronze rows of these loads (published or blocked:
+    either way the gate has judged them, and a blocked month waits for a new delivery)."""
+    record = pl.DataFrame(
+        {"table": [TABLE], "bronze_load_ids": [load_ids], "bronze_rows": [rows]},
+        schema={"table": pl.String, "bronze_load_ids": pl.List(pl.String), "bronze_rows": pl.Int64},
+    )
+    store.write(record, *LINEAGE, _month_partition(month))
+
+
+def built_from(store: Lake) -> dict[str, set[str]]:
+    """Month -> the bronze loads its silver partition was last built from."""
+    built: dict[str, set[str]] = {}
+    for partition in store.partitions(*LINEAGE):
+        record = store.read_partition(*LINEAGE, partition)
+        if record is not None and record.height:
+            built[partition.split("=", 1)[1]] = set(record.get_column("bronze_load_ids")[0].to_list())
+    return built
+
+
+def bronze_loads(store: Lake) -> dict[str, set[str]]:
+    """Month -> the loads whose rows bronze holds for it (two columns of bronze read)."""
+    if not store.exists("bronze", TABLE):
+        return {}
+    pairs = store.scan("bronze", TABLE).select(source.MONTH, LOAD_ID).unique().collect()
+    loads: dict[str, set[str]] = {}
+    for month, load_id in pairs.iter_rows():
+        if month is not None:
+            loads.setdefault(month, set()).add(load_id)
+    return loads
+
+
+def months_to_refresh(instance: dg.DagsterInstance | None = None, lake: Lake | None = None) -> list[str]:
+    """Months whose bronze loads differ from those their silver partition was built from (new versions,
+    or a partition never built): what a run command or a sensor should request, whether or not Dagster
+    recorded the loads. `instance` is the sensor's argument and is not needed; `lake` defaults to the
+    configured one (`IOC_LAKE_DIR`)."""
+    store = lake or Lake(recovery.configured("lake"))
     valid = set(MONTHS.get_partition_keys())
-    pending: set[str] = set()
-    for record in records:
-        materialization = record.asset_materialization
-        entry = materialization.metadata.get(MONTHS_CHANGED) if materialization else None
-        for month in (entry.value if entry is not None else None) or []:
-            if month in valid and record.storage_id > built.get(month, -1):
-                pending.add(month)
-    return sorted(pending)
+    built = built_from(store)
+    return sorted(m for m, loads in bronze_loads(store).items() if m in valid and loads != built.get(m))
 
 
 def month_ranges(months: list[str]) -> list[tuple[str, str]]:
@@ -888,3 +920,16 @@ def month_ranges(months: list[str]) -> list[tuple[str, str]]:
         else:
             ranges.append((month, month))
     return ranges
+
+
+PARTITIONED = automation.PartitionedFeed(
+    job_name="dossier_months",
+    assets=dg.AssetSelection.assets(silver_dossiers),
+    partitions=MONTHS,
+    watched=BRONZE_KEY,
+    changed=months_to_refresh,
+    ranges=month_ranges,
+    sensor_name="dossier_months_changed",
+    description="A range of dossier months (silver and quarantine, one single run) and everything downstream "
+    "of them: gold KPIs, the scorecard, the warehouse.",
+)

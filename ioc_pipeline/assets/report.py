@@ -8,6 +8,8 @@ a URL when `IOC_REPORT_BASE_URL` says where the lake's `report/` folder is serve
 it on the next port and sets the variable).
 """
 
+from typing import Any
+
 import dagster as dg
 
 from ioc_pipeline.assets.layers import OWNERS
@@ -35,7 +37,7 @@ def report_ioc(
     rendered = ioc.build(warehouse.path)
     written = ioc.write(lake.lake(), rendered)
     context.log.info(f"IOC report of {rendered.snapshot}: {written.latest_url} ({written.size_bytes:,} bytes)")
-    metadata: dict[str, object] = {}
+    metadata: dict[str, Any] = {}
     for name, relative in (("url", "ioc/latest.html"), ("snapshot_url", f"ioc/{rendered.snapshot}.html")):
         url = report.url_of(relative)
         if url:  # first, so the link heads the metadata on the asset's page

@@ -14,14 +14,15 @@ of its stations broadcasts 4G. Each site belongs to the commune most of its stat
 """
 
 from collections.abc import Callable
-from typing import Any
+from datetime import date
+from typing import Any, SupportsFloat, cast
 
 import dagster as dg
 import polars as pl
 
 from ioc_pipeline import parsing, units
 from ioc_pipeline.assets import layers, reference
-from ioc_pipeline.checks.telecom import RULES, TECHNOLOGIES
+from ioc_pipeline.checks.telecom import RULES
 from ioc_pipeline.checks.units import place_columns, resolved
 from ioc_pipeline.gate import ROW_ID
 from ioc_pipeline.lake import Lake
@@ -29,6 +30,7 @@ from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.sites import SITE_RADIUS_M, assign_sites
 from ioc_pipeline.sources.files import SOURCE_FILE
 from ioc_pipeline.sources.telecom import FEED
+from ioc_pipeline.vocabularies import TECHNOLOGIES
 
 GROUP = "telecom"
 FILE_CARRIER = "_file_carrier"
@@ -227,7 +229,9 @@ def typed_stations(delivered: pl.DataFrame) -> pl.DataFrame:
 def newest_registers(bronze: pl.DataFrame) -> pl.DataFrame:
     """Each carrier's newest register (the carrier in the file name is the unit of supersession)."""
     carriers = bronze.with_columns(
-        pl.col(SOURCE_FILE).map_elements(FEED.partition_of, return_dtype=pl.String).alias(FILE_CARRIER)
+        pl.col(SOURCE_FILE)
+        .map_elements(cast(Callable[[str], str], FEED.partition_of), return_dtype=pl.String)
+        .alias(FILE_CARRIER)
     )
     return layers.latest_snapshot(carriers, by=[FILE_CARRIER])
 
@@ -436,10 +440,10 @@ def indicators(store: Lake) -> list[dict]:
     if not store.exists("gold", "telecom_coverage_by_new_unit"):
         return []
     by_unit = layers.latest(store.read("gold", "telecom_coverage_by_new_unit"))
-    as_of = by_unit["as_of_date"].max()
+    as_of = cast(date, by_unit["as_of_date"].max())
     source = "gold/telecom_coverage_by_new_unit"
 
-    def row(code: str, name: str, value: float, source_asset: str = source) -> dict:
+    def row(code: str, name: str, value: SupportsFloat, source_asset: str = source) -> dict:
         return layers.indicator(code, name, value, as_of, source_asset)
 
     rows = [row("bts_sites", "Tổng số vị trí trạm BTS", by_unit["sites"].sum())]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
@@ -24,10 +24,13 @@ from ioc_pipeline.gate import Decision, GateResult, Rule
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc
 
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
+
 LAYER, TABLE = "ops", "gate_results"
 SOURCE_FILE = "_source_file"
 
-SCHEMA = {
+SCHEMA: dict[str, PolarsDataType] = {
     "batch": pl.String,
     "source_files": pl.List(pl.String),
     "delivered_rows": pl.Int64,

@@ -16,8 +16,6 @@ from ioc_pipeline.checks.rules import (
 )
 from ioc_pipeline.checks.units import UNIT_RULES
 
-TECHNOLOGIES = ("2G", "3G", "4G", "5G")
-
 RULES = [
     required("station_code", "Mã trạm"),
     unique(

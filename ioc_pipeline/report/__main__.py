@@ -10,27 +10,20 @@ import argparse
 import os
 import sys
 
-import dagster as dg
-
-
-def _value(setting: object) -> str:
-    return setting.get_value() or "" if isinstance(setting, dg.EnvVar) else str(setting)
-
 
 def report_command() -> int:
     """Build and write the report; print where it is. For `python -m ioc_pipeline.cli report` too."""
     from ioc_pipeline.lake import Lake
     from ioc_pipeline.report import ioc
-    from ioc_pipeline.resources import resources
+    from ioc_pipeline.resources import resolved
 
-    configured = resources()
-    warehouse = _value(configured["warehouse"].path)
+    warehouse = resolved("warehouse").path
     if not os.path.exists(warehouse):
         print(f"no warehouse at {warehouse}: run `make run` first", file=sys.stderr)
         return 1
     rendered = ioc.build(warehouse)
-    written = ioc.write(Lake(_value(configured["lake"].root)), rendered)
-    base = _value(configured["report"].base_url).strip()
+    written = ioc.write(Lake(resolved("lake").root), rendered)
+    base = resolved("report").base_url.strip()
     print(f"IOC report of {rendered.snapshot} ({written.size_bytes / 1e6:.1f} MB, {len(rendered.charts)} charts):")
     print(written.latest_path or written.latest_url)
     if base:

@@ -70,9 +70,8 @@ def read(con: duckdb.DuckDBPyConnection) -> ReportData:
     if has("gold.public_service_kpis_monthly"):
         data.kpis_monthly = _rows(con, "select * from gold.public_service_kpis_monthly order by month")
     if has("gold.public_service_kpis_by_agency_monthly"):
-        data.agencies_month = con.execute(
-            "select max(month) from gold.public_service_kpis_by_agency_monthly"
-        ).fetchone()[0]
+        newest = con.execute("select max(month) from gold.public_service_kpis_by_agency_monthly").fetchone()
+        data.agencies_month = newest[0] if newest else None
         data.agencies_latest = _rows(
             con,
             "select * from gold.public_service_kpis_by_agency_monthly "

@@ -117,7 +117,7 @@ def day(value: date | datetime | str | None) -> str:
 
 
 def table(
-    headers: Sequence[tuple[str, str] | tuple[str, str, str]],
+    headers: Sequence[tuple[str, ...]],
     rows: Iterable[Sequence[str]],
     css: str = "",
     row_classes: Sequence[str] | None = None,

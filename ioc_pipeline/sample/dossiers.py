@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from ioc_pipeline.sample import procedures
 from ioc_pipeline.sample.variations import maybe_nfd
+from ioc_pipeline.vocabularies import DOSSIER_CHANNELS, DOSSIER_STATUS_NAMES
 
 YEAR = 2022
 SAMPLE_MONTHS = 4
@@ -312,12 +313,8 @@ def _flag(rng: random.Random, value: bool | None) -> Any:
 
 @cache
 def _names() -> tuple[dict[int, str], dict[int, str]]:
-    """Status and channel names as the pipeline reads them (`public_service`'s own maps). Imported on
-    first use: that module pulls in Dagster and Great Expectations (seconds to import), which the
-    generator of the other feeds (`python -m ioc_pipeline.sample --feeds telecom`) must not wait for."""
-    from ioc_pipeline.assets.public_service import CHANNELS, STATUS_NAMES
-
-    return STATUS_NAMES, {code: name for code, (_, name) in CHANNELS.items()}
+    """Status and channel names as the pipeline reads them (`ioc_pipeline.vocabularies`)."""
+    return DOSSIER_STATUS_NAMES, {code: name for code, (_, name) in DOSSIER_CHANNELS.items()}
 
 
 def _code_or_name(rng: random.Random, code: int, names: dict[int, str]) -> Any:
@@ -340,7 +337,7 @@ def _add_working_days(moment: datetime, days: int) -> datetime:
 
 def dossier(
     rng: random.Random, ctx: Context, code: str, received: datetime, horizon: datetime, every_change: bool
-) -> list[dict[str, Any]]:
+) -> list[tuple[datetime, dict[str, Any]]]:
     """The versions of one dossier delivered up to `horizon`, oldest first (NgayCapNhat increasing)."""
     proc = rng.choice(ctx.procedures)
     online_share = {4: 0.65, 3: 0.4, 2: 0.05}[proc.level]

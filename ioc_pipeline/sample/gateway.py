@@ -1,7 +1,7 @@
 """A local stand-in for the provincial data-sharing gateway's dossier API (tests and demos only).
 
     python -m ioc_pipeline.sample.gateway --landing data/landing --port 8765 --token demo-token \\
-        [--fail-429 N] [--fail-500 N] [--fail-every K] [--slow-ms MS]
+        [--fail-429 N] [--fail-500 N] [--fail-every K] [--slow-ms MS] [--drop-body N] [--endless]
 
 then run the pipeline against it:
 
@@ -11,22 +11,25 @@ It serves the dossier versions of the export files under `<landing>/public_servi
 landing-zone contract describes the API: `GET /dossiers?updated_from=<ISO 8601>&page=<n>&page_size=<m>`
 with `Authorization: Bearer <token>`, answering `{"data": [...], "page", "page_size", "total_pages",
 "total"}`, pages 1-based, versions ordered by NgayCapNhat. Switches make it answer 429 or 500 (the
-next N requests, or every K-th) and slow pages. Every request is logged (`requests`) so tests can see
-what the pipeline asked for. Records are serialised once when loaded; a page is a join of bytes, so
-the server is never what limits a measurement. Production code never imports this module.
+next N requests, or every K-th), slow pages, break the connection in the middle of a page's body, and
+misbehave at paging (always announce one more page; answer page 1 whatever page is asked). Every
+request is logged (`requests`) so tests can see what the pipeline asked for. Records are serialised
+once when loaded; a page is a join of bytes, so the server is never what limits a measurement.
+Production code never imports this module.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlparse
 
 import orjson
@@ -35,6 +38,7 @@ import polars as pl
 from ioc_pipeline import parsing
 
 MIN_TIME = datetime(1970, 1, 1).astimezone()
+TRUNCATE = "x-sample-truncate"  # internal: the handler sends half the body and closes the connection
 
 
 def _timestamps(texts: list[str | None]) -> list[datetime | None]:
@@ -51,6 +55,9 @@ class Gateway:
     fail_500: int = 0  # answer 500 to the next N requests
     fail_every: int = 0  # answer 503 to every K-th request (0: never)
     slow_seconds: float = 0.0
+    drop_body: int = 0  # the next N pages: send the headers and half the body, then close the connection
+    endless: bool = False  # announce total_pages = page + 1 on every page (a gateway that never ends)
+    repeat_first_page: bool = False  # answer page 1's versions whatever page is asked
     requests: list[dict[str, Any]] = field(default_factory=list)
     _keys: list[tuple[datetime, str]] = field(default_factory=list)
     _bodies: list[bytes] = field(default_factory=list)
@@ -92,7 +99,7 @@ class Gateway:
         with self._lock:
             self._count += 1
             count = self._count
-            entry = {k: v[0] for k, v in query.items()}
+            entry: dict[str, Any] = {k: v[0] for k, v in query.items()}
             self.requests.append(entry)
             if authorization != f"Bearer {self.token}":
                 entry["status"] = 401
@@ -123,13 +130,18 @@ class Gateway:
                 return 400, b'{"error":"page is 1-based and page_size in 1..50000"}', {}
             start = bisect.bisect_left(self._keys, (since, ""))
             total = len(self._keys) - start
-            first = start + (page - 1) * size
+            first = start + ((1 if self.repeat_first_page else page) - 1) * size
             data = b",".join(self._bodies[first : min(first + size, len(self._bodies))])
-            total_pages = -(-total // size)
+            total_pages = page + 1 if self.endless else -(-total // size)
+            headers = {}
+            if self.drop_body > 0:
+                self.drop_body -= 1
+                entry["status"] = "dropped"
+                headers[TRUNCATE] = "1"
         if self.slow_seconds:
             time.sleep(self.slow_seconds)
         tail = f'],"page":{page},"page_size":{size},"total_pages":{total_pages},"total":{total}}}'.encode()
-        return 200, b'{"data":[' + data + tail, {}
+        return 200, b'{"data":[' + data + tail, headers
 
 
 def parsing_tz() -> Any:
@@ -145,16 +157,26 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         url = urlparse(self.path)
         if url.path.rstrip("/") != "/dossiers":
-            status, body, headers = 404, b'{"error":"not found"}', {}
+            status, body, headers = 404, b'{"error":"not found"}', dict[str, str]()
         else:
             status, body, headers = self.server.gateway.answer(parse_qs(url.query), self.headers.get("Authorization"))
+        truncate = headers.pop(TRUNCATE, None)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            if truncate:  # a connection dropped mid-body: the client sees fewer bytes than Content-Length
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout): nothing to answer
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: the gateway object logs
         return
@@ -171,7 +193,7 @@ class GatewayServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{cast(str, host)}:{port}"
 
     def start(self) -> GatewayServer:
         self._thread = threading.Thread(target=self.serve_forever, name="gateway", daemon=True)
@@ -201,8 +223,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fail-500", type=int, default=0, help="answer 500 to the next N requests after those")
     parser.add_argument("--fail-every", type=int, default=0, help="answer 503 to every K-th request")
     parser.add_argument("--slow-ms", type=float, default=0.0, help="delay every page by this many milliseconds")
+    parser.add_argument("--drop-body", type=int, default=0, help="break the connection mid-body on the next N pages")
+    parser.add_argument("--endless", action="store_true", help="always announce one more page")
     args = parser.parse_args(argv)
-    gateway = Gateway(args.token, args.fail_429, args.fail_500, args.fail_every, args.slow_ms / 1000)
+    gateway = Gateway(
+        args.token, args.fail_429, args.fail_500, args.fail_every, args.slow_ms / 1000, args.drop_body, args.endless
+    )
     loaded = gateway.add_landing(args.landing)
     server = GatewayServer(gateway, args.host, args.port)
     print(f"serving {loaded} dossier versions at {server.url}/dossiers (Ctrl-C to stop)", flush=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ioc_pipeline.sample.places import Commune, abbreviated, communes, district_spelling, offset, plain
 from ioc_pipeline.sample.variations import nfd, vn_decimal
+from ioc_pipeline.vocabularies import ENTERPRISE_STATUS_NAMES, POINT_TYPE_NAMES, POSTAL_SCOPE_NAMES
 
 AS_OF = date(2022, 4, 30)
 ENTERPRISES_FILE = f"postal/enterprises_{AS_OF:%Y%m%d}.xlsx"
@@ -47,20 +48,14 @@ ACTIVE_NAMES = [
 OTHER_WORDS = ["Hưng Phát", "Tân Tiến", "Phương Nam", "Hoàng Long", "Minh Châu", "Thành Đạt", "Nhật Quang",
                "An Khang", "Bảo Ngọc", "Thiên Phú", "Kim Long", "Đại Phát", "Hòa Bình", "Sao Mai", "Trường Thịnh",
                "Gia Huy", "Ngọc Lan", "Vạn Xuân", "Phúc Lộc", "Thái Sơn"]  # fmt: skip
+# the official name (ioc_pipeline.vocabularies), then how clerks also write it
 STATUS_SPELLINGS = {
-    "active": ["Đang hoạt động", "đang hoạt động", "ĐANG HOẠT ĐỘNG"],
-    "suspended": ["Tạm ngừng", "Tạm ngừng hoạt động"],
-    "revoked": ["Đã thu hồi", "Đã thu hồi giấy phép"],
+    "active": [ENTERPRISE_STATUS_NAMES["active"], "đang hoạt động", "ĐANG HOẠT ĐỘNG"],
+    "suspended": [ENTERPRISE_STATUS_NAMES["suspended"], "Tạm ngừng hoạt động"],
+    "revoked": [ENTERPRISE_STATUS_NAMES["revoked"], "Đã thu hồi giấy phép"],
 }
-SCOPE_NAMES = {"provincial": "Nội tỉnh", "interprovincial": "Liên tỉnh", "international": "Quốc tế"}
-TYPE_NAMES = {
-    "post_office_1": "Bưu cục cấp 1",
-    "post_office_2": "Bưu cục cấp 2",
-    "post_office_3": "Bưu cục cấp 3",
-    "commune_cultural_post": "Điểm Bưu điện - Văn hóa xã",
-    "postal_agent": "Đại lý bưu chính",
-    "transaction_point": "Điểm giao dịch",
-}
+SCOPE_NAMES = POSTAL_SCOPE_NAMES
+TYPE_NAMES = POINT_TYPE_NAMES
 # the public operator's network, the army post's, the express post's; the other 12 share the rest
 PUBLIC_NETWORK = {"post_office_1": 1, "post_office_2": 10, "post_office_3": 20, "commune_cultural_post": 70,
                   "postal_agent": 15}  # fmt: skip

@@ -307,11 +307,11 @@ def design(seed: int) -> Design:
         elif kind == "code_and_distance":
             a, b = rng.sample(CODE_COLUMN_CARRIERS, 2)
             code = next(shared_codes)
-            second = offset(lon, lat, rng.uniform(30.0, 50.0), bearing)
+            apart = offset(lon, lat, rng.uniform(30.0, 50.0), bearing)
             members += [
                 (i, a, lon, lat, code),
-                (i, b, *second, code),
-                (i, "vietnamobile", *offset(*second, rng.uniform(3.0, 10.0), bearing + 1.5), None),
+                (i, b, *apart, code),
+                (i, "vietnamobile", *offset(*apart, rng.uniform(3.0, 10.0), bearing + 1.5), None),
             ]
         elif kind == "same_carrier":
             members += [
@@ -333,7 +333,7 @@ def design(seed: int) -> Design:
 
     numbers = {c: iter(rng.sample(range(1, 9000), 2000)) for c in CARRIERS}
     stations = []
-    for n, (site, carrier, lon, lat, code) in enumerate(members):
+    for n, (site, carrier, lon, lat, shared) in enumerate(members):
         commune = by_code[slots[site]]
         number = next(numbers[carrier])
         stations.append(
@@ -345,7 +345,7 @@ def design(seed: int) -> Design:
                 lat=lat,
                 commune=commune,
                 technologies=station_techs[n],
-                shared_code=code,
+                shared_code=shared,
                 on_air=date(2006, 1, 1) + timedelta(days=rng.randrange(0, (AS_OF - date(2006, 1, 1)).days)),
                 address=_address(rng, commune),
                 site=site,

@@ -8,7 +8,7 @@
     dlt resource (Arrow tables) ──► lake/bronze/dossiers/<load_id>.<file_id>.parquet (append-only)
 
 Bronze keeps every version as delivered (pseudonymised) plus `_updated_at` (NgayCapNhat parsed:
-dlt's incremental cursor, and the version order) and `_month` (the month of receipt, the silver
+the gateway cursor, and the version order) and `_month` (the month of receipt, the silver
 partition the row belongs to, so a partition reads only its rows). The newest version of each
 `MaHoSo` wins in silver: dlt's filesystem destination cannot merge plain Parquet.
 
@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -39,9 +39,10 @@ import dlt
 import orjson
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import requests
 
-from ioc_pipeline import parsing, pii
+from ioc_pipeline import faults, parsing, pii
 from ioc_pipeline.lake import FileInfo, Lake, Landing
 from ioc_pipeline.sources.files import (
     DETECT_BYTES,
@@ -60,12 +61,15 @@ from ioc_pipeline.sources.files import (
     detect_encoding,
     fate_of,
     file_resource,
+    load,
     loaded_before,
-    pipeline,
     refused_earlier,
     snapshot_of,
     survey,
 )
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 T = TypeVar("T")
 TABLE = "dossiers"
@@ -97,7 +101,10 @@ FIELDS: dict[str, str] = {
 }
 # every field as text; of the applicant, only the citizen ID is ever parsed (an applicant that is not an
 # object makes the line unreadable: it is quarantined with a reason that shows nothing of it)
-READ_SCHEMA = {**{name: pl.String for name in FIELDS}, APPLICANT: pl.Struct({"SoGiayTo": pl.String})}
+READ_SCHEMA: dict[str, PolarsDataType] = {
+    **{name: pl.String for name in FIELDS},
+    APPLICANT: pl.Struct({"SoGiayTo": pl.String}),
+}
 BRONZE_COLUMNS = [*FIELDS.values(), "applicant_id", UPDATED_AT, MONTH, PARSE_ERROR]
 LINEAGE = [SOURCE_FILE, SOURCE_ROW, SNAPSHOT, FILE_HASH]
 
@@ -191,7 +198,7 @@ def read_ahead(items: Iterator[T]) -> Iterator[T]:
         upcoming = worker.submit(next, items, done)
         while (item := upcoming.result()) is not done:
             upcoming = worker.submit(next, items, done)
-            yield item
+            yield cast(T, item)
 
 
 def _digest(landing: Landing, path: str) -> tuple[str, bool]:
@@ -229,7 +236,7 @@ def _parse_lines(
     `data` holds exactly `count` non-blank lines, split into a list only when one of them is unreadable."""
     expected = len(kept) if kept is not None else count
     try:
-        frame = pl.read_ndjson(io.BytesIO(data), schema=READ_SCHEMA) if data is not None else _read_lines(kept)
+        frame = pl.read_ndjson(io.BytesIO(data), schema=READ_SCHEMA) if data is not None else _read_lines(kept or [])
         if frame.height == expected:
             return frame, [None] * expected
     except Exception:  # noqa: BLE001 - polars' message may quote the line: find the culprits ourselves
@@ -332,6 +339,7 @@ def _ndjson_batches(
             if numbers:
                 frame, errors = _parse_lines(kept, data, len(numbers))
                 error_series = pl.Series(PARSE_ERROR, errors, pl.String) if any(errors) else None
+                faults.point("bronze_read")
                 yield to_bronze(frame, key, file.path, numbers, snapshot, digest, error_series)
             if not block:
                 break
@@ -425,6 +433,15 @@ class GatewayAuthError(GatewayError):
     """The gateway refused the token: retrying cannot help."""
 
 
+# what a dropped connection, a reset, a body cut short or a silent server raise: retried like a 5xx
+RETRIED_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
 @dataclass(frozen=True)
 class Gateway:
     """How to reach the gateway; `token` is never logged or put in a message."""
@@ -432,10 +449,29 @@ class Gateway:
     url: str
     token: str = field(repr=False)
     page_size: int = 20000
-    timeout: float = 60.0
+    timeout: float = 60.0  # seconds to connect, and between two bytes of an answer
     max_attempts: int = 6
     backoff: float = 1.0  # seconds before the first retry; doubled each time, at most 60 s
     first_updated_from: datetime = datetime(FIRST_MONTH.year, FIRST_MONTH.month, 1, tzinfo=TZ)
+    lookback: timedelta = timedelta(days=2)  # asked again before the cursor: late, backdated versions
+    reconcile_every: timedelta = timedelta(days=7)  # counts per month compared with the gateway's
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Gateway | None:
+        """The client from the `gateway` resource's settings (`resources.DossierGatewayResource`);
+        None when no URL is set: the export files are read instead."""
+        if not settings.url.strip():
+            return None
+        return cls(
+            url=settings.url.strip(),
+            token=settings.token,
+            page_size=settings.page_size,
+            backoff=settings.backoff_seconds,
+            max_attempts=settings.max_attempts,
+            timeout=settings.timeout_seconds,
+            lookback=timedelta(hours=settings.lookback_hours),
+            reconcile_every=timedelta(days=settings.reconcile_days),
+        )
 
 
 @dataclass
@@ -443,9 +479,28 @@ class GatewayStats:
     pages: int = 0
     requests: int = 0
     retries: int = 0
-    rows: int = 0  # versions answered (the boundary version is answered again, and dropped by dlt)
+    rows: int = 0  # versions answered (those of the look-back window again: already in bronze, not appended)
+    duplicates: int = 0  # versions answered that bronze (or an earlier page) already holds: not appended
     updated_from: str | None = None
     retried_statuses: dict[str, int] = field(default_factory=dict)
+    reconciled: bool = False  # this load compared the counts per month with the gateway's
+    reconciliation: dict[str, dict[str, int]] = field(default_factory=dict)  # month -> gateway/bronze, when unequal
+    unplaced: int = 0  # versions in bronze whose NgayCapNhat is unreadable (in no month of the reconciliation)
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything above, for the bronze materialization."""
+        return {
+            "updated_from": self.updated_from or "",
+            "pages": self.pages,
+            "versions_answered": self.rows,
+            "versions_already_loaded": self.duplicates,
+            "requests": self.requests,
+            "retries": self.retries,
+            "retried_statuses": self.retried_statuses,
+            "reconciled": self.reconciled,
+            "reconciliation_months_unequal": self.reconciliation,
+            "versions_without_readable_updated_at": self.unplaced,
+        }
 
 
 def _page_request(
@@ -458,7 +513,7 @@ def _page_request(
         stats.requests += 1
         try:
             answer = session.get(url, params=params, timeout=gateway.timeout)
-        except (requests.ConnectionError, requests.Timeout) as error:
+        except RETRIED_ERRORS as error:
             status, retry_after = type(error).__name__, None
         else:
             if answer.status_code == 200:
@@ -482,76 +537,260 @@ def _page_request(
     raise AssertionError("unreachable")
 
 
-PAGE_SCHEMA = {
+PAGE_SCHEMA: dict[str, PolarsDataType] = {
     "data": pl.List(pl.Struct({**{k: pl.String for k in FIELDS}, APPLICANT: pl.Struct({"SoGiayTo": pl.String})})),
+    "page_size": pl.Int64,
     "total_pages": pl.Int64,
+    "total": pl.Int64,
 }
 
 
-def _read_page(body: bytes, where: str) -> tuple[pl.DataFrame, int]:
+@dataclass
+class Page:
+    records: pl.DataFrame
+    total_pages: int
+    total: int | None  # versions the query matches (all pages), when the gateway says
+    page_size: int | None  # the page size the gateway applied, when it says
+
+
+def _read_page(body: bytes, where: str) -> Page:
     """A page's records as text columns: polars reads the page whole (fast); a page it cannot type
     (an applicant that is not an object, say) is re-read record by record through orjson."""
     try:
         page = pl.read_json(io.BytesIO(body), schema=PAGE_SCHEMA)
-        total_pages = page.get_column("total_pages")[0]
+        total_pages, total, size = (page.get_column(c)[0] for c in ("total_pages", "total", "page_size"))
         records = page.select(pl.col("data").explode()).unnest("data")
         if records.height == 1 and all(v is None for v in records.row(0)):
             records = records.clear()  # "data": [] explodes into one null row
     except Exception:  # noqa: BLE001 - polars' message may quote delivered (personal) values
         try:
             parsed = orjson.loads(body)
-            total_pages = parsed.get("total_pages")
+            total_pages, total, size = (parsed.get(c) for c in ("total_pages", "total", "page_size"))
             data = parsed.get("data") or []
             records = _read_lines([orjson.dumps(item) for item in data]) if data else pl.DataFrame(schema=READ_SCHEMA)
+            total, size = (int(v) if isinstance(v, int) else None for v in (total, size))
         except Exception as error:  # noqa: BLE001
             raise GatewayError(
                 f"{where}: the answer is not the contract's JSON page ({type(error).__name__})"
             ) from None
     if total_pages is None:
         raise GatewayError(f"{where}: the answer has no total_pages")
-    return records, int(total_pages)
+    return Page(records, int(total_pages), total, size)
 
 
-def gateway_resource(gateway: Gateway, key: bytes, stats: GatewayStats, sleep: Callable = time.sleep) -> Any:
-    """Pages of changed dossier versions since the last successful load (dlt incremental state)."""
+class Paging:
+    """Bounds on what a gateway may announce: a page repeated, or more pages than its versions can fill,
+    fails the load by name instead of paging forever (a gateway that always announced one more page
+    made 6,181 requests in 150 s)."""
+
+    def __init__(self, page_size: int) -> None:
+        self.page_size = page_size
+        self.seen: dict[int, int] = {}  # fingerprint of a page's versions -> the page that had them
+
+    def check(self, number: int, page: Page, where: str) -> None:
+        size = page.page_size or self.page_size
+        if page.records.height > size:
+            raise GatewayError(f"{where}: {page.records.height} versions on a page of {size}")
+        if page.total is not None:
+            most = max(1, -(-page.total // max(size, 1)))
+            if page.total_pages > most:
+                raise GatewayError(
+                    f"{where}: the gateway announces {page.total_pages} pages for {page.total} versions at "
+                    f"{size} a page (at most {most}): paging stopped"
+                )
+        elif number < page.total_pages and not page.records.height:
+            raise GatewayError(f"{where}: page {number} of {page.total_pages} is empty: paging stopped")
+        if page.records.height:
+            keys = page.records.select(pl.struct("MaHoSo", "NgayCapNhat").hash()).to_series()
+            fingerprint = hash((page.records.height, tuple(keys.to_list())))
+            if fingerprint in self.seen:
+                raise GatewayError(
+                    f"{where}: page {number} repeats the versions of page {self.seen[fingerprint]}: paging stopped"
+                )
+            self.seen[fingerprint] = number
+
+
+# what makes two bronze rows the same version: the delivered fields (as text) and the pseudonym
+CONTENT = [*FIELDS.values(), "applicant_id"]
+VERSION_KEY = ["dossier_code", UPDATED_AT, "_content"]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+def _version_keys(frame: pl.DataFrame | pl.LazyFrame) -> Any:
+    return frame.select(
+        pl.col("dossier_code"),
+        pl.col(UPDATED_AT).dt.convert_time_zone("UTC"),
+        pl.struct(CONTENT).hash().alias("_content"),
+    )
+
+
+class Versions:
+    """The versions bronze holds from `since` on (and those of this load so far): a version answered
+    again (the look-back window, a reconciliation, a page shifted by a new version) is not appended
+    twice. Same dossier, same NgayCapNhat, same delivered content: the same version."""
+
+    def __init__(self, lake: Lake, since: datetime) -> None:
+        known = pl.DataFrame(
+            schema={"dossier_code": pl.String, UPDATED_AT: pl.Datetime("us", "UTC"), "_content": pl.UInt64}
+        )
+        if lake.exists("bronze", TABLE):
+            window = pl.col(UPDATED_AT).is_null() | (pl.col(UPDATED_AT) >= _utc(since))
+            found = _version_keys(lake.scan("bronze", TABLE).select(*CONTENT, UPDATED_AT).filter(window)).collect()
+            known = pl.concat([known, found.cast(known.schema)])
+        self.known = known.unique()
+
+    def new_only(self, table: pa.Table) -> pa.Table:
+        keys = _version_keys(pl.DataFrame(table)).with_columns(_k=pl.int_range(pl.len(), dtype=pl.Int64))
+        fresh = keys.unique(VERSION_KEY, keep="first", maintain_order=True).join(
+            self.known, on=VERSION_KEY, how="anti", nulls_equal=True
+        )
+        self.known = pl.concat([self.known, fresh.select(VERSION_KEY)])
+        if fresh.height == table.num_rows:
+            return table
+        return table.take(pa.array(fresh.get_column("_k").sort().to_list(), pa.int64()))
+
+
+def _boundaries(first: datetime, until: datetime) -> list[datetime]:
+    """Local midnight of the first day of every month from `first`'s to `until`'s, then `until` itself."""
+    starts, year, month = [], first.year, first.month
+    while (year, month) <= (until.year, until.month):
+        starts.append(datetime(year, month, 1, tzinfo=TZ))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return [*[start for start in starts if start < until], until]
+
+
+def reconcile(
+    lake: Lake, gateway: Gateway, session: requests.Session, stats: GatewayStats, until: datetime, sleep: Callable
+) -> datetime | None:
+    """Versions per month of NgayCapNhat, the gateway's against bronze's, up to the cursor (`until`); the
+    start of the first month where bronze holds fewer, counted from the first month on (versions the
+    cursor passed by: a backdated version published later than the look-back window), from which the
+    load then pulls again.
+
+    The API has only `updated_from`, and answers `total`, the versions from that instant on: a month's
+    count is the difference of the totals at its first and at the next month's first instant (one
+    request of one version each). Asked from the newest month back, so a version arriving meanwhile can
+    only make an older month look short (a harmless re-pull), never hide a missing one. Bronze counts
+    its versions (each appended once); those whose NgayCapNhat it cannot read (quarantined in silver)
+    belong to no month and count from the first one on. A month where bronze holds more (versions also
+    delivered as export files, or twice by a load from before the de-duplication) is reported, not
+    pulled. A gateway that answers no `total`: everything is pulled again.
+    """
+    starts = _boundaries(gateway.first_updated_from, until)
+    totals: dict[datetime, int] = {}
+    for start in reversed(starts):
+        params = {"updated_from": start.isoformat(), "page": 1, "page_size": 1}
+        where = f"gateway /dossiers?{urlencode(params)}"
+        page = _read_page(_page_request(session, gateway, params, stats, sleep), where)
+        if page.total is None:
+            stats.reconciliation = {"all": {"gateway_total_missing": 1}}
+            return gateway.first_updated_from
+        totals[start] = page.total
+    held: dict[str, int] = {}
+    if lake.exists("bronze", TABLE):
+        local = pl.col(UPDATED_AT).dt.convert_time_zone(parsing.TIMEZONE)
+        in_range = pl.col(UPDATED_AT).is_between(_utc(starts[0]), _utc(until), closed="left")
+        counted = (
+            lake.scan("bronze", TABLE)
+            .select(UPDATED_AT)
+            .filter(in_range | pl.col(UPDATED_AT).is_null())
+            .group_by(local.dt.strftime("%Y-%m").alias("month"))
+            .len()
+            .collect()
+        )
+        held = dict(counted.iter_rows())
+    stats.unplaced = held.pop(None, 0)  # type: ignore[call-overload]  # versions with no readable month
+    served_so_far, kept_so_far, first_short = 0, stats.unplaced, None
+    for start, following in zip(starts, starts[1:], strict=False):
+        month = month_of(start.date())
+        served, kept = totals[start] - totals[following], held.get(month, 0)
+        served_so_far, kept_so_far = served_so_far + served, kept_so_far + kept
+        if served != kept:
+            stats.reconciliation[month] = {"gateway": served, "bronze": kept}
+        if served_so_far > kept_so_far and first_short is None:
+            first_short = start
+    return first_short
+
+
+def _cursor(state: dict[str, Any]) -> datetime | None:
+    """The newest NgayCapNhat loaded (kept in dlt's resource state; before the look-back window it was
+    dlt's incremental `last_value`, read once when a lake from then is loaded again)."""
+    value = state.get("cursor") or state.get("incremental", {}).get(UPDATED_AT, {}).get("last_value")
+    if value is None:
+        return None
+    stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return stamp.astimezone(TZ)
+
+
+def gateway_resource(
+    gateway: Gateway, key: bytes, stats: GatewayStats, lake: Lake, sleep: Callable = time.sleep
+) -> Any:
+    """Pages of dossier versions changed since the newest one loaded, minus the look-back window (versions
+    published late with an older NgayCapNhat); every so often, from the first month whose count differs
+    from the gateway's (`reconcile`). A version bronze already holds is not appended again."""
 
     @dlt.resource(name=TABLE, write_disposition="append")
-    def changed(
-        updated: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008 - dlt's idiom
-            UPDATED_AT,
-            initial_value=gateway.first_updated_from,
-            primary_key=("dossier_code", UPDATED_AT),
-            on_cursor_value_missing="include",
-        ),
-    ) -> Iterator[pa.Table]:
-        since = updated.last_value or gateway.first_updated_from
-        since_text = since.astimezone(TZ).isoformat()
-        stats.updated_from = since_text
-        snapshot = datetime.now(TZ).date().isoformat()
+    def changed() -> Iterator[pa.Table]:
+        state = dlt.current.resource_state()
+        cursor = _cursor(state)
+        now = datetime.now(TZ)
+        since = (
+            gateway.first_updated_from if cursor is None else max(gateway.first_updated_from, cursor - gateway.lookback)
+        )
+        snapshot = now.date().isoformat()
         with requests.Session() as session, ThreadPoolExecutor(1, thread_name_prefix="gateway") as fetcher:
             session.headers["Authorization"] = f"Bearer {gateway.token}"
             session.headers["Accept"] = "application/json"
+            last = state.get("reconciled_at")
+            if cursor is not None and (
+                last is None or now - datetime.fromisoformat(str(last)) >= gateway.reconcile_every
+            ):
+                stats.reconciled = True
+                short = reconcile(lake, gateway, session, stats, cursor, sleep)
+                if short is not None:
+                    since = min(since, short)
+            since_text = since.astimezone(TZ).isoformat()
+            stats.updated_from = since_text
+            versions = Versions(lake, since)
+            paging = Paging(gateway.page_size)
 
-            def fetch(page: int) -> tuple[pa.Table | None, int]:
+            def fetch(number: int) -> tuple[Page, pa.Table | None, str]:
                 """One page fetched, read, pseudonymised and typed (in the fetcher thread)."""
-                params = {"updated_from": since_text, "page": page, "page_size": gateway.page_size}
+                params = {"updated_from": since_text, "page": number, "page_size": gateway.page_size}
                 where = f"gateway /dossiers?{urlencode(params)}"
-                records, total = _read_page(_page_request(session, gateway, params, stats, sleep), where)
+                page = _read_page(_page_request(session, gateway, params, stats, sleep), where)
                 stats.pages += 1
-                if not records.height:
-                    return None, total
-                stats.rows += records.height
-                return to_bronze(records, key, where, range(1, records.height + 1), snapshot, None), total
+                if not page.records.height:
+                    return page, None, where
+                stats.rows += page.records.height
+                rows = range(1, page.records.height + 1)
+                return page, to_bronze(page.records, key, where, rows, snapshot, None), where
 
-            page, total_pages = 1, 1
+            number, total_pages, newest = 1, 1, cursor
             ahead = fetcher.submit(fetch, 1)
-            while page <= total_pages:
-                table, total_pages = ahead.result()
-                if page < total_pages:  # the next page travels and is typed while dlt writes this one
-                    ahead = fetcher.submit(fetch, page + 1)
+            while number <= total_pages:
+                page, table, where = ahead.result()
+                paging.check(number, page, where)
+                total_pages = page.total_pages
+                if number < total_pages:  # the next page travels and is typed while dlt writes this one
+                    ahead = fetcher.submit(fetch, number + 1)
                 if table is not None:
-                    yield table
-                page += 1
+                    stamps = table.column(UPDATED_AT).drop_null()
+                    if len(stamps):
+                        top = pa.compute.max(stamps).as_py().astimezone(TZ)
+                        newest = top if newest is None else max(newest, top)
+                    fresh = versions.new_only(table)
+                    stats.duplicates += table.num_rows - fresh.num_rows
+                    if fresh.num_rows:
+                        yield fresh
+                number += 1
+        if newest is not None:
+            state["cursor"] = newest.isoformat()
+        if cursor is None or stats.reconciled:  # a load from the first month is complete by construction
+            state["reconciled_at"] = now.isoformat()
 
     return changed
 
@@ -571,7 +810,7 @@ class DossierIngest:
 
 def loaded(lake: Lake, load_ids: list[str]) -> tuple[int, list[str]]:
     """Rows these loads wrote and the month partitions they landed in (read back from bronze:
-    exactly what was written, after dlt's incremental de-duplication of the boundary version)."""
+    exactly what was written, after the de-duplication of versions bronze already held)."""
     if not load_ids or not lake.exists("bronze", TABLE):
         return 0, []
     found = lake.scan("bronze", TABLE).filter(pl.col(LOAD_ID).is_in(load_ids)).group_by(MONTH).len().collect()
@@ -598,16 +837,14 @@ def ingest(
             "đang dùng API của trục liên thông (IOC_DOSSIER_API_URL): không đọc tệp xuất",
         )
         fates += [fate_of(FEED, c.file, "ignored", *why) for c in candidates]
-        resource = gateway_resource(gateway, key, stats, sleep)
+        resource = gateway_resource(gateway, key, stats or GatewayStats(), lake, sleep)
     else:
         refused = refused_earlier(lake, TABLE)
         resource = export_resource(landing, report, key, ahead, candidates=candidates, refused=refused)
     report.fates.extend(fates)
     try:
-        info = pipeline(lake, dlt_dir, TABLE).run(resource, loader_file_format="parquet")
+        report.load_ids = load(lake, dlt_dir, TABLE, resource)  # crash-safe: finishes what a killed run left
     finally:
         ahead.close()
-    info.raise_on_failed_jobs()
-    report.load_ids = list(info.loads_ids)
     report.rows, months = loaded(lake, report.load_ids)
     return DossierIngest("api" if gateway else "export", report, stats, months)

@@ -13,18 +13,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc
 
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
+
 LAYER = "ops"
 LANDING_FILES = "landing_files"
 REFUSED_FILES = "refused_files"
 FATES = ("loaded", "already_loaded", "refused", "ignored", "deferred")
 
-LANDING_FILES_SCHEMA = {
+LANDING_FILES_SCHEMA: dict[str, PolarsDataType] = {
     "feed": pl.String,
     "path": pl.String,
     "size": pl.Int64,
@@ -38,7 +42,7 @@ LANDING_FILES_SCHEMA = {
     "load_id": pl.String,
     "seen_at": pl.Datetime("us", "UTC"),
 }
-REFUSED_FILES_SCHEMA = {
+REFUSED_FILES_SCHEMA: dict[str, PolarsDataType] = {
     "feed": pl.String,
     "path": pl.String,
     "sha256": pl.String,

@@ -20,22 +20,27 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import hashlib
 import io
 import json
 import posixpath
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import dagster as dg
 import dlt
 import pyarrow as pa
 from dlt.destinations import filesystem
 
+from ioc_pipeline import faults
 from ioc_pipeline.lake import FileInfo, Lake, Landing, matches
 from ioc_pipeline.parsing import fold_header
 from ioc_pipeline.sources.fates import FileFate, refused_earlier
@@ -373,7 +378,7 @@ def _records_xlsx(path: str, data: bytes, feed: Feed) -> tuple[None, Iterator[tu
                 # a merged two-row header: the lower cell names the column, the upper one where it is empty
                 width = max(len(header), len(cells))
                 header = [
-                    (cells[i] if i < len(cells) and cells[i] and cells[i].strip() else None)
+                    (cells[i] if i < len(cells) and (cells[i] or "").strip() else None)
                     or (header[i] if i < len(header) else "")
                     for i in range(width)
                 ]
@@ -661,19 +666,32 @@ def file_resource(
                 report.fates.append(fate_of(feed, file, "already_loaded", why, "đã nạp trước đó", sha256=digest))
                 continue
             try:
-                opened = read(landing, file, feed) if candidate.refusal is None else None
-            except DeliveryError as error:  # unreadable before its digest (an empty export)
-                opened, candidate.refusal = None, error
+                try:
+                    opened = read(landing, file, feed) if candidate.refusal is None else None
+                except DeliveryError as error:  # unreadable before its digest (an empty export)
+                    opened, candidate.refusal = None, error
+                digest = opened.digest if opened else sha256_of(landing, file.path)
+                now = landing.stat(file.path)
             except FileNotFoundError:  # renamed or removed since the folder was listed (a copy tool finishing)
-                gone = ("the file disappeared before it was read", "tệp đã biến mất trước khi được đọc")
+                gone = ("the file disappeared while it was read", "tệp đã biến mất trong khi đang được đọc")
                 report.fates.append(fate_of(feed, file, "deferred", *gone))
                 continue
-            digest = opened.digest if opened else sha256_of(landing, file.path)
+            if (now.size, now.modified) != (file.size, file.modified):  # it changed while it was hashed / read
+                report.fates.append(
+                    fate_of(
+                        feed,
+                        file,
+                        "deferred",
+                        "the file changed while it was read: probably still being written, left to a later run",
+                        "tệp thay đổi trong khi đang đọc: có thể đang được ghi, để lần chạy sau",
+                    )
+                )
+                continue
             if (file.path, digest) in refused:
                 reason, reason_vi = refused[(file.path, digest)]
-                error = DeliveryError(file.path, f"refused earlier: {reason}", f"đã bị từ chối trước đó: {reason_vi}")
-                report.errors.append(error)
-                report.fates.append(fate_of(feed, file, "refused", error.problem, error.problem_vi, sha256=digest))
+                earlier = DeliveryError(file.path, f"refused earlier: {reason}", f"đã bị từ chối trước đó: {reason_vi}")
+                report.errors.append(earlier)
+                report.fates.append(fate_of(feed, file, "refused", earlier.problem, earlier.problem_vi, sha256=digest))
                 continue
             if digest in seen:
                 digests[stat_key(file)] = digest
@@ -682,23 +700,9 @@ def file_resource(
                 report.fates.append(fate_of(feed, file, "already_loaded", why, "đã nạp trước đó", sha256=digest))
                 continue
             try:
-                if candidate.refusal is not None:
-                    raise candidate.refusal
+                if candidate.refusal is not None or opened is None:
+                    raise candidate.refusal or DeliveryError(file.path, "unreadable", "không đọc được")
                 encoding, tables = opened.parse()
-                if isinstance(tables, list):  # read whole: see whether it changed meanwhile
-                    now = landing.stat(file.path)
-                    if (now.size, now.modified) != (file.size, file.modified):
-                        report.fates.append(
-                            fate_of(
-                                feed,
-                                file,
-                                "deferred",
-                                "the file changed while it was read: probably still being written, left to a later run",
-                                "tệp thay đổi trong khi đang đọc: có thể đang được ghi, để lần chạy sau",
-                                sha256=digest,
-                            )
-                        )
-                        continue
             except DeliveryError as error:
                 report.errors.append(error)
                 report.fates.append(fate_of(feed, file, "refused", error.problem, error.problem_vi, sha256=digest))
@@ -755,6 +759,131 @@ def account(lake: Lake, table: str, report: IngestReport) -> dict[str, int]:
     return in_bronze
 
 
+class DiskFullError(dg.Failure):
+    """The disk (the lake's or dlt's) filled up during a load: what the load had written was discarded.
+    A `Failure`, so that the step's message in the UI and in `cli run` is this one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(description=message)
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "File too large")
+
+
+def _disk_full(error: BaseException) -> str | None:
+    """The disk-full error behind `error`, as one line (dlt wraps the OS error of a failed copy, or keeps
+    only its text in a retried job's traceback)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL_ERRNOS:
+            return str(seen)
+        lines = [line.strip() for line in str(seen).splitlines() if any(t in line for t in DISK_FULL_TEXTS)]
+        if lines:
+            return lines[-1]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_LOADED_FILE = re.compile(r"(\d+(?:\.\d+)?)\.[0-9a-zA-Z_]+\.[a-z]+")  # the layout: {load_id}.{file_id}.{ext}
+
+
+def _load_id(file_name: str) -> str | None:
+    """`1796124553.7638469.cf02f76780.parquet` -> `1796124553.7638469`; None for a name dlt did not write."""
+    found = _LOADED_FILE.fullmatch(file_name)
+    return found.group(1) if found else None
+
+
+def unfinished_files(lake: Lake, p: dlt.Pipeline, table: str) -> list[str]:
+    """Files in bronze of loads that never completed and are not pending in dlt's working folder: a load
+    killed mid-copy whose package was lost or discarded. dlt records each completed load in
+    `bronze/_dlt_loads/<pipeline>__<load_id>.jsonl`; a reader of bronze must never see the others."""
+    root = f"{lake.root}/bronze"
+    prefix = f"{p.pipeline_name}__"
+    completed = {
+        name[len(prefix) : -len(".jsonl")]
+        for name in (PurePosixPath(f).name for f in _listing(lake, f"{root}/_dlt_loads"))
+        if name.startswith(prefix) and name.endswith(".jsonl")
+    }
+    keep = completed | set(p.list_normalized_load_packages()) | set(p.list_extracted_load_packages())
+    found = [
+        f
+        for f in _listing(lake, f"{root}/{table}")
+        if (load_id := _load_id(PurePosixPath(f).name)) is not None and load_id not in keep
+    ]
+    found += [
+        f
+        for f in _listing(lake, f"{root}/_dlt_pipeline_state")
+        if PurePosixPath(f).name.startswith(prefix)
+        and PurePosixPath(f).name[len(prefix) :].split("__", 1)[0] not in keep
+    ]
+    return sorted(found)
+
+
+def _listing(lake: Lake, folder: str) -> list[str]:
+    return list(lake.fs.ls(folder, detail=False)) if lake.fs.exists(folder) else []
+
+
+_EXTRACT_FOLDER = re.compile(r"[0-9a-f]{16}")  # dlt's folder of a package being extracted (uniq_id(8))
+
+
+def stray_extracts(p: dlt.Pipeline) -> list[Path]:
+    """Folders of extractions a killed run left in dlt's working folder (never committed, never loaded:
+    dlt creates a new one per run, so each dead run's stays for good)."""
+    folder = Path(p.working_dir) / "normalize"
+    if not folder.is_dir():
+        return []
+    return sorted(f for f in folder.iterdir() if f.is_dir() and _EXTRACT_FOLDER.fullmatch(f.name))
+
+
+def discard_unfinished(lake: Lake, p: dlt.Pipeline, table: str) -> list[str]:
+    """Abort dlt's pending packages (dlt restores its state as it was before them, so their files are
+    not marked loaded) and remove from bronze every file of a load that did not complete."""
+    if p.has_pending_data:
+        p.abort_packages()
+    removed = unfinished_files(lake, p, table)
+    for path in removed:
+        lake.fs.rm(path)
+    return removed
+
+
+def load(lake: Lake, dlt_dir: str, table: str, resource: Any) -> list[str]:
+    """Run dlt for one feed, crash-safe; returns the ids of the loads now in bronze.
+
+    First what a killed run left: `run()` without data syncs the state with the lake and loads the
+    packages that were extracted or normalized but not loaded (their rows were taken from the landing
+    zone and marked loaded in dlt's state: they must arrive, once); then bronze files of loads that never
+    completed (a lost package) are removed. A full disk discards the load whole and says so."""
+    p = pipeline(lake, dlt_dir, table)
+    try:
+        load_ids: list[str] = []
+        pending = p.run()
+        if pending is not None:
+            pending.raise_on_failed_jobs()
+            load_ids += pending.loads_ids
+        for path in unfinished_files(lake, p, table):
+            lake.fs.rm(path)
+        for folder in stray_extracts(p):  # the bronze pool's slot: no other extraction of this feed runs
+            shutil.rmtree(folder, ignore_errors=True)
+        p.extract(resource, loader_file_format="parquet")
+        p.normalize()
+        faults.point("dlt_load")
+        info = p.load()
+        info.raise_on_failed_jobs()
+        return load_ids + list(info.loads_ids)
+    except Exception as error:
+        full = _disk_full(error)
+        if full is None:
+            raise
+        try:
+            discard_unfinished(lake, p, table)
+        except Exception as cleanup:  # noqa: BLE001 - still full: the next run retries the clean-up
+            raise DiskFullError(f"disk full while loading {table}: {full}; clean-up not finished ({cleanup})") from None
+        raise DiskFullError(
+            f"disk full while loading {table}: {full} (the load was discarded: free space and run again)"
+        ) from None
+
+
 def ingest(
     feed: Feed, landing: Landing, lake: Lake, dlt_dir: str, settle_seconds: float = SETTLE_SECONDS
 ) -> IngestReport:
@@ -762,7 +891,5 @@ def ingest(
     candidates, fates = survey(feed, landing, settle_seconds)
     report.fates.extend(fates)
     resource = file_resource(feed, landing, report, candidates=candidates, refused=refused_earlier(lake, feed.table))
-    info = pipeline(lake, dlt_dir, feed.table).run(resource, loader_file_format="parquet")
-    info.raise_on_failed_jobs()
-    report.load_ids = list(info.loads_ids)
+    report.load_ids = load(lake, dlt_dir, feed.table, resource)
     return report
