@@ -484,16 +484,16 @@ def _month_pages(
             dg.AssetMaterialization(SILVER_KEY, partition=month, metadata={**nothing, "published": False}),
             dg.AssetMaterialization(QUARANTINE_KEY, partition=month, metadata=nothing),
         ]
-    silver = table_metadata(
-        gated.clean,
-        doc=SILVER.doc,
-        delivered=True,
-        published=gated.published,
-        delivered_rows=gated.delivered,
-        quarantined_rows=gated.quarantine.height,
+    figures: dict[str, Any] = {
+        "delivered": True,
+        "published": gated.published,
+        "delivered_rows": gated.delivered,
+        "quarantined_rows": gated.quarantine.height,
         **gated.outcome.metadata(),
-        **({"unknown_procedure_codes": dg.MetadataValue.json(unknown)} if unknown is not None else {}),
-    )
+    }
+    if unknown is not None:
+        figures["unknown_procedure_codes"] = dg.MetadataValue.json(unknown)
+    silver = table_metadata(gated.clean, doc=SILVER.doc, **figures)
     return [
         dg.AssetMaterialization(SILVER_KEY, partition=month, metadata=silver),
         dg.AssetMaterialization(QUARANTINE_KEY, partition=month, metadata=quarantine_metadata(gated.quarantine)),
