@@ -197,10 +197,9 @@ def _write_locked(path: str) -> bool:
     """True when another process holds the file in write mode (a read-only open is refused)."""
     try:
         connect(path, read_only=True).close()
-    except duckdb.IOException as error:
-        if "lock" in str(error).lower():
-            return True
-        raise
+    except duckdb.Error as error:
+        # any other failure (a damaged file) is no client's work: the new warehouse replaces it
+        return "lock" in str(error).lower()
     return False
 
 
