@@ -126,7 +126,12 @@ def _gold(pipeline: Pipeline) -> dict[str, pl.DataFrame]:
 
 def _leftovers(pipeline: Pipeline) -> list[str]:
     """Temp files, dlt packages not loaded, bronze files of loads that never completed."""
-    found = [str(p) for p in pipeline.warehouse.parent.iterdir() if p.name != pipeline.warehouse.name]
+    guard = Path(f"{pipeline.warehouse}.wal")  # warehouse.guard's link, there by design
+    found = [
+        str(p)
+        for p in pipeline.warehouse.parent.iterdir()
+        if p.name != pipeline.warehouse.name and not (p == guard and p.is_symlink())
+    ]
     found += [str(p) for p in (pipeline.root / "lake").rglob(".*.tmp")]
     for feed in FEEDS:
         p = dlt_pipeline(pipeline.lake, str(pipeline.root / "dlt"), feed)
