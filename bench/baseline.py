@@ -14,6 +14,7 @@ import json
 import os
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(args.out, exist_ok=True)
     landing = os.path.abspath(args.landing)
     values = {"landing": landing, "out": os.path.abspath(args.out), "units": os.path.abspath(args.units or "")}
+    # when the dossier data left its source: the newest export file's delivery (its modification time), the
+    # moment a month that is not over yet is judged at (the pipeline's `public_service.extracted_at`)
+    exports = glob.glob(os.path.join(landing, "public_service", "dossiers_*"))
+    newest = max((os.stat(f).st_mtime for f in exports), default=time.time())
+    values["extracted_at"] = datetime.fromtimestamp(newest, UTC).isoformat()
     wanted = [f for f in args.feeds.split(",") if f]
     config = dict(OFFLINE)
     if args.threads:

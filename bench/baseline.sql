@@ -243,7 +243,10 @@ from proc_silver group by all;
 -- the monthly KPIs for the province and for each agency, in one pass (grouping sets); `level` 1 is the province
 create or replace temp table kpi_counts as
 with s as (select *, vn_fold(agency) as agency_key from read_parquet('{out}/silver_dossiers.parquet')),
-as_of as (select max(updated_at) as as_of from s)
+-- a month is judged as of its end, or as of the extraction while it is not over (the contract's "open at the end
+-- of the period"), never as of the newest change
+e as (select timestamptz '{extracted_at}' as extracted),
+j as (select s.*, least(received_month::timestamptz + interval 1 month, e.extracted) as as_of from s, e)
 select received_month as month, agency_key, grouping(agency_key) as level,
     count(*) as dossiers_received,
     count(*) filter (is_finished) as dossiers_finished,
@@ -256,8 +259,8 @@ select received_month as month, agency_key, grouping(agency_key) as level,
     count(*) filter (is_finished and e_result) as dossiers_e_result,
     count(distinct _id) + (count(*) filter (_id is null) > 0)::int as distinct_applicants,
     avg(processing_days) filter (is_finished) as avg_processing_days,
-    any_value(as_of) as as_of
-from s, as_of
+    min(as_of) as as_of
+from j
 group by grouping sets ((received_month), (received_month, agency_key));
 create or replace macro kpis(lvl) as table
     select month, agency_key, dossiers_received, dossiers_finished, finished_on_time,
