@@ -132,6 +132,6 @@ def test_a_two_digit_year_is_quarantined_by_the_date_rule_with_the_value() -> No
     typed = typed_procedures(delivered)
     result = gate.split(typed, "procedures", [r for r in RULES if r.name == "updated_at_date"])
     assert result.clean.get_column("procedure_code").to_list() == ["1.000002"]
-    assert result.clean.get_column("updated_at").to_list()[0].year == 2022
+    assert result.clean.get_column("updated_on").to_list()[0].year == 2022
     (reason,) = result.rejected.get_column(gate.REJECT_REASON).to_list()
     assert "NgayCapNhat is not a date" in reason and "30/4/22" in reason

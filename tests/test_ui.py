@@ -161,13 +161,18 @@ def test_the_ui_materializes_everything_and_shows_the_checks_passed(dev_server: 
             expect(page.get_by_text("Passing", exact=True).first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "ui-freshness-gold-ioc_scorecard.png"))
 
-            # the asset graph after the run: every asset materialized
+            # the asset graph after the run: every asset materialized (a tall page: with every group expanded,
+            # the graph zoomed to fit a small window draws its nodes without their names)
+            page.set_viewport_size({"width": 2400, "height": 3200})
             page.goto(f"{dev_server.url}/asset-groups", wait_until="networkidle")
             expect(page.get_by_text("Materialize all")).to_be_visible()
             page.keyboard.press("Alt+KeyE")  # the graph's "Expand all groups"
-            expect(page.get_by_text("ioc_scorecard", exact=True).first).to_be_visible()
             page.wait_for_load_state("networkidle")
-            page.screenshot(path=str(ARTIFACTS / "ui-asset-graph.png"))
+            try:
+                expect(page.get_by_text("ioc_scorecard", exact=True).first).to_be_visible()
+            finally:
+                page.screenshot(path=str(ARTIFACTS / "ui-asset-graph.png"))
+            page.set_viewport_size({"width": 1600, "height": 1000})
 
             # the schedule and the sensors are there and running
             page.goto(f"{dev_server.url}/automation", wait_until="networkidle")
