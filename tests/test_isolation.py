@@ -270,6 +270,7 @@ def test_a_feed_past_its_cadence_is_late_and_a_fresh_delivery_is_not(
     assert status["postal_enterprises"]["state"] == "late"
 
 
+@pytest.mark.slow  # `cli run` and `cli scorecard` as subprocesses, a gateway server
 def test_run_and_scorecard_with_every_setting_from_the_environment(tmp_path: Path) -> None:
     """`cli run` then `cli scorecard` as a shell runs them, every variable of the README's table set
     (production mode, a real key, the dossiers through a gateway on 127.0.0.1): no EnvVar leaks."""

@@ -158,6 +158,7 @@ def reference(sample_run: Pipeline, tmp_path_factory: pytest.TempPathFactory) ->
     return pipeline
 
 
+@pytest.mark.slow  # fault injection: real `cli run` processes killed and run again
 @pytest.mark.parametrize("point", faults.POINTS)
 def test_a_run_killed_at_any_point_is_recovered_by_the_next_one(
     point: str, published: Pipeline, reference: Pipeline
@@ -179,6 +180,7 @@ def test_a_run_killed_at_any_point_is_recovered_by_the_next_one(
     assert public_service.months_to_refresh(lake=published.lake) == []
 
 
+@pytest.mark.slow  # fault injection: real `cli run` processes killed and run again
 def test_bronze_rows_dagster_never_recorded_still_reach_silver(published: Pipeline, reference: Pipeline) -> None:
     """11.2: killed after dlt loaded, before the bronze materialization: the months come from the data."""
     delivered = _deliver(published.landing)

@@ -97,6 +97,7 @@ def _run_status(dev: DevServer, run_id: str) -> str:
     return _graphql(dev, f'{{ runOrError(runId: "{run_id}") {{ ... on Run {{ status }} }} }}')["runOrError"]["status"]
 
 
+@pytest.mark.slow  # `make dev` and a browser
 def test_make_dev_serves_the_report_and_the_asset_page_links_to_it(sample_run: Pipeline, tmp_path: Path) -> None:
     """`make dev`: the report folder on the next port, and a run of the report asset (launched as the UI
     does, run by the daemon) leaves a link on the asset's page that opens the page."""

@@ -101,6 +101,7 @@ def s3_run(s3_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     return pipeline
 
 
+@pytest.mark.slow  # an S3 server and whole pipeline runs against it
 def test_the_whole_pipeline_runs_with_the_lake_in_a_bucket(s3_run: Pipeline, s3_server: dict[str, str]) -> None:
     founding = {code: figure for code, figure in FOUNDING_REPORT.items() if isinstance(figure, int)}
     scorecard = s3_run.scorecard()
@@ -143,6 +144,7 @@ def test_the_whole_pipeline_runs_with_the_lake_in_a_bucket(s3_run: Pipeline, s3_
     assert strays == []
 
 
+@pytest.mark.slow  # an S3 server and whole pipeline runs against it
 def test_dlt_state_lost_locally_is_restored_from_the_bucket(s3_run: Pipeline, s3_server: dict[str, str]) -> None:
     """`python -m ioc_pipeline.cli run` (what `make run` runs) with only the AWS variables and IOC_LAKE_DIR for the
     lake, after the local dlt folder is lost: the files loaded before are not loaded again."""

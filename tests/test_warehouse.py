@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from ioc_pipeline import sql
 from ioc_pipeline.assets.layers import QUARANTINE_DOC
@@ -79,6 +80,7 @@ def _build_id(pipeline: Pipeline) -> str:
     return pipeline.query("select distinct build_id from ops.warehouse_build")[0][0]
 
 
+@pytest.mark.slow  # reader and duckdb CLI processes across refreshes
 def test_a_write_session_left_open_neither_breaks_a_refresh_nor_loses_its_table(published: Pipeline) -> None:
     warehouse = published.warehouse
     wal = Path(f"{warehouse}.wal")
@@ -145,6 +147,7 @@ READER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # reader and duckdb CLI processes across refreshes
 def test_readers_never_fail_nor_mix_versions_across_refreshes(published: Pipeline, tmp_path: Path) -> None:
     store = published.lake
     kpis = store.read("gold", "public_service_kpis_by_agency_monthly")
