@@ -27,14 +27,6 @@ def setting(name: str, default: str) -> str | dg.EnvVar:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def value(setting: object) -> str:
-    """A resource field as the string it stands for: an `EnvVar` (itself a `str`, holding the variable's
-    name) is read from the environment. Outside a run, fields are not resolved for us."""
-    if isinstance(setting, dg.EnvVar):
-        return setting.get_value() or ""
-    return str(setting)
-
-
 def resolved(name: str) -> Any:
     """One resource of `resources()` with its `EnvVar` fields read: for code outside a Dagster run (the CLI)."""
     return resources()[name].process_config_and_initialize()

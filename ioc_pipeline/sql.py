@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 
-from ioc_pipeline.resources import data_dir, resolved, value
+from ioc_pipeline.resources import data_dir, resolved
 from ioc_pipeline.warehouse import TIMEZONE
 
 ALIAS = "ioc"
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--user", default=getpass.getuser(), help="whose scratch database (default: you)")
     parser.add_argument("sql", nargs="*", help="statements to run instead of a prompt")
     args = parser.parse_args(argv)
-    warehouse = value(resolved("warehouse").path)
+    warehouse = resolved("warehouse").path
     if not os.path.exists(warehouse):
         sys.exit(f"no warehouse at {warehouse} yet: run `make run` first (IOC_DATA_DIR={data_dir()})")
     scratch = scratch_path(warehouse, args.user)

@@ -127,10 +127,6 @@ def _published(store: Lake, table: str, column: str, carrier: str | None) -> dat
     return value.date() if isinstance(value, datetime) else value
 
 
-def _days(n: timedelta) -> int:
-    return n.days
-
-
 def status_row(spec: feeds.FeedSpec, inputs: Inputs, carrier: str | None = None) -> dict:
     """The state of one feed (or one carrier of the BTS feed), with the reason in both languages."""
     table = spec.name
@@ -149,7 +145,7 @@ def status_row(spec: feeds.FeedSpec, inputs: Inputs, carrier: str | None = None)
         "department_en": spec.owner.en,
         "cadence_vi": spec.cadence[0],
         "cadence": spec.cadence[1],
-        "late_after_days": _days(late_after),
+        "late_after_days": late_after.days,
         "last_file": newest.path if newest else None,
         "last_file_received_at": datetime.fromtimestamp(newest.modified, ZoneInfo(parsing.TIMEZONE))
         if newest
@@ -194,13 +190,13 @@ def status_row(spec: feeds.FeedSpec, inputs: Inputs, carrier: str | None = None)
             return verdict("blocked", f"{last_gate['reason_vi']}{keeps}", f"{last_gate['reason_en']}{keeps_en}")
     reference = _snapshot(newest.path) if newest and not api else published
     if reference is not None and inputs.today - reference > late_after:
-        overdue = _days(inputs.today - reference)
+        overdue = (inputs.today - reference).days
         return verdict(
             "late",
             f"{who}: dữ liệu mới nhất ngày {reference}, đã {overdue} ngày không có dữ liệu mới "
-            f"(quy định: trễ sau {_days(late_after)} ngày); {spec.owner.vi} cần gửi bản mới",
+            f"(quy định: trễ sau {late_after.days} ngày); {spec.owner.vi} cần gửi bản mới",
             f"{who}: newest data of {reference}, {overdue} days without news (late after "
-            f"{_days(late_after)} days); the {spec.owner.en} must deliver",
+            f"{late_after.days} days); the {spec.owner.en} must deliver",
         )
     return verdict(
         "published",
