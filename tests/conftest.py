@@ -143,6 +143,23 @@ class Pipeline:
             with dg.DagsterInstance.get() as instance:
                 return refresh(defs, instance)
 
+    def tick(self, sensor: str, cursor: str | None = None, **env: str) -> dg.SensorExecutionData:
+        """One evaluation of `sensor` against this pipeline's instance, as the daemon makes it: the cursor
+        in, the tick out; `env` adds settings (e.g. the alert webhook) for that evaluation only."""
+        from ioc_pipeline.resources import resources
+
+        with self.environment(), pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            defs = build_defs()
+            with (
+                dg.DagsterInstance.get() as instance,
+                dg.build_sensor_context(
+                    instance=instance, cursor=cursor, definitions=defs, resources=resources()
+                ) as context,
+            ):
+                return defs.resolve_sensor_def(sensor).evaluate_tick(context)
+
     def query(self, sql: str) -> list[tuple]:
         with connect(str(self.warehouse), read_only=True) as con:
             return con.execute(sql).fetchall()

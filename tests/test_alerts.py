@@ -13,14 +13,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from ioc_pipeline import alerts
-from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.lake import Lake
-from ioc_pipeline.resources import resources
-from tests.conftest import ENV_KEYS, Pipeline, failure_messages
+from tests.conftest import Pipeline, failure_messages
 from tests.support import free_port
 
 
@@ -58,24 +55,9 @@ def hook() -> Iterator[Hook]:
     server.close()
 
 
-def _failure_tick(pipeline: Pipeline, cursor: str | None, webhook: str | None) -> str | None:
-    """One evaluation of the run-failure sensor against the pipeline's instance."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key in (*ENV_KEYS, "IOC_ALERT_WEBHOOK_URL"):
-            patch.delenv(key, raising=False)
-        for key, value in pipeline.env().items():
-            patch.setenv(key, value)
-        if webhook:
-            patch.setenv("IOC_ALERT_WEBHOOK_URL", webhook)
-        defs = build_defs()
-        sensor = defs.resolve_sensor_def("run_failure_alert")
-        with (
-            dg.DagsterInstance.get() as instance,
-            dg.build_sensor_context(
-                instance=instance, cursor=cursor, definitions=defs, resources=resources()
-            ) as context,
-        ):
-            return sensor.evaluate_tick(context).cursor
+def _failure_tick(pipeline: Pipeline, cursor: str | None, webhook: str) -> str | None:
+    """One evaluation of the run-failure sensor, posting to `webhook`."""
+    return pipeline.tick("run_failure_alert", cursor, IOC_ALERT_WEBHOOK_URL=webhook).cursor
 
 
 def test_a_failing_run_produces_an_alert_record_a_log_line_and_a_webhook_post(

@@ -8,9 +8,7 @@ import contextlib
 import json
 import os
 import threading
-import urllib.request
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,7 +22,7 @@ from ioc_pipeline import automation
 from ioc_pipeline.assets import public_service
 from ioc_pipeline.automation import Delivery
 from ioc_pipeline.definitions import all_assets, defs
-from ioc_pipeline.policies import NETWORK_RETRY, pool_for
+from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import LandingResource
 from ioc_pipeline.sources.files import Feed
 from tests.conftest import Pipeline, failure_messages
@@ -448,40 +446,3 @@ def test_a_publish_waits_while_another_run_holds_the_warehouse(published: Pipeli
                 runner.join(300)
     assert outcome and outcome[0].success, failure_messages(outcome[0]) if outcome else "no result"
     assert published.warehouse.stat().st_mtime_ns != before
-
-
-class _Flaky(BaseHTTPRequestHandler):
-    """A gateway under load: 503 twice, then an answer."""
-
-    answers = [503, 503, 200]
-    seen: list[int] = []
-
-    def do_GET(self) -> None:  # noqa: N802
-        status = self.answers[min(len(self.seen), len(self.answers) - 1)]
-        self.seen.append(status)
-        self.send_response(status)
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def test_a_network_asset_retries_with_back_off_until_the_gateway_answers() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/dossiers"
-
-    @dg.asset(retry_policy=NETWORK_RETRY)
-    def gateway_page() -> dg.MaterializeResult:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            return dg.MaterializeResult(metadata={"status": answer.status})
-
-    try:
-        result = dg.materialize([gateway_page], instance=dg.DagsterInstance.ephemeral())
-    finally:
-        server.shutdown()
-    assert result.success
-    assert _Flaky.seen == [503, 503, 200]
-    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-    assert len(retries) == 2

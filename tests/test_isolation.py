@@ -14,7 +14,6 @@ import json
 from datetime import date
 from pathlib import Path
 
-import dagster as dg
 import polars as pl
 import pytest
 from openpyxl import load_workbook
@@ -22,8 +21,7 @@ from openpyxl import load_workbook
 from ioc_pipeline import cli
 from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.progress import root_message
-from ioc_pipeline.resources import resources
-from tests.conftest import ENV_KEYS, Pipeline, failure_messages, new_pipeline
+from tests.conftest import Pipeline, failure_messages, new_pipeline
 
 NEWEST_CATALOG = "procedures/tthc_20220430.json"
 
@@ -222,34 +220,16 @@ def test_the_publish_after_failure_sensor_requests_the_publish_job(published: Pi
     policy = tmp_path / "policy.toml"
     policy.write_text('[feeds.postal_enterprises]\nmax_refused_share = "a quarter"\n', encoding="utf-8")
     published.extra_env["IOC_QUALITY_POLICY"] = str(policy)
-    cursor = _failure_sensor_tick(published, None)
+    cursor = published.tick("publish_after_failure").cursor
     failed = published.run("refresh_postal")
     causes = [root_message(e.event_specific_data.error) for e in failed.all_events if e.is_step_failure]
     assert not failed.success and any("max_refused_share = 'a quarter'" in c for c in causes), causes
-    requests = _failure_sensor_tick(published, cursor, requests=True)
+    requests = published.tick("publish_after_failure", cursor).run_requests or []
     assert [r.run_key for r in requests] == [f"publish-after:{failed.run_id}"]
     assert build_defs().resolve_sensor_def("publish_after_failure").job_name == "publish"
     published.extra_env.pop("IOC_QUALITY_POLICY")
     publish = published.run("publish")
     assert publish.success, failure_messages(publish)
-
-
-def _failure_sensor_tick(pipeline: Pipeline, cursor: str | None, requests: bool = False):  # noqa: ANN202
-    with pytest.MonkeyPatch.context() as patch:
-        for key in ENV_KEYS:
-            patch.delenv(key, raising=False)
-        for key, value in pipeline.env().items():
-            patch.setenv(key, value)
-        defs = build_defs()
-        sensor = defs.resolve_sensor_def("publish_after_failure")
-        with (
-            dg.DagsterInstance.get() as instance,
-            dg.build_sensor_context(
-                instance=instance, cursor=cursor, definitions=defs, resources=resources()
-            ) as context,
-        ):
-            tick = sensor.evaluate_tick(context)
-            return tick.run_requests if requests else tick.cursor
 
 
 def test_a_feed_past_its_cadence_is_late_and_a_fresh_delivery_is_not(
