@@ -8,7 +8,9 @@
 other): the part of `refresh_all` upstream of the dossier months (every feed's ingestion, the
 catalog, the reference units), then `dossier_months` over the months whose dossiers changed (one
 single-run backfill per contiguous range), then the rest of `refresh_all` (gold, the scorecard, the
-feed status, the warehouse). A feed's blocked batch or refused file does not stop the others: its
+feed status, the warehouse). Bronze and silver steps run only for what changed since the last run (a
+new delivery, a new quality policy, new code: Dagster's stale status, see versions.py); `run --all`
+rebuilds them all. A feed's blocked batch or refused file does not stop the others: its
 last good version is published. If a step failed outright, the runs after it still go, and a last
 `publish` run publishes every feed's last good state.
 
@@ -28,7 +30,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ioc_pipeline import progress, recovery
+from ioc_pipeline import progress, recovery, versions
 from ioc_pipeline.automation import PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_range_tags
 from ioc_pipeline.pii import PiiKeyError, resolve_key
 from ioc_pipeline.resources import resolved
@@ -67,15 +69,23 @@ def published_in(result: dg.ExecuteInProcessResult) -> bool:
     )
 
 
-def refresh(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.ExecuteInProcessResult]:
-    """Every asset, in order: upstream of the dossier months, the changed months, downstream; then, if a
-    failed step kept the warehouse from being published, the `publish` job from the last good state."""
+def refresh(
+    defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool = False
+) -> list[dg.ExecuteInProcessResult]:
+    """Every asset that needs it, in order: upstream of the dossier months, the changed months,
+    downstream; then, if a failed step kept the warehouse from being published, the `publish` job from
+    the last good state. Bronze and silver steps run only where a delivery, the quality policy or the
+    code changed (versions.py), unless `everything`."""
     from ioc_pipeline.definitions import PARTITIONED, PARTITIONED_FEEDS
 
     graph = defs.resolve_asset_graph()
     partitioned = PARTITIONED.resolve(graph)
     job = defs.resolve_job_def("refresh_all")
     selectable = set(job.asset_layer.executable_asset_keys) - partitioned
+    if not everything:
+        landing = resolved("landing")
+        versions.observe(instance, landing.landing(), landing.settle_seconds)
+        selectable = versions.outdated(graph, instance, selectable)
     downstream = PARTITIONED.downstream().resolve(graph) & selectable
     upstream = selectable - downstream
     results = [_execute(job, instance, asset_selection=sorted(upstream))]
@@ -91,7 +101,7 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.Execu
     return results
 
 
-def run(job_name: str | None = None) -> int:
+def run(job_name: str | None = None, everything: bool = False) -> int:
     try:
         check_pii_key()
     except PiiKeyError as error:
@@ -109,7 +119,7 @@ def run(job_name: str | None = None) -> int:
             tags = recent_range_tags(job, datetime.now(UTC))  # a partitioned job: this and last month
             results = [_execute(job, instance, tags=tags)]
         else:
-            results = refresh(defs, instance)
+            results = refresh(defs, instance, everything)
     elapsed = time.monotonic() - started
     for result in results:
         for event in result.all_events:
@@ -174,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="materialize every asset (refresh_all, then the changed dossier months)")
     run_parser.add_argument("--job", default=None, help="run one job instead (refresh_all, dossier_months, ...)")
+    run_parser.add_argument(
+        "--all", action="store_true", help="rebuild every bronze and silver table, changed or not (default: changed)"
+    )
     sub.add_parser("scorecard", help="print the published scorecard")
     check = sub.add_parser(
         "validate",
@@ -186,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument("--out", default=None, help="folder for the feedback workbook(s) (default: beside each file)")
     args = parser.parse_args(argv)
     if args.command == "run":
-        code = run(args.job)
+        code = run(args.job, args.all)
         if code in (EXIT_OK, EXIT_PARTIAL):
             show_scorecard()
         sys.exit(code)

@@ -18,8 +18,8 @@ from typing import cast
 
 import dagster as dg
 
-from ioc_pipeline import automation, progress, recovery
-from ioc_pipeline.assets import ops, publish, report, scorecard
+from ioc_pipeline import automation, progress, recovery, versions
+from ioc_pipeline.assets import layers, ops, publish, report, scorecard
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.resources import resources
 
@@ -27,7 +27,11 @@ from ioc_pipeline.resources import resources
 # publish, the report.
 ASSET_MODULES = [*(domain.module() for domain in DOMAINS), scorecard, ops, publish, report]
 
-all_assets = cast(list[dg.AssetsDefinition], dg.load_assets_from_modules(ASSET_MODULES))  # @asset only
+# @asset only, each with the package's code version (versions.py: new code makes them stale)
+all_assets = versions.with_code_version(cast(list[dg.AssetsDefinition], dg.load_assets_from_modules(ASSET_MODULES)))
+# What is observed, not materialized: each file feed's landing folder and the quality policy (their data
+# versions make bronze and silver stale when a delivery or the policy changed).
+sources = [*(layers.landing_source(feed, group) for feed, group in layers.LANDED.values()), layers.quality_policy]
 
 # Feeds whose silver is partitioned declare it (`PARTITIONED` in their module): their range jobs and
 # changed-partition sensors follow; no entry point names a feed.
@@ -47,7 +51,7 @@ operations = automation.build(
 def build_defs() -> dg.Definitions:
     """The Definitions with resources read from the environment now (tests set it per test)."""
     return dg.Definitions(
-        assets=operations.assets,
+        assets=[*operations.assets, *sources],
         asset_checks=operations.asset_checks,
         jobs=operations.jobs,
         schedules=operations.schedules,

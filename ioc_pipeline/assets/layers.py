@@ -23,7 +23,7 @@ from typing import Any, SupportsFloat
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import gate
+from ioc_pipeline import gate, versions
 from ioc_pipeline.assets import deliveries
 from ioc_pipeline.checks import outcomes
 from ioc_pipeline.checks.policy import Policy, policy_for
@@ -52,14 +52,63 @@ LINEAGE_DOCS = {
 }
 
 
+# The file feeds with a bronze step, and their groups: each gets a `landing/<table>` observable source
+# (versions.py), whose data version makes its bronze stale when a delivery changed.
+LANDED: dict[str, tuple[Feed, str]] = {}
+
+
+def landing_source(feed: Feed, group: str) -> dg.AssetsDefinition:
+    """The feed's landing folder as Dagster sees it: observed (a fingerprint of the settled files is its
+    data version), never materialized by us."""
+    key = versions.landing_key(feed.table)
+
+    @dg.multi_observable_source_asset(
+        name=f"landing_{feed.table}",
+        specs=[
+            dg.AssetSpec(
+                key,
+                group_name=group,
+                owners=OWNERS,
+                kinds={"file"},
+                description=f"The {feed.table} files departments deliver to {', '.join(feed.folders)}/ (observed: "
+                "its data version is a fingerprint of the settled files, so bronze goes stale when a delivery "
+                "arrives).",
+            )
+        ],
+    )
+    def _landing(landing: LandingResource) -> dg.ObserveResult:
+        version = versions.landing_version(feed, landing.landing(), landing.settle_seconds)
+        return dg.ObserveResult(asset_key=key, data_version=dg.DataVersion(version))
+
+    return _landing
+
+
+@dg.multi_observable_source_asset(
+    specs=[
+        dg.AssetSpec(
+            versions.POLICY_KEY,
+            group_name="ops",
+            owners=OWNERS,
+            kinds={"toml"},
+            description="The quality policy file (checks/quality_policy.toml or $IOC_QUALITY_POLICY), observed: a "
+            "new policy makes every gated silver table stale, so the next run gates again.",
+        )
+    ],
+)
+def quality_policy() -> dg.ObserveResult:
+    return dg.ObserveResult(asset_key=versions.POLICY_KEY, data_version=dg.DataVersion(versions.policy_version()))
+
+
 def bronze_asset(feed: Feed, group: str, description: str, doc: TableDoc | None = None) -> dg.AssetsDefinition:
     """The dlt ingestion of one file feed into bronze (files loaded once, by content hash). A refused file
     does not fail the step: it is recorded (ops/refused_files, an alert) and the `delivered_files_readable`
     check fails while it is the feed's newest delivery (see assets/deliveries.py)."""
     key = dg.AssetKey(["bronze", feed.table])
+    LANDED[feed.table] = (feed, group)
 
     @dg.asset(
         key=key,
+        deps=[versions.landing_key(feed.table)],
         group_name=group,
         kinds={"dlt", "parquet"},
         owners=OWNERS,
@@ -260,7 +309,7 @@ def gated_specs(spec: GatedTable, group: str, description: str, deps: list[dg.As
         "specs": [
             dg.AssetSpec(
                 spec.silver_key,
-                deps=deps,
+                deps=[*deps, versions.POLICY_KEY],
                 group_name=group,
                 owners=OWNERS,
                 description=description,
@@ -268,7 +317,7 @@ def gated_specs(spec: GatedTable, group: str, description: str, deps: list[dg.As
             ),
             dg.AssetSpec(
                 spec.quarantine_key,
-                deps=deps,
+                deps=[*deps, versions.POLICY_KEY],
                 group_name=group,
                 owners=OWNERS,
                 description=f"Rows of the {spec.table} delivery refused by the gate, whole, with the rules they broke "

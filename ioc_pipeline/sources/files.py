@@ -485,7 +485,7 @@ def fate_of(feed: Feed, file: FileInfo, fate: str, reason: str | None = None, re
     return FileFate(feed.table, file.path, file.size, file.modified, fate, reason, reason_vi, **kw)
 
 
-def _owner(path: str, feed: Feed, siblings: list[Feed]) -> Feed | None:
+def owner(path: str, feed: Feed, siblings: list[Feed]) -> Feed | None:
     """The feed a file of a (possibly shared) folder belongs to: the one whose pattern it matches, else the
     one it is named for, else (a stray file) the first feed of the folder, so that it gets one fate."""
     for test in (lambda f: matches(path, f.patterns), lambda f: f.named_like(path)):
@@ -506,7 +506,7 @@ def survey(
         sharing = {f.table: f for f in [feed, *CONTRACT_FEEDS.values()] if folder in f.folders}
         siblings = sorted(sharing.values(), key=lambda f: f.table)
         for file in landing.listing(folder):
-            if _owner(file.path, feed, siblings) is not feed:
+            if owner(file.path, feed, siblings) is not feed:
                 continue
             if file.link:
                 fates.append(
