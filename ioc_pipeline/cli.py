@@ -91,7 +91,7 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.Execu
         for start, end in feed.ranges(feed.changed(instance))
     ]
     for number, (ranged, selection, start, end) in enumerate(ranged_runs, 1):
-        if number == len(ranged_runs) and downstream <= ranged.asset_layer.executable_asset_keys:
+        if number == len(ranged_runs) and downstream <= set(ranged.asset_layer.executable_asset_keys):
             selection, downstream = selection | downstream, set()  # the last range's run goes on downstream
         results.append(_execute(ranged, instance, tags=range_tags([start, end]), asset_selection=sorted(selection)))
     if downstream:  # no range changed (or the last range's job cannot take it): downstream in a run of its own
