@@ -81,6 +81,7 @@ print(con.execute("select count(*) from silver").fetchone()[0])
 
 API = r"""
 import sys, time, json
+import dlt, requests  # before the clock: the source imports them at its first load
 from ioc_pipeline.lake import Lake, Landing
 from ioc_pipeline.sources import dossiers as source
 url, work, page_size = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -13,16 +13,18 @@ broke. `dagster-ge` only supports GE < 1.0, hence GE is called directly here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import great_expectations as gx
 import polars as pl
-from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from ioc_pipeline.checks.policy import Policy
+
+if TYPE_CHECKING:
+    from great_expectations.expectations import Expectation
 
 ROW_ID = "_row_id"
 REJECT_RULES = "reject_rules"
@@ -33,11 +35,44 @@ logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
+class Expect:
+    """A GE expectation named by its class and arguments, built when a batch is validated: the suites are
+    declared at definitions load, and importing Great Expectations there would cost seconds at every start."""
+
+    kind: str  # the class in `great_expectations.expectations`, e.g. ExpectColumnValuesToNotBeNull
+    kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def build(self, **extra: Any) -> Expectation:
+        import great_expectations as gx
+
+        return getattr(gx.expectations, self.kind)(**self.kwargs, **extra)
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns it reads (the gate hands GE only those)."""
+        names = [self.kwargs.get(attr) for attr in ("column", "column_A", "column_B")]
+        names += list(self.kwargs.get("column_list") or [])
+        return [n for n in names if n]
+
+
+class _Expectations:
+    """`E.ExpectColumnValuesToBeNull(column=...)` as with `gx.expectations`, but an `Expect` (built later)."""
+
+    def __getattr__(self, kind: str) -> Callable[..., Expect]:
+        if not kind.startswith("Expect"):
+            raise AttributeError(kind)
+        return lambda **kwargs: Expect(kind, kwargs)
+
+
+E = _Expectations()
+
+
+@dataclass(frozen=True)
 class Rule:
     """One row-level rule: a machine-readable name, the GE expectation, and a sentence for people."""
 
     name: str
-    expectation: gx.expectations.Expectation
+    expectation: Expect
     message: str  # English, for engineers and the English half of every reason
     vi: str = ""  # Vietnamese, for the department that delivered the row (quarantine, feedback workbook)
     show_value: bool = True  # never True for a column that may carry personal data
@@ -60,6 +95,9 @@ def _batch_definition() -> Any:
     """One in-memory GE context, pandas data source and whole-dataframe batch definition for the
     process: each validation passes its own dataframe as the batch parameter. (Adding and deleting a
     data source per validation re-wrote the context's YAML each time: a third of the gate's time.)"""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return (
@@ -69,15 +107,10 @@ def _batch_definition() -> Any:
     )
 
 
-def _columns(expectation: gx.expectations.Expectation) -> list[str]:
-    names = [getattr(expectation, attr, None) for attr in ("column", "column_A", "column_B")]
-    names += list(getattr(expectation, "column_list", None) or [])
-    return [n for n in names if n]
-
-
-def validate(frame: pl.DataFrame, suite_name: str, expectations: list[gx.expectations.Expectation]) -> Any:
+def validate(frame: pl.DataFrame, suite_name: str, expectations: list[Expectation]) -> Any:
     """Run expectations over a frame (as pandas: GE has no polars support) and return the GE result.
     The suite runs through GE's validator on the batch directly: nothing is stored in the context."""
+    import great_expectations as gx
     from great_expectations.validator.v1_validator import Validator
 
     suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
@@ -103,8 +136,8 @@ def split(
         frame = frame.with_row_index(ROW_ID)
     if not rules or frame.is_empty():
         return GateResult(frame, _empty_rejects(frame))
-    expectations = [r.expectation.copy(update={"meta": {"rule": r.name}}, deep=True) for r in rules]
-    needed = sorted({ROW_ID, *[c for e in expectations for c in _columns(e)]})
+    expectations = [r.expectation.build(meta={"rule": r.name}) for r in rules]
+    needed = sorted({ROW_ID, *[c for r in rules for c in r.expectation.columns]})
     result = validate(frame.select(needed), suite_name, expectations)
     by_name = {r.name: r for r in rules}
     reasons: list[dict[str, Any]] = []
@@ -119,7 +152,7 @@ def split(
             warnings[rule.name] = len(failing)
             continue
         failures[rule.name] = len(failing)
-        columns = _columns(rule.expectation)
+        columns = rule.expectation.columns
         for item in failing:
             value = ", ".join(f"{c}={_shown(item.get(c))}" for c in columns if c in item) if rule.show_value else ""
             shown = f" ({value})" if value else ""
@@ -271,7 +304,7 @@ def decide(table: str, result: GateResult, previous_rows: int | None, policy: Po
     row_count = validate(
         result.clean.select(ROW_ID),
         f"{table}_batch",
-        [gx.expectations.ExpectTableRowCountToBeBetween(min_value=floor, max_value=None)],
+        [E.ExpectTableRowCountToBeBetween(min_value=floor, max_value=None).build()],
     ).results[0]
     return Decision(
         table=table,

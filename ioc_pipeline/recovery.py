@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._utils.interrupts import check_captured_interrupt
 
 from ioc_pipeline import warehouse
@@ -131,6 +130,8 @@ def worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Worker | None:
 
 def _local(instance: dg.DagsterInstance) -> bool:
     """An instance whose runs all ran on this machine: SQLite files (make run, make dev) or in memory."""
+    from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage  # SQLAlchemy: not at load
+
     return instance.is_ephemeral or isinstance(instance.run_storage, SqliteRunStorage)
 
 

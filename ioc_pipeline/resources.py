@@ -28,8 +28,16 @@ def setting(name: str, default: str) -> str | dg.EnvVar:
 
 
 def resolved(name: str) -> Any:
-    """One resource of `resources()` with its `EnvVar` fields read: for code outside a Dagster run (the CLI)."""
-    return resources()[name].process_config_and_initialize()
+    """One resource of `resources()` with its `EnvVar` fields read: for code outside a Dagster run (the CLI).
+    Built from the values (validated as the resource's fields): Dagster's `process_config_and_initialize`
+    creates an ephemeral instance (in-memory SQLite and its migrations) at each call, a second of every start."""
+    resource = resources()[name]
+    fields = type(resource).model_fields
+    return type(resource)(**{f: _value(getattr(resource, f)) for f in fields})
+
+
+def _value(value: Any) -> Any:
+    return value.get_value() if hasattr(value, "get_value") else value  # dg.EnvVar, and EnvVar.int's IntEnvVar
 
 
 def int_setting(name: str, default: int) -> int:  # dg.EnvVar.int is an int (IntEnvVar)

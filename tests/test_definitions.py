@@ -106,3 +106,49 @@ def test_refresh_all_takes_a_range_of_dossier_months_and_dossier_months_rebuilds
         months
     )
     assert dg.AssetKey(["bronze", "dossiers"]) not in months
+
+
+# Imported by the steps that use them, never with the definitions: each costs a second or more at every start
+# (the CLI, `make dev`'s code server, every test process), and most processes never run those steps.
+HEAVY_MODULES = (
+    "great_expectations",  # the gate, inside silver steps
+    "dlt",  # the bronze loads
+    "requests",  # the dossier gateway client
+    "plotly",  # the IOC report
+    "openpyxl",  # xlsx deliveries and feedback workbooks
+    "pandas",  # what Great Expectations validates
+    "ioc_pipeline.sample",  # the sample generator
+    "ioc_pipeline.report.ioc",  # the report's renderer
+)
+
+
+def test_loading_the_definitions_imports_no_heavy_package() -> None:
+    """A fresh interpreter loads the code location (and builds the Definitions) without importing them."""
+    probe = (
+        "import sys, json\n"
+        "from ioc_pipeline.definitions import build_defs\n"
+        "build_defs().resolve_asset_graph()\n"
+        f"print(json.dumps(sorted(m for m in {list(HEAVY_MODULES)!r} if m in sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", f"imported with the definitions: {done.stdout}"
+    assert "Warning" not in done.stderr, done.stderr[-2000:]  # loading the definitions says nothing
+
+
+def test_every_gate_rule_builds_its_expectation() -> None:
+    """The rules name their GE expectation lazily (`gate.E`): each builds, and reads the columns the gate hands it."""
+    from great_expectations.expectations import Expectation
+
+    from ioc_pipeline.definitions import ASSET_MODULES
+
+    tables = [table for module in ASSET_MODULES for table in getattr(module, "GATED", [])]
+    rules = [rule for table in tables for rule in table.rules]
+    assert len(tables) >= 5 and len(rules) > 40
+    for rule in rules:
+        built = rule.expectation.build(meta={"rule": rule.name})
+        assert isinstance(built, Expectation) and built.meta == {"rule": rule.name}, rule.name
+        read = [getattr(built, a, None) for a in ("column", "column_A", "column_B")] + list(
+            getattr(built, "column_list", None) or []
+        )
+        assert [c for c in read if c] == rule.expectation.columns, rule.name

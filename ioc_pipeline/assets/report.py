@@ -14,7 +14,6 @@ import dagster as dg
 
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.policies import pool_for
-from ioc_pipeline.report import ioc
 from ioc_pipeline.resources import LakeResource, ReportResource, WarehouseResource
 
 WAREHOUSE_KEY = dg.AssetKey(["publish", "warehouse"])
@@ -34,6 +33,8 @@ WAREHOUSE_KEY = dg.AssetKey(["publish", "warehouse"])
 def report_ioc(
     context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, report: ReportResource
 ) -> dg.MaterializeResult:
+    from ioc_pipeline.report import ioc  # plotly and duckdb: imported by this step, not with the definitions
+
     rendered = ioc.build(warehouse.path)
     written = ioc.write(lake.lake(), rendered)
     context.log.info(f"IOC report of {rendered.snapshot}: {written.latest_url} ({written.size_bytes:,} bytes)")

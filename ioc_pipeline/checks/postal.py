@@ -7,8 +7,6 @@ enterprise among the published enterprises, commune resolved, coordinates (optio
 
 from __future__ import annotations
 
-import great_expectations as gx
-
 from ioc_pipeline.checks.rules import (
     coordinates_in_province,
     coordinates_numeric,
@@ -18,9 +16,8 @@ from ioc_pipeline.checks.rules import (
     unique,
 )
 from ioc_pipeline.checks.units import UNIT_RULES
-from ioc_pipeline.gate import Rule
+from ioc_pipeline.gate import E, Rule
 
-E = gx.expectations
 TAX_CODE_PATTERN = r"^\d{10}(?:-\d{3})?$"
 
 ENTERPRISE_RULES = [

@@ -6,12 +6,9 @@ holding the delivered text where it could not be read as the type the contract a
 
 from __future__ import annotations
 
-import great_expectations as gx
-
 from ioc_pipeline.checks.rules import date_readable, flagged, required, unique
-from ioc_pipeline.gate import Rule
+from ioc_pipeline.gate import E, Rule
 
-E = gx.expectations
 CODE_PATTERN = r"^[123]\.\d{6}$"
 LEVELS = [2, 3, 4]
 

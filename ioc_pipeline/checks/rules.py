@@ -7,12 +7,9 @@ Rule names stay those of the contract's suites (quarantine rows carry them, dash
 
 from __future__ import annotations
 
-import great_expectations as gx
-
-from ioc_pipeline.gate import Rule
+from ioc_pipeline.gate import E, Rule
 from ioc_pipeline.units import province_bbox
 
-E = gx.expectations
 MIN_LON, MIN_LAT, MAX_LON, MAX_LAT = province_bbox()
 
 

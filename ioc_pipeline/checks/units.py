@@ -7,13 +7,11 @@ sentence (e.g. which districts a `Phường 1` exists in). Names are never guess
 
 from __future__ import annotations
 
-import great_expectations as gx
 import polars as pl
 
 from ioc_pipeline import parsing, units
-from ioc_pipeline.gate import Rule
+from ioc_pipeline.gate import E, Rule
 
-E = gx.expectations
 UNIT_ERRORS = ("unit_missing", "unit_unknown", "unit_ambiguous")
 
 UNIT_RULES = [

@@ -35,12 +35,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-import dlt
 import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
-import requests
 
 from ioc_pipeline import faults, parsing, pii
 from ioc_pipeline.lake import FileInfo, Lake, Landing
@@ -69,6 +67,7 @@ from ioc_pipeline.sources.files import (
 )
 
 if TYPE_CHECKING:
+    import requests
     from polars._typing import PolarsDataType
 
 T = TypeVar("T")
@@ -433,13 +432,17 @@ class GatewayAuthError(GatewayError):
     """The gateway refused the token: retrying cannot help."""
 
 
-# what a dropped connection, a reset, a body cut short or a silent server raise: retried like a 5xx
-RETRIED_ERRORS = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
+def retried_errors() -> tuple[type[Exception], ...]:
+    """What a dropped connection, a reset, a body cut short or a silent server raise: retried like a 5xx.
+    (requests is imported by the gateway path only, not with the definitions.)"""
+    import requests
+
+    return (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+    )
 
 
 @dataclass(frozen=True)
@@ -509,11 +512,12 @@ def _page_request(
     """One page, with retries on 429, 5xx and broken connections (back-off, honouring Retry-After)."""
     url = f"{gateway.url.rstrip('/')}/dossiers"
     where = f"GET {url}?{urlencode(params)}"
+    retried = retried_errors()
     for attempt in range(1, gateway.max_attempts + 1):
         stats.requests += 1
         try:
             answer = session.get(url, params=params, timeout=gateway.timeout)
-        except RETRIED_ERRORS as error:
+        except retried as error:
             status, retry_after = type(error).__name__, None
         else:
             if answer.status_code == 200:
@@ -731,6 +735,8 @@ def gateway_resource(
     """Pages of dossier versions changed since the newest one loaded, minus the look-back window (versions
     published late with an older NgayCapNhat); every so often, from the first month whose count differs
     from the gateway's (`reconcile`). A version bronze already holds is not appended again."""
+    import dlt
+    import requests
 
     @dlt.resource(name=TABLE, write_disposition="append")
     def changed() -> Iterator[pa.Table]:

@@ -33,17 +33,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import dlt
 import pyarrow as pa
-from dlt.destinations import filesystem
 
 from ioc_pipeline import faults
 from ioc_pipeline.lake import FileInfo, Lake, Landing, matches
 from ioc_pipeline.parsing import fold_header
 from ioc_pipeline.sources.fates import FileFate, refused_earlier
+
+if TYPE_CHECKING:
+    import dlt
 
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"
@@ -57,8 +58,6 @@ TEMPORARY_NAMES = ("*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload", "*.
 SETTLE_SECONDS = 2.0  # a file modified more recently than this is left to a later run
 DETECT_BYTES = 256 * 1024  # what the encoding detector looks at
 MAX_RECORD_LINES = 10  # a CSV record spanning more lines than this has swallowed rows (an unclosed quote)
-
-dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
 
 
 class DeliveryError(ValueError):
@@ -627,6 +626,8 @@ def stat_key(file: FileInfo) -> str:
 def loaded_before(file: FileInfo) -> bool:
     """Inside a file resource: whether this very file (same path, size and modification time) was
     loaded by an earlier run."""
+    import dlt
+
     state = dlt.current.resource_state()
     return state.get("file_digests", {}).get(stat_key(file)) in state.get("loaded_files", {})
 
@@ -648,6 +649,8 @@ def file_resource(
     - unreadable: refused (`DeliveryError`), nothing of it yielded;
     - changed while it was read: deferred, nothing of it yielded;
     - else loaded."""
+    import dlt
+
     refused = refused or {}
 
     @dlt.resource(name=feed.table, write_disposition="append")
@@ -724,7 +727,12 @@ def file_resource(
 
 
 def pipeline(lake: Lake, dlt_dir: str, name: str) -> dlt.Pipeline:
-    """The dlt pipeline of one feed: Parquet files in `<lake>/bronze/<table>/`."""
+    """The dlt pipeline of one feed: Parquet files in `<lake>/bronze/<table>/`. dlt is imported here, at
+    the first load, not with the definitions (a second of imports that most processes never need)."""
+    import dlt
+    from dlt.destinations import filesystem
+
+    dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
     return dlt.pipeline(
         pipeline_name=f"ioc_{name}",
         pipelines_dir=dlt_dir,
