@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ioc_pipeline import progress, recovery
-from ioc_pipeline.automation import PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_range_tags
+from ioc_pipeline.automation import PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_run
 from ioc_pipeline.pii import PiiKeyError, resolve_key
 from ioc_pipeline.resources import resolved
 
@@ -82,13 +82,25 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.Execu
     for feed in PARTITIONED_FEEDS:  # the partitions each partitioned feed's loads changed (dossier months)
         ranged = defs.resolve_job_def(feed.job_name)
         selection = sorted(feed.assets.resolve(graph))
-        for start, end in feed.ranges(feed.changed(instance)):
+        feed.register(instance)  # a fresh instance (new DAGSTER_HOME) knows no month: register before targeting
+        for start, end in feed.ranges(instance):
             results.append(_execute(ranged, instance, tags=range_tags([start, end]), asset_selection=selection))
     results.append(_execute(job, instance, asset_selection=sorted(downstream)))
     if not published_in(results[-1]):
         print("the warehouse was not published by that run: publishing every feed's last good data", flush=True)
         results.append(_execute(defs.resolve_job_def("publish"), instance))
     return results
+
+
+def job_run(job: dg.JobDefinition, instance: dg.DagsterInstance) -> dict:
+    """`_execute` arguments for one run of `job` now: for a partitioned job, the delivered months registered
+    first, then this and last month among them (else the newest delivered; none: the other assets only)."""
+    from ioc_pipeline.definitions import PARTITIONED_FEEDS
+
+    if job.partitions_def is not None:
+        for feed in PARTITIONED_FEEDS:
+            feed.register(instance)
+    return recent_run(job, datetime.now(UTC), instance)
 
 
 def run(job_name: str | None = None) -> int:
@@ -106,8 +118,7 @@ def run(job_name: str | None = None) -> int:
         recovery.stop_on_signals(instance)  # SIGTERM/SIGINT stop within seconds, even while a step waits for a slot
         if job_name:
             job = defs.resolve_job_def(job_name)
-            tags = recent_range_tags(job, datetime.now(UTC))  # a partitioned job: this and last month
-            results = [_execute(job, instance, tags=tags)]
+            results = [_execute(job, instance, **job_run(job, instance))]
         else:
             results = refresh(defs, instance)
     elapsed = time.monotonic() - started

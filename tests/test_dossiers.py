@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from ioc_pipeline import cli
-from ioc_pipeline.assets.public_service import CATALOG_CHECK, month_ranges
+from ioc_pipeline import automation, cli
+from ioc_pipeline.assets import public_service
+from ioc_pipeline.assets.public_service import CATALOG_CHECK
 from ioc_pipeline.pii import SAMPLE_KEY, PiiKeyError, normalise_citizen_id, pseudonymise, resolve_key
 from ioc_pipeline.sample import dossiers as sample
 from ioc_pipeline.sample.__main__ import SEED
@@ -231,9 +232,15 @@ def test_the_committed_sample_is_the_generators_output(tmp_path: Path) -> None:
     assert total < 2_000_000
 
 
-def test_month_ranges_are_contiguous_runs() -> None:
-    assert month_ranges(["2022-04", "2022-01", "2022-02"]) == [("2022-01", "2022-02"), ("2022-04", "2022-04")]
-    assert month_ranges([]) == []
+def test_the_month_partitions_are_the_delivered_months_and_none_is_missing(sample_run: Pipeline) -> None:
+    """What the UI shows after `make run`: the sample's four months, each materialized (not 60 months since
+    2022-01 up to next month, 56 of them "missing")."""
+    delivered = public_service.delivered_months(sample_run.lake)
+    assert delivered == MONTHS  # the months bronze holds dossiers for
+    with sample_run.environment(), dg.DagsterInstance.get() as instance:
+        assert automation.partition_keys(public_service.MONTHS, instance) == delivered
+        for key in (public_service.SILVER_KEY, public_service.QUARANTINE_KEY):
+            assert instance.get_materialized_partitions(key) == set(delivered), key
 
 
 # --------------------------------------------------------------------------------------------------
