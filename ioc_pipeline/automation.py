@@ -28,7 +28,7 @@ delivered after newer ones sits after them: `partition_ranges` never lets a rang
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -113,13 +113,17 @@ def partition_keys(partitions: dg.DynamicPartitionsDefinition, instance: dg.Dags
     return list(partitions.get_partition_keys(dynamic_partitions_store=instance))
 
 
-def keys_to_add(partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance, delivered) -> list[str]:
+def keys_to_add(
+    partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]
+) -> list[str]:
     """The delivered keys the instance does not know yet, oldest first (the order they are to be added in)."""
     known = set(partition_keys(partitions, instance))
     return sorted(set(delivered) - known)
 
 
-def register(partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance, delivered) -> list[str]:
+def register(
+    partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]
+) -> list[str]:
     """Add the delivered months the instance does not know yet (a fresh instance: all of them); the new ones."""
     new = keys_to_add(partitions, instance, delivered)
     if new:

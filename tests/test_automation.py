@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import threading
 import urllib.request
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from ioc_pipeline.definitions import all_assets, defs
 from ioc_pipeline.policies import NETWORK_RETRY, pool_for
 from ioc_pipeline.resources import LandingResource
 from ioc_pipeline.sources.files import Feed
-from tests.conftest import Pipeline, failure_messages, new_pipeline, succeeded
+from tests.conftest import LOCAL_INSTANCE, Pipeline, failure_messages, new_pipeline, succeeded
 
 ICT = ZoneInfo(automation.TIMEZONE)
 GOLD = sorted(k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] == "gold")
@@ -483,6 +484,20 @@ def test_a_dossier_export_runs_its_month_and_a_sensor_catches_up_the_older_month
     )
     assert finished[0][0] > 0  # the late versions reached the warehouse
     assert _unbuilt(published) == set()
+
+
+def test_on_a_fresh_dagster_home_the_months_sensor_registers_the_delivered_months(published: Pipeline) -> None:
+    """A new instance over a built lake: the months are registered (in calendar order), none is rebuilt."""
+    shutil.rmtree(published.home)
+    published.home.mkdir()
+    shutil.copy(LOCAL_INSTANCE, published.home / "dagster.yaml")
+    data = _changed_months(published)
+    assert [(r.partitions_def_name, r.partition_keys) for r in data.dynamic_partitions_requests] == [
+        ("dossier_months", ["2022-01", "2022-02", "2022-03", "2022-04"])
+    ]
+    assert data.run_requests == [] and "up to date" in data.skip_message
+    assert _months(published) == ["2022-01", "2022-02", "2022-03", "2022-04"]
+    assert not _changed_months(published).dynamic_partitions_requests  # once
 
 
 def _received_month(line: str) -> str | None:
