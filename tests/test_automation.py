@@ -464,6 +464,7 @@ def test_a_dossier_export_runs_its_month_and_a_sensor_catches_up_the_older_month
     assert not data.dynamic_partitions_requests  # no new month
     ranges = [(r.tags[automation.RANGE_START], r.tags[automation.RANGE_END]) for r in requests]
     assert all(first <= last < "2022-05" for first, last in ranges), ranges
+    assert {m for r in ranges for m in r} <= set(public_service.delivered_months(published.lake))  # delivered only
     with published.environment(), dg.DagsterInstance.get() as instance:
         assert public_service.PARTITIONED.ranges(instance) == ranges
         # while a run that builds dossier months is in flight, the sensor waits for it
