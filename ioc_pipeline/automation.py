@@ -1,8 +1,8 @@
 """Running by itself: the nightly refresh, delivery sensors, freshness, alerts, jobs per domain.
 
-    01:00 Asia/Ho_Chi_Minh ──nightly_refresh──► refresh_all (every asset; monthly partitions: this and last month)
+    01:00 Asia/Ho_Chi_Minh ──nightly_refresh──► refresh_all (every asset; month partitions: this and last month)
     landing/<feed files>, complete ──<table>_delivery sensor──► refresh_<group> (the feed's group and downstream)
-    bronze rows of older months changed ──<name> sensor──► a partitioned job over those months (one run per range)
+    bronze months new or changed ──<name> sensor──► registers new months, a partitioned job per range of changed ones
     gold/* older than 26 h ──freshness checks + gold_freshness sensor──► stale shown in the UI
     a run fails ──run_failure_alert──► alerts.py (lake ops/alerts, log, webhook)
 
@@ -13,20 +13,26 @@ downstream of the failure, the publish included: `publish_after_failure` then ru
 job (scorecard, feed status, warehouse) from every feed's last good lake state, so one feed's
 failure never keeps the others unpublished.
 
-A group with monthly-partitioned assets gets partitioned runs: the nightly one covers the current
-and previous month in one run (a partition range: its partitioned assets need
+A group with month-partitioned assets gets partitioned runs. Its partitions are the months it delivered
+(a `DynamicPartitionsDefinition` whose keys `YYYY-MM` are registered as months arrive, so a month without
+any delivery is never shown as missing): the nightly run covers the delivered ones among the current and
+previous month in one run (a partition range: its partitioned assets need
 `backfill_policy=dg.BackfillPolicy.single_run()` and read `context.partition_keys`), a delivered
-`…_YYYYMM` file requests its own month. Months that a delivery or the nightly touched beyond those
-(a late update of a dossier received months ago) are caught up by a `changed_partitions_sensor`.
+`…_YYYYMM` file requests its own month when that month was delivered before. A month a load brings for
+the first time, and months that a delivery or the nightly touched beyond those (a late update of a
+dossier received months ago), are registered and caught up by a `changed_partitions_sensor`.
+
+Dagster keeps dynamic keys in the order they were added and resolves a range by that order, so a month
+delivered after newer ones sits after them: `partition_ranges` never lets a range span that gap.
 """
 
 import hashlib
 import json
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -83,52 +89,134 @@ class Automation:
 
 # --- partitions -------------------------------------------------------------------------------
 
+# A partitioned feed's partitions are the months it delivered, as dynamic keys `YYYY-MM` registered in the
+# Dagster instance (in the order they were first delivered): a month without any delivery is no partition,
+# so the UI never shows it as missing work.
+MONTH_FORMAT = "%Y-%m"
 
-def time_partitions(assets: Sequence[dg.AssetsDefinition]) -> dg.TimeWindowPartitionsDefinition | None:
-    """The one time-window partitioning among `assets` (a Dagster job can have only one)."""
+
+def month_partitions(assets: Sequence[dg.AssetsDefinition]) -> dg.DynamicPartitionsDefinition | None:
+    """The one month partitioning among `assets` (a Dagster job can have only one)."""
     found = {a.partitions_def for a in assets if a.partitions_def is not None}
     if not found:
         return None
-    if len(found) > 1 or not isinstance(next(iter(found)), dg.TimeWindowPartitionsDefinition):
+    if len(found) > 1 or not isinstance(next(iter(found)), dg.DynamicPartitionsDefinition):
         raise dg.DagsterInvalidDefinitionError(
-            f"the refresh jobs support one time-window partitioning, found: {', '.join(map(str, found))}"
+            f"the refresh jobs support one partitioning, dynamic months: found {', '.join(map(str, found))}"
         )
-    return cast(dg.TimeWindowPartitionsDefinition, next(iter(found)))
+    return cast(dg.DynamicPartitionsDefinition, next(iter(found)))
 
 
-def recent_partitions(partitions: dg.TimeWindowPartitionsDefinition, when: datetime) -> list[str]:
-    """The partitions (months) that hold `when` and the one before it, as far as they exist at `when`."""
-    existing = set(partitions.get_partition_keys(current_time=when))
-    current = partitions.get_partition_key_for_timestamp(when.timestamp())
-    window = partitions.time_window_for_partition_key(current)
-    previous = partitions.get_partition_key_for_timestamp((window.start - timedelta(seconds=1)).timestamp())
-    return [key for key in (previous, current) if key in existing]
+def month_key(when: datetime) -> str:
+    """The month partition key of a moment, in Vietnam time."""
+    return when.astimezone(ZoneInfo(TIMEZONE)).strftime(MONTH_FORMAT)
+
+
+def partition_keys(partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance) -> list[str]:
+    """The registered keys, in Dagster's order: the order they were added (not the calendar's)."""
+    return list(partitions.get_partition_keys(dynamic_partitions_store=instance))
+
+
+def keys_to_add(
+    partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]
+) -> list[str]:
+    """The delivered keys the instance does not know yet, oldest first (the order they are to be added in)."""
+    known = set(partition_keys(partitions, instance))
+    return sorted(set(delivered) - known)
+
+
+def register(
+    partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]
+) -> list[str]:
+    """Add the delivered months the instance does not know yet (a fresh instance: all of them); the new ones."""
+    new = keys_to_add(partitions, instance, delivered)
+    if new:
+        instance.add_dynamic_partitions(cast(str, partitions.name), new)
+    return new
+
+
+def partition_ranges(wanted: Sequence[str], keys: Sequence[str]) -> list[tuple[str, str]]:
+    """`wanted` keys as (first, last) ranges for single-run backfills. A range is a run of keys that are
+    neighbours in `keys` (the order Dagster resolves a range in) and go forward in time: a month delivered
+    late sits after newer ones in `keys`, so it runs alone and no range takes a month it did not ask for.
+    keys [01, 02, 04, 03], wanted [01, 02, 03, 04] -> [(01, 02), (03, 03), (04, 04)]."""
+    index = {k: i for i, k in enumerate(keys)}
+    ranges: list[tuple[str, str]] = []
+    for key in sorted(k for k in wanted if k in index):  # a key not registered yet: the next evaluation's
+        if ranges and index[ranges[-1][1]] + 1 == index[key]:
+            ranges[-1] = (ranges[-1][0], key)
+        else:
+            ranges.append((key, key))
+    return ranges
 
 
 def range_tags(keys: Sequence[str]) -> dict[str, str]:
     return {RANGE_START: keys[0], RANGE_END: keys[-1]} if keys else {}
 
 
-def recent_range_tags(job: dg.JobDefinition, when: datetime) -> dict[str, str]:
-    """Tags for a manual run of `job` now: the nightly's two months when the job is partitioned
-    (a partitioned job refuses to run without them), nothing otherwise."""
-    partitions = job.partitions_def
-    if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+def span_tags(chosen: Sequence[str], keys: Sequence[str]) -> dict[str, str]:
+    """Tags of one run over `chosen` keys: from the first to the last of them in Dagster's order (the keys
+    between are rebuilt too, idempotently)."""
+    ordered = sorted(set(chosen), key=list(keys).index)
+    return range_tags([ordered[0], ordered[-1]]) if ordered else {}
+
+
+def recent_months(
+    partitions: dg.DynamicPartitionsDefinition, when: datetime, instance: dg.DagsterInstance
+) -> list[str]:
+    """The delivered months among the one that holds `when` and the one before; if neither was delivered,
+    the newest delivered month (a feed that is behind); none before the first delivery."""
+    keys = partition_keys(partitions, instance)
+    local = when.astimezone(ZoneInfo(TIMEZONE))
+    previous = month_key(local.replace(day=1) - timedelta(days=1))
+    recent = [key for key in (previous, month_key(local)) if key in keys]
+    return recent or ([max(keys)] if keys else [])
+
+
+def recent_range_tags(
+    partitions: dg.DynamicPartitionsDefinition | None, when: datetime, instance: dg.DagsterInstance
+) -> dict[str, str]:
+    """Tags for a run now (the nightly, a manual run): `recent_months` as one range; nothing when the job
+    is not partitioned or no month was delivered yet (the run then leaves the months out)."""
+    if partitions is None:
         return {}
-    return range_tags(recent_partitions(partitions, when))
+    return span_tags(recent_months(partitions, when, instance), partition_keys(partitions, instance))
+
+
+def unpartitioned_keys(job: dg.JobDefinition) -> list[dg.AssetKey]:
+    """The assets of `job` that are not partitioned: what a run takes before any month was delivered."""
+    graph = job.asset_layer.asset_graph
+    return sorted(k for k in job.asset_layer.executable_asset_keys if graph.get(k).partitions_def is None)
+
+
+def recent_run(job: dg.JobDefinition, when: datetime, instance: dg.DagsterInstance) -> dict[str, Any]:
+    """`execute_in_process` arguments for a manual run of `job` now: the recent months when it is partitioned
+    (a partitioned job refuses to run without them), or its other assets when no month was delivered yet."""
+    partitions = job.partitions_def
+    if not isinstance(partitions, dg.DynamicPartitionsDefinition):
+        return {"tags": {}}
+    tags = recent_range_tags(partitions, when, instance)
+    return {"tags": tags} if tags else {"tags": {}, "asset_selection": unpartitioned_keys(job)}
 
 
 # --- schedule ---------------------------------------------------------------------------------
 
 
-def nightly_schedule(job: UnresolvedAssetJobDefinition, partitions: dg.TimeWindowPartitionsDefinition | None):
+def nightly_schedule(
+    job: UnresolvedAssetJobDefinition,
+    partitions: dg.DynamicPartitionsDefinition | None,
+    unpartitioned: Sequence[dg.AssetKey] = (),
+):
+    """`unpartitioned`: the job's other assets, what the nightly runs before any month was delivered."""
+
     @dg.schedule(
         name="nightly_refresh",
         cron_schedule=NIGHTLY_CRON,
         execution_timezone=TIMEZONE,
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Every asset at {NIGHTLY_HOUR:02d}:00 {TIMEZONE}; monthly partitions: this and last month.",
+        description=f"Every asset at {NIGHTLY_HOUR:02d}:00 {TIMEZONE}; the months delivered: this and last "
+        "month (else the newest delivered).",
     )
     def nightly_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         when = context.scheduled_execution_time
@@ -136,12 +224,10 @@ def nightly_schedule(job: UnresolvedAssetJobDefinition, partitions: dg.TimeWindo
         if local is None or (local.hour, local.minute) != (NIGHTLY_HOUR, 0):
             return dg.SkipReason(f"not a nightly tick ({local}): the refresh runs at {NIGHTLY_CRON} {TIMEZONE}")
         tags = {"ioc/trigger": "nightly"}
-        if partitions is not None:
-            keys = recent_partitions(partitions, when)
-            if not keys:
-                return dg.SkipReason(f"no partition of {partitions} exists yet at {local}")
-            tags |= range_tags(keys)
-        return dg.RunRequest(run_key=f"nightly-{local:%Y-%m-%d}", tags=tags)
+        months = recent_range_tags(partitions, when, context.instance)
+        if partitions is not None and not months:  # no month delivered yet: the months' sensor takes the first
+            return dg.RunRequest(run_key=f"nightly-{local:%Y-%m-%d}", tags=tags, asset_selection=list(unpartitioned))
+        return dg.RunRequest(run_key=f"nightly-{local:%Y-%m-%d}", tags=tags | months)
 
     return nightly_refresh
 
@@ -150,9 +236,17 @@ def nightly_schedule(job: UnresolvedAssetJobDefinition, partitions: dg.TimeWindo
 
 
 def delivery_sensor(
-    delivery: Delivery, job: UnresolvedAssetJobDefinition, partitions: dg.TimeWindowPartitionsDefinition | None
+    delivery: Delivery,
+    job: UnresolvedAssetJobDefinition,
+    partitions: dg.DynamicPartitionsDefinition | None,
+    unpartitioned: Sequence[dg.AssetKey] = (),
 ) -> dg.SensorDefinition:
     """One run request per batch of complete new or changed files; each file version picked once.
+
+    A partitioned group's run takes the months the files name that are delivered already (a corrected
+    month); a month never delivered before is no partition yet, so the run then takes `unpartitioned`
+    (the job's other assets) and the feed's changed-partitions sensor registers and runs the months the
+    load brought.
 
     Cursor: `picked` (path → size:mtime already requested) and `pending` (path → size:mtime seen
     on the previous evaluation). A file is complete when it looks the same on two evaluations. On
@@ -197,14 +291,11 @@ def delivery_sensor(
             yield dg.SkipReason(f"no new complete file{waiting}")
             return
         signatures = "\n".join(f"{path}={picked[path]}" for path in ready)
+        months = _partition_range(ready, partitions, context.instance)
         yield dg.RunRequest(
             run_key=f"{feed.table}:{hashlib.sha256(signatures.encode()).hexdigest()[:16]}",
-            tags={
-                "ioc/trigger": "delivery",
-                "ioc/feed": feed.table,
-                "ioc/files": _files_tag(ready),
-                **_partition_range(ready, partitions),
-            },
+            tags={"ioc/trigger": "delivery", "ioc/feed": feed.table, "ioc/files": _files_tag(ready), **months},
+            asset_selection=list(unpartitioned) if partitions is not None and not months else None,
         )
 
     return _sensor
@@ -217,22 +308,21 @@ def _last_load_started(instance: dg.DagsterInstance, feed: Feed) -> float | None
     return record.start_time if record and record.start_time else None
 
 
-def _partition_range(files: list[str], partitions: dg.TimeWindowPartitionsDefinition | None) -> dict[str, str]:
-    """The range of partitions from the earliest to the latest snapshot date of `files` (one run:
-    the partitioned assets take it as a single-run backfill); none when the job is not partitioned."""
+def _partition_range(
+    files: list[str], partitions: dg.DynamicPartitionsDefinition | None, instance: dg.DagsterInstance
+) -> dict[str, str]:
+    """One range over the delivered months that `files` name (their snapshot dates); none when the job is
+    not partitioned or no file names a month delivered before."""
     if partitions is None:
         return {}
-    keys = set()
+    keys = partition_keys(partitions, instance)
+    months = set()
     for path in files:
         try:
-            snapshot = datetime.fromisoformat(snapshot_of(path)).replace(tzinfo=ZoneInfo(partitions.timezone))
+            months.add(month_key(datetime.fromisoformat(snapshot_of(path)).replace(tzinfo=ZoneInfo(TIMEZONE))))
         except DeliveryError:
             continue  # no date in the name: the run's bronze step refuses it and says why
-        keys.add(partitions.get_partition_key_for_timestamp(snapshot.timestamp()))
-    if not keys:  # no dated file at all: the latest month, so that the run can start and say why
-        keys.add(cast(str, partitions.get_last_partition_key()))
-    ordered = sorted(keys, key=partitions.get_partition_keys().index)
-    return range_tags([ordered[0], ordered[-1]])
+    return span_tags([m for m in months if m in keys], keys)
 
 
 def _files_tag(files: list[str], limit: int = 200) -> str:
@@ -247,28 +337,30 @@ def _files_tag(files: list[str], limit: int = 200) -> str:
 class ChangedPartitions:
     """Partitions of `job` that an append-only upstream (`watched`) changed after they were last built.
 
-    `changed(instance)` names them (e.g. from the months each bronze load reports), `ranges` groups
-    them into contiguous (first, last) ranges: one single-run backfill each."""
+    `delivered()` names every partition the upstream holds rows for (each becomes a key of `partitions`),
+    `changed(instance)` those to rebuild (e.g. from the loads each one was built from)."""
 
     name: str
     job: UnresolvedAssetJobDefinition
     watched: dg.AssetKey
+    partitions: dg.DynamicPartitionsDefinition
+    delivered: Callable[[], list[str]]
     changed: Callable[[dg.DagsterInstance], list[str]]
-    ranges: Callable[[list[str]], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
 class PartitionedFeed:
-    """A feed whose silver is partitioned (the dossier months), declared by its asset module as
-    `PARTITIONED`: the job that rebuilds a range of its partitions and what is downstream of them, and
-    how to find the partitions its loads changed. definitions.py and the CLI read it; neither names the feed."""
+    """A feed whose silver is partitioned by the months it delivered (the dossier months), declared by its
+    asset module as `PARTITIONED`: the job that rebuilds a range of its months and what is downstream of
+    them, which months it delivered and which its loads changed. definitions.py and the CLI read it;
+    neither names the feed."""
 
     job_name: str
     assets: dg.AssetSelection  # the partitioned assets
-    partitions: dg.PartitionsDefinition
+    partitions: dg.DynamicPartitionsDefinition
     watched: dg.AssetKey  # the append-only upstream whose loads change partitions
+    delivered: Callable[[], list[str]]  # every month with rows upstream (configured lake)
     changed: Callable[[dg.DagsterInstance], list[str]]
-    ranges: Callable[[list[str]], list[tuple[str, str]]]
     sensor_name: str
     description: str = ""
 
@@ -281,13 +373,21 @@ class PartitionedFeed:
         )
 
     def changed_sensor(self, job: UnresolvedAssetJobDefinition) -> ChangedPartitions:
-        return ChangedPartitions(self.sensor_name, job, self.watched, self.changed, self.ranges)
+        return ChangedPartitions(self.sensor_name, job, self.watched, self.partitions, self.delivered, self.changed)
+
+    def register(self, instance: dg.DagsterInstance) -> list[str]:
+        """Register the delivered months the instance does not know (before a run targets them)."""
+        return register(self.partitions, instance, self.delivered())
+
+    def ranges(self, instance: dg.DagsterInstance) -> list[tuple[str, str]]:
+        """The changed months as ranges, one single run each (after `register`)."""
+        return partition_ranges(self.changed(instance), partition_keys(self.partitions, instance))
 
 
 def changed_partitions_sensor(spec: ChangedPartitions, writers: dict[str, set[dg.AssetKey]]) -> dg.SensorDefinition:
-    """Requests a run per range of changed partitions, once per state of `watched`; waits while a
-    run that could build them (`writers`: job name → its assets) is still queued or running, so a
-    delivery's own run is not duplicated."""
+    """Registers the delivered partitions the instance does not know yet, then requests a run per range of
+    changed partitions, once per state of `watched`; waits while a run that could build them (`writers`:
+    job name → its assets) is still queued or running, so a delivery's own run is not duplicated."""
     partitioned = writers[spec.job.name]
 
     @dg.sensor(
@@ -296,9 +396,9 @@ def changed_partitions_sensor(spec: ChangedPartitions, writers: dict[str, set[dg
         minimum_interval_seconds=CHANGED_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Partitions whose {spec.watched.to_user_string()} rows changed since they were built "
-        f"run {spec.job.name}, one run per range of them.",
+        f"run {spec.job.name}, one run per range of them (new months are registered first).",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest | dg.SkipReason]:
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         instance = context.instance
         busy = [
             record.dagster_run.run_id
@@ -306,19 +406,24 @@ def changed_partitions_sensor(spec: ChangedPartitions, writers: dict[str, set[dg
             if (record.dagster_run.asset_selection or writers.get(record.dagster_run.job_name, set())) & partitioned
         ]
         if busy:
-            yield dg.SkipReason(f"waiting for run(s) {', '.join(b[:8] for b in busy)} to finish")
-            return
+            return dg.SensorResult(skip_reason=f"waiting for run(s) {', '.join(b[:8] for b in busy)} to finish")
+        new = keys_to_add(spec.partitions, instance, spec.delivered())
+        # the daemon adds them, in this order, before it launches the runs below
+        added = [spec.partitions.build_add_request(new)] if new else []
+        keys = [*partition_keys(spec.partitions, instance), *new]
         changed = spec.changed(instance)
         if not changed:
-            yield dg.SkipReason("every partition is up to date")
-            return
+            return dg.SensorResult(skip_reason="every partition is up to date", dynamic_partitions_requests=added)
         latest = instance.fetch_materializations(spec.watched, limit=1).records
         version = latest[0].storage_id if latest else 0
-        for first, last in spec.ranges(changed):
-            yield dg.RunRequest(
+        requests = [
+            dg.RunRequest(
                 run_key=f"{spec.name}:{first}..{last}@{version}",
                 tags={**range_tags([first, last]), "ioc/trigger": "changed_partitions"},
             )
+            for first, last in partition_ranges(changed, keys)
+        ]
+        return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=added)
 
     return _sensor
 
@@ -423,7 +528,8 @@ def build(
     `refresh_all` is every asset (partitioned like the partitioned ones, if any: a run then takes a
     range of them and the other assets once); `extra_jobs` are added as they are, and each of
     `changed` becomes a sensor that catches up partitions changed outside the nightly's range."""
-    partitions = time_partitions(assets)
+    partitions = month_partitions(assets)
+    partitioned = {key for a in assets if a.partitions_def is not None for key in a.keys}
     gold = gold_keys(assets)
     checks = (
         list(dg.build_last_update_freshness_checks(assets=gold, lower_bound_delta=FRESHNESS_WINDOW)) if gold else []
@@ -455,7 +561,9 @@ def build(
         if delivery.group not in domain_jobs:
             raise dg.DagsterInvalidDefinitionError(f"{delivery.sensor_name}: no asset group {delivery.group!r}")
         members = [a for a in assets if delivery.group in a.group_names_by_key.values()]
-        sensors.append(delivery_sensor(delivery, domain_jobs[delivery.group], time_partitions(members)))
+        job = domain_jobs[delivery.group]
+        others = sorted(set(job.selection.resolve(assets)) - partitioned)
+        sensors.append(delivery_sensor(delivery, job, month_partitions(members), others))
     if changed:
         writers = {job.name: set(job.selection.resolve(assets)) for job in jobs}
         sensors.extend(changed_partitions_sensor(spec, writers) for spec in changed)
@@ -482,7 +590,9 @@ def build(
     return Automation(
         assets=freshness_policy(assets),
         jobs=[*jobs, *freshness_jobs],
-        schedules=[nightly_schedule(refresh_all, partitions)],
+        schedules=[
+            nightly_schedule(refresh_all, partitions, sorted(set(refresh_all.selection.resolve(assets)) - partitioned))
+        ],
         sensors=sensors,
         asset_checks=checks,
     )

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ioc_pipeline import progress, recovery, versions
-from ioc_pipeline.automation import PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_range_tags
+from ioc_pipeline.automation import PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_run
 from ioc_pipeline.pii import PiiKeyError, resolve_key
 from ioc_pipeline.resources import resolved
 
@@ -95,10 +95,12 @@ def refresh(
     downstream = PARTITIONED.downstream().resolve(graph) & selectable
     upstream = selectable - downstream
     results = [_execute(job, instance, asset_selection=sorted(upstream))]
+    for feed in PARTITIONED_FEEDS:  # a fresh instance (new DAGSTER_HOME) knows no month: register before targeting
+        feed.register(instance)
     ranged_runs = [  # the partitions each partitioned feed's loads changed (dossier months), one run per range
         (defs.resolve_job_def(feed.job_name), feed.assets.resolve(graph), start, end)
         for feed in PARTITIONED_FEEDS
-        for start, end in feed.ranges(feed.changed(instance))
+        for start, end in feed.ranges(instance)
     ]
     for number, (ranged, selection, start, end) in enumerate(ranged_runs, 1):
         if number == len(ranged_runs) and downstream <= set(ranged.asset_layer.executable_asset_keys):
@@ -110,6 +112,17 @@ def refresh(
         print("the warehouse was not published by that run: publishing every feed's last good data", flush=True)
         results.append(_execute(defs.resolve_job_def("publish"), instance))
     return results
+
+
+def job_run(job: dg.JobDefinition, instance: dg.DagsterInstance) -> dict:
+    """`_execute` arguments for one run of `job` now: for a partitioned job, the delivered months registered
+    first, then this and last month among them (else the newest delivered; none: the other assets only)."""
+    from ioc_pipeline.definitions import PARTITIONED_FEEDS
+
+    if job.partitions_def is not None:
+        for feed in PARTITIONED_FEEDS:
+            feed.register(instance)
+    return recent_run(job, datetime.now(UTC), instance)
 
 
 def run(job_name: str | None = None, everything: bool = False) -> int:
@@ -127,8 +140,7 @@ def run(job_name: str | None = None, everything: bool = False) -> int:
         recovery.stop_on_signals(instance)  # SIGTERM/SIGINT stop within seconds, even while a step waits for a slot
         if job_name:
             job = defs.resolve_job_def(job_name)
-            tags = recent_range_tags(job, datetime.now(UTC))  # a partitioned job: this and last month
-            results = [_execute(job, instance, tags=tags)]
+            results = [_execute(job, instance, **job_run(job, instance))]
         else:
             results = refresh(defs, instance, everything)
     elapsed = time.monotonic() - started

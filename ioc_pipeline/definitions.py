@@ -3,12 +3,13 @@
 Runs execute in one process by default: on a 2-core machine a process per step costs seconds of
 imports each, and only the publish step writes DuckDB, so nothing is gained by forking.
 
-Jobs: `refresh_all` materializes every asset: the dossier months of a range (the nightly: this and
-last month; a manual launch asks which), everything else once. `dossier_months` rebuilds a range
-of dossier months and what is downstream of them (gold KPIs, the scorecard, the warehouse): the
-`dossier_months_changed` sensor launches it for months a load changed outside the nightly's range
-(a late update of an old dossier). `python -m ioc_pipeline.cli run` chains the same steps for a
-first load: everything upstream, the months that changed, everything downstream.
+Jobs: `refresh_all` materializes every asset: a range of the delivered dossier months (the nightly:
+those among this and last month; a manual launch asks which), everything else once. `dossier_months`
+rebuilds a range of dossier months and what is downstream of them (gold KPIs, the scorecard, the
+warehouse): the `dossier_months_changed` sensor registers the months bronze brought and launches it
+for months a load changed outside the nightly's range (a new month, a late update of an old dossier).
+`python -m ioc_pipeline.cli run` chains the same steps for a first load: everything upstream, the
+months that changed, everything downstream.
 Schedules, sensors, freshness checks, alerts and per-domain jobs come from automation.py.
 """
 

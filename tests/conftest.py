@@ -13,14 +13,12 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from ioc_pipeline.automation import recent_range_tags
-from ioc_pipeline.cli import refresh
+from ioc_pipeline.cli import job_run, refresh
 from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.sample.__main__ import FEEDS, SEED
@@ -128,12 +126,16 @@ class Pipeline:
             yield
 
     def run(self, job: str = "refresh_all", **kwargs) -> dg.ExecuteInProcessResult:
-        """One run of `job`; a partitioned one gets this and last month unless `tags` name a range."""
+        """One run of `job` as `cli run --job` makes it: a partitioned one gets this and last month's delivered
+        months (else the newest) unless `tags` name a range."""
         with self.environment():
             definition = build_defs().resolve_job_def(job)
-            if "tags" not in kwargs and "partition_key" not in kwargs:
-                kwargs["tags"] = recent_range_tags(definition, datetime.now(UTC))
             with dg.DagsterInstance.get() as instance:
+                if "tags" not in kwargs and "partition_key" not in kwargs:
+                    chosen = job_run(definition, instance)
+                    kwargs["tags"] = chosen["tags"]
+                    if "asset_selection" in chosen:
+                        kwargs.setdefault("asset_selection", chosen["asset_selection"])
                 return definition.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
 
     def refresh(self) -> list[dg.ExecuteInProcessResult]:

@@ -5,8 +5,11 @@ Sensors read a real temp landing zone; schedules are evaluated the way the daemo
 """
 
 import contextlib
+import functools
 import json
 import os
+import re
+import shutil
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +28,7 @@ from ioc_pipeline.definitions import all_assets, defs
 from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import LandingResource
 from ioc_pipeline.sources.files import Feed
-from tests.conftest import Pipeline, failure_messages
+from tests.conftest import LOCAL_INSTANCE, Pipeline, failure_messages, new_pipeline, succeeded
 
 ICT = ZoneInfo(automation.TIMEZONE)
 GOLD = sorted(k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] == "gold")
@@ -34,19 +37,24 @@ GOLD = sorted(k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.pa
 # --- schedule ---------------------------------------------------------------------------------
 
 
-def _tick(schedule: dg.ScheduleDefinition, when: datetime):
-    with dg.build_schedule_context(scheduled_execution_time=when) as context:
-        return schedule.evaluate_tick(context)
+def _tick(schedule: dg.ScheduleDefinition, when: datetime, months: tuple[str, ...] = ()):
+    """One tick at `when`, on an instance that knows these delivered dossier months."""
+    with dg.instance_for_test() as instance:  # a schedule's context needs an instance with a ref
+        if months:
+            instance.add_dynamic_partitions(public_service.MONTHS.name, list(months))
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
+            return schedule.evaluate_tick(context)
 
 
 def test_the_nightly_refresh_runs_every_asset_at_one_in_the_morning_vietnam_time() -> None:
     schedule = defs.resolve_schedule_def("nightly_refresh")
     assert schedule.job_name == "refresh_all"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    result = _tick(schedule, datetime(2026, 11, 28, 1, 0, tzinfo=ICT))
+    result = _tick(schedule, datetime(2026, 11, 28, 1, 0, tzinfo=ICT), ("2026-09", "2026-10", "2026-11"))
     assert [(r.run_key, r.tags.get("ioc/trigger")) for r in result.run_requests] == [("nightly-2026-11-28", "nightly")]
     tags = result.run_requests[0].tags
     assert (tags[automation.RANGE_START], tags[automation.RANGE_END]) == ("2026-10", "2026-11")  # dossier months
+    assert result.run_requests[0].asset_selection is None  # every asset
     # the daemon's ticks: 01:00 in Vietnam, which is 18:00 UTC the day before
     start = datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp()
     ticks = cron_string_iterator(start, schedule.cron_schedule, schedule.execution_timezone)
@@ -79,9 +87,9 @@ def test_every_asset_group_has_a_job_with_everything_downstream() -> None:
     assert {"refresh_all", "refresh_reference", "refresh_scorecard", "refresh_publish"} <= set(jobs)
 
 
-# --- the monthly-partition hook (the dossier feed's, tested here on small stand-in assets) ------
+# --- the month-partition hook (the dossier feed's, tested here on small stand-in assets) --------
 
-MONTHS = dg.MonthlyPartitionsDefinition(start_date="2026-01-01", timezone=automation.TIMEZONE, end_offset=1)
+MONTHS = dg.DynamicPartitionsDefinition(name="test_months")
 SEEN_PARTITIONS: list[list[str]] = []
 
 
@@ -103,6 +111,7 @@ def monthly_kpis() -> None:
 MONTHLY_FEED = Feed(table="monthly_events", patterns=("monthly/events_*.ndjson",), columns={})
 
 
+@functools.cache
 def _monthly_defs() -> tuple[dg.Definitions, automation.Automation]:
     built = automation.build([upstream, monthly, monthly_kpis], [Delivery(MONTHLY_FEED, "monthly")])
     definitions = dg.Definitions(
@@ -116,51 +125,126 @@ def _monthly_defs() -> tuple[dg.Definitions, automation.Automation]:
     return definitions, built
 
 
+def _run_monthly(job: str, instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    """A run request run as the daemon runs it: its tags and its asset selection."""
+    SEEN_PARTITIONS.clear()
+    return (
+        _monthly_defs()[0]
+        .resolve_job_def(job)
+        .execute_in_process(instance=instance, tags=request.tags, asset_selection=request.asset_selection)
+    )
+
+
 @pytest.mark.parametrize(
-    "when, months",
+    "when, delivered, months",
     [
-        (datetime(2026, 11, 28, 1, 0, tzinfo=ICT), ("2026-10-01", "2026-11-01")),
-        (datetime(2026, 12, 1, 1, 0, tzinfo=ICT), ("2026-11-01", "2026-12-01")),  # still November in UTC
-        (datetime(2026, 1, 15, 1, 0, tzinfo=ICT), ("2026-01-01", "2026-01-01")),  # no month before the first
+        (datetime(2026, 11, 28, 1, 0, tzinfo=ICT), ("2026-09", "2026-10", "2026-11"), ["2026-10", "2026-11"]),
+        (datetime(2026, 12, 1, 1, 0, tzinfo=ICT), ("2026-11", "2026-12"), ["2026-11", "2026-12"]),  # Nov. in UTC
+        (datetime(2026, 12, 1, 1, 0, tzinfo=ICT), ("2026-10", "2026-11"), ["2026-11"]),  # December: nothing yet
+        (datetime(2026, 1, 15, 1, 0, tzinfo=ICT), ("2026-01",), ["2026-01"]),  # no month before the first
+        (datetime(2026, 11, 28, 1, 0, tzinfo=ICT), ("2026-02", "2026-03"), ["2026-03"]),  # behind: the newest
     ],
 )
-def test_monthly_partitions_are_refreshed_for_this_and_last_month_in_one_run(
-    when: datetime, months: tuple[str, str]
+def test_the_delivered_months_among_this_and_last_month_are_refreshed_in_one_run(
+    when: datetime, delivered: tuple[str, ...], months: list[str]
 ) -> None:
     definitions, _ = _monthly_defs()
-    (request,) = _tick(definitions.resolve_schedule_def("nightly_refresh"), when).run_requests
-    assert (request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]) == months
-    SEEN_PARTITIONS.clear()
-    result = definitions.resolve_job_def("refresh_all").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), tags=request.tags
-    )
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(MONTHS.name, list(delivered))
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
+            (request,) = definitions.resolve_schedule_def("nightly_refresh").evaluate_tick(context).run_requests
+        assert (request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]) == (months[0], months[-1])
+        result = _run_monthly("refresh_all", instance, request)
     assert result.success
-    expected = MONTHS.get_partition_keys_in_range(dg.PartitionKeyRange(*months))
-    assert SEEN_PARTITIONS == [expected]  # both months in one run, with the unpartitioned assets once
+    assert SEEN_PARTITIONS == [months]  # the months in one run, with the unpartitioned assets once
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {"upstream", "monthly", "gold/monthly_kpis"} <= materialized
 
 
-def test_a_manual_run_of_a_partitioned_job_gets_the_same_two_months() -> None:
+def test_before_any_delivered_month_the_nightly_runs_the_other_assets() -> None:
+    definitions, _ = _monthly_defs()
+    with dg.instance_for_test() as instance:
+        with dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 11, 28, 1, 0, tzinfo=ICT)
+        ) as c:
+            (request,) = definitions.resolve_schedule_def("nightly_refresh").evaluate_tick(c).run_requests
+        assert automation.RANGE_START not in request.tags
+        assert set(request.asset_selection) == {dg.AssetKey("upstream"), dg.AssetKey(["gold", "monthly_kpis"])}
+        result = _run_monthly("refresh_all", instance, request)
+    assert result.success and SEEN_PARTITIONS == []
+
+
+def test_a_manual_run_of_a_partitioned_job_gets_the_same_months() -> None:
     definitions, _ = _monthly_defs()
     when = datetime(2026, 11, 28, 9, 30, tzinfo=ICT)
-    tags = automation.recent_range_tags(definitions.resolve_job_def("refresh_all"), when)
-    assert (tags[automation.RANGE_START], tags[automation.RANGE_END]) == ("2026-10-01", "2026-11-01")
-    assert automation.recent_range_tags(defs.resolve_job_def("refresh_procedures"), when) == {}  # not partitioned
+    job = definitions.resolve_job_def("refresh_all")
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert automation.recent_run(job, when, instance) == {
+            "tags": {},
+            "asset_selection": [dg.AssetKey(["gold", "monthly_kpis"]), dg.AssetKey("upstream")],
+        }
+        instance.add_dynamic_partitions(MONTHS.name, ["2026-10", "2026-11"])
+        tags = automation.recent_run(job, when, instance)["tags"]
+        assert (tags[automation.RANGE_START], tags[automation.RANGE_END]) == ("2026-10", "2026-11")
+        assert automation.recent_run(defs.resolve_job_def("refresh_procedures"), when, instance) == {"tags": {}}
 
 
-def test_monthly_deliveries_request_one_run_over_their_months(tmp_path: Path) -> None:
+def test_ranges_follow_dagsters_key_order_and_a_month_delivered_late_runs_alone() -> None:
+    in_order = ["2022-01", "2022-02", "2022-03", "2022-04"]
+    assert automation.partition_ranges(["2022-04", "2022-01", "2022-02"], in_order) == [
+        ("2022-01", "2022-02"),
+        ("2022-04", "2022-04"),
+    ]
+    assert automation.partition_ranges([], in_order) == []
+    late = ["2022-01", "2022-02", "2022-04", "2022-03"]  # March registered after April
+    assert automation.partition_ranges(in_order, late) == [
+        ("2022-01", "2022-02"),
+        ("2022-03", "2022-03"),
+        ("2022-04", "2022-04"),
+    ]
+    assert automation.partition_ranges(["2022-02", "2022-03"], late) == [("2022-02", "2022-02"), ("2022-03", "2022-03")]
+    assert automation.partition_ranges(["2022-05"], late) == []  # not a partition yet: the next evaluation's
+    # each range, resolved by Dagster as a run resolves it, is exactly the months it was made of
+    with (
+        dg.DagsterInstance.ephemeral() as instance,
+        dg.partition_loading_context(dynamic_partitions_store=instance),
+    ):
+        instance.add_dynamic_partitions(MONTHS.name, late)
+        for first, last in automation.partition_ranges(in_order, late):
+            keys = MONTHS.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
+            assert list(keys) == [m for m in in_order if first <= m <= last]
+        # what a range across the gap would have built: April too, though only February and March were asked
+        across = MONTHS.get_partition_keys_in_range(dg.PartitionKeyRange("2022-02", "2022-03"))
+        assert list(across) == ["2022-02", "2022-04", "2022-03"]
+
+
+def test_monthly_deliveries_request_one_run_over_their_delivered_months(tmp_path: Path) -> None:
     definitions, _ = _monthly_defs()
     sensor = definitions.resolve_sensor_def("monthly_events_delivery")
     _write(tmp_path / "monthly" / "events_202609.ndjson", b'{"a": 1}\n')
     _write(tmp_path / "monthly" / "events_202611.ndjson", b'{"a": 2}\n')
-    _, cursor = _sense(sensor, tmp_path, None, definitions)
-    (request,) = _sense(sensor, tmp_path, cursor, definitions)[0]
-    assert (request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]) == ("2026-09-01", "2026-11-01")
-    SEEN_PARTITIONS.clear()
-    job = definitions.resolve_job_def(sensor.job_name)
-    assert job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=request.tags).success
-    assert SEEN_PARTITIONS == [["2026-09-01", "2026-10-01", "2026-11-01"]]  # one run from first to last
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(MONTHS.name, ["2026-09", "2026-10", "2026-11"])
+        _, cursor = _sense(sensor, tmp_path, None, definitions, instance=instance)
+        (request,) = _sense(sensor, tmp_path, cursor, definitions, instance=instance)[0]
+        assert (request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]) == ("2026-09", "2026-11")
+        assert _run_monthly(sensor.job_name, instance, request).success
+    assert SEEN_PARTITIONS == [["2026-09", "2026-10", "2026-11"]]  # one run from first to last
+
+
+def test_a_delivery_of_a_month_never_delivered_runs_without_months(tmp_path: Path) -> None:
+    """The month is no partition yet: the run loads it, and the months' sensor registers and runs it."""
+    definitions, _ = _monthly_defs()
+    sensor = definitions.resolve_sensor_def("monthly_events_delivery")
+    _write(tmp_path / "monthly" / "events_202612.ndjson", b'{"a": 1}\n')
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(MONTHS.name, ["2026-11"])
+        _, cursor = _sense(sensor, tmp_path, None, definitions, instance=instance)
+        (request,) = _sense(sensor, tmp_path, cursor, definitions, instance=instance)[0]
+        assert automation.RANGE_START not in request.tags
+        assert set(request.asset_selection) == {dg.AssetKey("upstream"), dg.AssetKey(["gold", "monthly_kpis"])}
+        assert _run_monthly(sensor.job_name, instance, request).success
+    assert SEEN_PARTITIONS == []
 
 
 # --- delivery sensors ---------------------------------------------------------------------------
@@ -179,16 +263,17 @@ def _sense(
     cursor: str | None,
     definitions: dg.Definitions = defs,
     pipeline: Pipeline | None = None,
+    instance: dg.DagsterInstance | None = None,
 ) -> tuple[list[dg.RunRequest], str | None]:
     """One evaluation of a delivery sensor, as the daemon makes it: the cursor in, the cursor out
-    (on the pipeline's instance when given, else on an empty one)."""
+    (on the pipeline's instance, or the one given, else on an empty one)."""
     resources = {"landing": LandingResource(root=str(landing))}
     with (
         pipeline.environment() if pipeline else contextlib.nullcontext(),
-        dg.DagsterInstance.get() if pipeline else dg.DagsterInstance.ephemeral() as instance,
-        dg.build_sensor_context(
-            cursor=cursor, resources=resources, definitions=definitions, instance=instance
-        ) as context,
+        dg.DagsterInstance.get()
+        if pipeline
+        else contextlib.nullcontext(instance or dg.DagsterInstance.ephemeral()) as used,
+        dg.build_sensor_context(cursor=cursor, resources=resources, definitions=definitions, instance=used) as context,
     ):
         data = sensor.evaluate_tick(context)
     return list(data.run_requests or []), data.cursor
@@ -277,10 +362,19 @@ def test_a_delivery_run_loads_the_new_file(published: Pipeline) -> None:
     assert published.query("select max(as_of_date)::varchar from gold.ioc_scorecard") == [("2022-05-31",)]
 
 
-def test_the_nightly_run_rebuilds_everything_and_its_months_without_dossiers_succeed(published: Pipeline) -> None:
-    """The nightly's own run request, run as the daemon would, on the published sample (dossiers of 2022)."""
+def test_the_nightly_run_rebuilds_everything_and_the_newest_delivered_month(published: Pipeline) -> None:
+    """The nightly's own run request, made and run as the daemon would, on the published sample (dossiers of
+    2022): no month of 2026 was delivered, so it takes the newest delivered one, never an empty month."""
     nightly = defs.resolve_schedule_def("nightly_refresh")
-    (request,) = _tick(nightly, datetime(2026, 11, 28, 1, 0, tzinfo=ICT)).run_requests
+    with (
+        published.environment(),
+        dg.DagsterInstance.get() as instance,
+        dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 11, 28, 1, 0, tzinfo=ICT)
+        ) as context,
+    ):
+        (request,) = nightly.evaluate_tick(context).run_requests
+    assert (request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]) == ("2022-04", "2022-04")
     result = published.run("refresh_all", tags=request.tags)
     assert result.success, failure_messages(result)
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
@@ -289,10 +383,9 @@ def test_the_nightly_run_rebuilds_everything_and_its_months_without_dossiers_suc
     )
     silver = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["silver", "dossiers"]]
     pages = [e for e in silver if "dagster/row_count" in e.materialization.metadata]  # each month's own figures
-    assert sorted(e.partition for e in pages) == ["2026-10", "2026-11"] == sorted({e.partition for e in silver})
-    assert {e.materialization.metadata["dagster/row_count"].value for e in pages} == {0}  # no dossier then
-    # the months published before are still there: an empty month leaves silver as it was
-    assert published.query("select count(*) > 0 from silver.dossiers") == [(True,)]
+    assert [e.partition for e in pages] == ["2022-04"] == sorted({e.partition for e in silver})
+    april = published.query("select count(*) from silver.dossiers where month = date '2022-04-01'")[0][0]
+    assert pages[0].materialization.metadata["dagster/row_count"].value == april > 0
 
 
 def _export(landing: Path, name: str, updated_at: str, lines: int) -> Path:
@@ -307,6 +400,7 @@ def _export(landing: Path, name: str, updated_at: str, lines: int) -> Path:
 
 
 def _changed_months(pipeline: Pipeline) -> SensorExecutionData:
+    """One evaluation of the months' sensor; the months it registers are added as the daemon adds them."""
     sensor = defs.resolve_sensor_def("dossier_months_changed")
     assert sensor.job_name == "dossier_months" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
     with (
@@ -314,34 +408,63 @@ def _changed_months(pipeline: Pipeline) -> SensorExecutionData:
         dg.DagsterInstance.get() as instance,
         dg.build_sensor_context(instance=instance, definitions=defs) as context,
     ):
-        return sensor.evaluate_tick(context)
+        data = sensor.evaluate_tick(context)
+        for added in data.dynamic_partitions_requests or []:
+            assert isinstance(added, dg.AddDynamicPartitionsRequest)
+            instance.add_dynamic_partitions(added.partitions_def_name, added.partition_keys)
+    return data
+
+
+def _months(pipeline: Pipeline) -> list[str]:
+    """The dossier month partitions of the pipeline's instance, in Dagster's order."""
+    with pipeline.environment(), dg.DagsterInstance.get() as instance:
+        return automation.partition_keys(public_service.MONTHS, instance)
+
+
+def _unbuilt(pipeline: Pipeline) -> set[str]:
+    """Partitions of silver/dossiers that Dagster shows as missing."""
+    with pipeline.environment(), dg.DagsterInstance.get() as instance:
+        return set(_months(pipeline)) - set(instance.get_materialized_partitions(public_service.SILVER_KEY))
 
 
 def test_a_dossier_export_runs_its_month_and_a_sensor_catches_up_the_older_months(published: Pipeline) -> None:
     assert _changed_months(published).run_requests == []  # the published sample is up to date
     sensor = defs.resolve_sensor_def("dossiers_delivery")
-    # a new instance that never loaded them requests the sample's exports, as one run over their months
+    # a new instance that never loaded them knows no month: the run loads them without months, the
+    # months' sensor then registers and runs them
     _, cursor = _sense(sensor, published.landing, None)
     (first,) = _sense(sensor, published.landing, cursor)[0]
-    assert (first.tags[automation.RANGE_START], first.tags[automation.RANGE_END]) == ("2022-01", "2022-04")
+    assert automation.RANGE_START not in first.tags
+    assert public_service.BRONZE_KEY in first.asset_selection and public_service.SILVER_KEY not in first.asset_selection
     # the published instance's last bronze run loaded them: its sensor takes them as picked
     _, cursor = _sense(sensor, published.landing, None, pipeline=published)
     assert _sense(sensor, published.landing, cursor, pipeline=published)[0] == []
+    # a corrected April export: April was delivered before, so the run takes it
+    april = published.landing / "public_service" / "dossiers_202204.ndjson"
+    april.write_bytes(april.read_bytes() + b"\n")
+    _, cursor = _sense(sensor, published.landing, cursor, pipeline=published)
+    (corrected,) = _sense(sensor, published.landing, cursor, pipeline=published)[0]
+    assert (corrected.tags[automation.RANGE_START], corrected.tags[automation.RANGE_END]) == ("2022-04", "2022-04")
+    # May's export only changes dossiers received before May: May is no month with dossiers, not requested
     _export(published.landing, "dossiers_202205.ndjson", "2022-05-20T09:00:00+07:00", lines=40)
     _, cursor = _sense(sensor, published.landing, cursor, pipeline=published)
     (request,) = _sense(sensor, published.landing, cursor, pipeline=published)[0]
     assert sensor.job_name == "refresh_public_service"
-    assert (request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]) == ("2022-05", "2022-05")
-    result = published.run(sensor.job_name, tags=request.tags)
+    assert automation.RANGE_START not in request.tags and public_service.SILVER_KEY not in request.asset_selection
+    result = published.run(sensor.job_name, tags=request.tags, asset_selection=request.asset_selection)
     assert result.success, failure_messages(result)
+    assert _months(published) == ["2022-01", "2022-02", "2022-03", "2022-04"]  # no May: no dossier of May
 
     # the export updated dossiers received in earlier months: the sensor asks for them, once
-    requests = _changed_months(published).run_requests
+    data = _changed_months(published)
+    requests = data.run_requests
     assert requests, "no run requested for the months the export changed"
+    assert not data.dynamic_partitions_requests  # no new month
     ranges = [(r.tags[automation.RANGE_START], r.tags[automation.RANGE_END]) for r in requests]
     assert all(first <= last < "2022-05" for first, last in ranges), ranges
+    assert {m for r in ranges for m in r} <= set(public_service.delivered_months(published.lake))  # delivered only
     with published.environment(), dg.DagsterInstance.get() as instance:
-        assert public_service.month_ranges(public_service.months_to_refresh(instance)) == ranges
+        assert public_service.PARTITIONED.ranges(instance) == ranges
         # while a run that builds dossier months is in flight, the sensor waits for it
         running = create_run_for_test(instance, job_name="refresh_all", status=dg.DagsterRunStatus.STARTED)
     waiting = _changed_months(published)
@@ -359,6 +482,78 @@ def test_a_dossier_export_runs_its_month_and_a_sensor_catches_up_the_older_month
         "select count(*) from silver.dossiers where updated_at = timestamp '2022-05-20 09:00:00'"  # Vietnam time
     )
     assert finished[0][0] > 0  # the late versions reached the warehouse
+    assert _unbuilt(published) == set()
+
+
+def test_on_a_fresh_dagster_home_the_months_sensor_registers_the_delivered_months(published: Pipeline) -> None:
+    """A new instance over a built lake: the months are registered (in calendar order), none is rebuilt."""
+    shutil.rmtree(published.home)
+    published.home.mkdir()
+    shutil.copy(LOCAL_INSTANCE, published.home / "dagster.yaml")
+    data = _changed_months(published)
+    assert [(r.partitions_def_name, r.partition_keys) for r in data.dynamic_partitions_requests] == [
+        ("dossier_months", ["2022-01", "2022-02", "2022-03", "2022-04"])
+    ]
+    assert data.run_requests == [] and "up to date" in data.skip_message
+    assert _months(published) == ["2022-01", "2022-02", "2022-03", "2022-04"]
+    assert not _changed_months(published).dynamic_partitions_requests  # once
+
+
+def _received_month(line: str) -> str | None:
+    """The month of receipt (NgayTiepNhan, ISO or dd/mm/yyyy) of an export line, if it reads."""
+    try:
+        received = str(json.loads(line).get("NgayTiepNhan") or "")
+    except ValueError:
+        return None
+    if found := re.match(r"(\d{4})-(\d{2})", received):
+        return f"{found[1]}-{found[2]}"
+    if found := re.match(r"\d{1,2}/(\d{1,2})/(\d{4})", received):
+        return f"{found[2]}-{int(found[1]):02d}"
+    return None
+
+
+def test_a_month_delivered_late_is_registered_after_newer_ones_and_built_alone(tmp_path: Path) -> None:
+    """March arrives after April: its key sits after April's in Dagster's order, and no range spans the gap."""
+    pipeline = new_pipeline(tmp_path / "data")
+    folder = pipeline.landing / "public_service"
+    march = (folder / "dossiers_202203.ndjson").read_text(encoding="utf-8")
+    (folder / "dossiers_202203.ndjson").unlink()
+    april = (folder / "dossiers_202204.ndjson").read_text(encoding="utf-8").splitlines(keepends=True)
+    withheld = [line for line in april if _received_month(line) == "2022-03"]  # April's updates of March
+    assert withheld
+    kept = [line for line in april if _received_month(line) != "2022-03"]
+    (folder / "dossiers_202204.ndjson").write_text("".join(kept), encoding="utf-8")
+    assert succeeded(pipeline.refresh())
+    assert _months(pipeline) == ["2022-01", "2022-02", "2022-04"] and _unbuilt(pipeline) == set()
+
+    # March is delivered now, whole: the delivery's run loads it and registers it (no range yet: a new month)
+    (folder / "dossiers_202203.ndjson").write_text(march + "".join(withheld), encoding="utf-8")
+    sensor = defs.resolve_sensor_def("dossiers_delivery")
+    _, cursor = _sense(sensor, pipeline.landing, None, pipeline=pipeline)
+    (request,) = _sense(sensor, pipeline.landing, cursor, pipeline=pipeline)[0]
+    assert automation.RANGE_START not in request.tags
+    result = pipeline.run(sensor.job_name, tags=request.tags, asset_selection=request.asset_selection)
+    assert result.success, failure_messages(result)
+    assert _months(pipeline) == ["2022-01", "2022-02", "2022-04", "2022-03"]  # Dagster's order: as added
+    assert _unbuilt(pipeline) == {"2022-03"}
+
+    # the months' sensor asks for the months March's export changed; no range takes a month it did not ask for
+    data = _changed_months(pipeline)
+    changed = public_service.months_to_refresh(lake=pipeline.lake)
+    assert "2022-03" in changed and set(changed) <= set(_months(pipeline))
+    keys = _months(pipeline)
+    asked = []
+    for request in data.run_requests:
+        first, last = request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]
+        asked.extend(keys[keys.index(first) : keys.index(last) + 1])  # what Dagster runs for the range
+        assert first <= last
+    assert sorted(asked) == changed
+    for request in data.run_requests:
+        result = pipeline.run("dossier_months", tags=request.tags)
+        assert result.success, failure_messages(result)
+    assert _unbuilt(pipeline) == set() and public_service.months_to_refresh(lake=pipeline.lake) == []
+    months = pipeline.query("select strftime(month, '%Y-%m'), count(*) from silver.dossiers group by 1 order by 1")
+    assert [m for m, _ in months] == ["2022-01", "2022-02", "2022-03", "2022-04"] and months[2][1] > 200
 
 
 # --- freshness -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 import unicodedata
 from datetime import timedelta
@@ -22,13 +23,14 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from ioc_pipeline import cli
-from ioc_pipeline.assets.public_service import CATALOG_CHECK, month_ranges
+from ioc_pipeline import automation, cli
+from ioc_pipeline.assets import public_service
+from ioc_pipeline.assets.public_service import CATALOG_CHECK
 from ioc_pipeline.pii import SAMPLE_KEY, PiiKeyError, normalise_citizen_id, pseudonymise, resolve_key
 from ioc_pipeline.sample import dossiers as sample
 from ioc_pipeline.sample.__main__ import SEED
 from ioc_pipeline.sample.gateway import Gateway, GatewayServer
-from tests.conftest import REPO, Pipeline, failure_messages, new_pipeline, succeeded
+from tests.conftest import LOCAL_INSTANCE, REPO, Pipeline, failure_messages, new_pipeline, succeeded
 
 TOKEN = "test-token-0123456789"
 MONTHS = ["2022-01", "2022-02", "2022-03", "2022-04"]
@@ -231,9 +233,15 @@ def test_the_committed_sample_is_the_generators_output(tmp_path: Path) -> None:
     assert total < 2_000_000
 
 
-def test_month_ranges_are_contiguous_runs() -> None:
-    assert month_ranges(["2022-04", "2022-01", "2022-02"]) == [("2022-01", "2022-02"), ("2022-04", "2022-04")]
-    assert month_ranges([]) == []
+def test_the_month_partitions_are_the_delivered_months_and_none_is_missing(sample_run: Pipeline) -> None:
+    """What the UI shows after `make run`: the sample's four months, each materialized (not 60 months since
+    2022-01 up to next month, 56 of them "missing")."""
+    delivered = public_service.delivered_months(sample_run.lake)
+    assert delivered == MONTHS  # the months bronze holds dossiers for
+    with sample_run.environment(), dg.DagsterInstance.get() as instance:
+        assert automation.partition_keys(public_service.MONTHS, instance) == delivered
+        for key in (public_service.SILVER_KEY, public_service.QUARANTINE_KEY):
+            assert instance.get_materialized_partitions(key) == set(delivered), key
 
 
 # --------------------------------------------------------------------------------------------------
@@ -723,3 +731,21 @@ def test_production_refuses_missing_sample_and_low_entropy_keys(key: str | None,
 def test_a_random_key_is_accepted_in_production() -> None:
     key = secrets.token_hex(32)
     assert resolve_key(key, "production") == key.encode() == resolve_key(key, None)
+
+
+def test_cli_run_of_the_months_job_on_a_fresh_dagster_home_registers_the_months_first(
+    published: Pipeline, capsys: pytest.CaptureFixture
+) -> None:
+    """A new DAGSTER_HOME over a built lake knows no month: `cli run --job dossier_months` registers the
+    delivered months before it targets one (the newest: none of this or last month was delivered)."""
+    shutil.rmtree(published.home)
+    published.home.mkdir()
+    shutil.copy(LOCAL_INSTANCE, published.home / "dagster.yaml")
+    with published.environment():
+        assert cli.run("dossier_months") == cli.EXIT_OK, capsys.readouterr()
+        with dg.DagsterInstance.get() as instance:
+            assert automation.partition_keys(public_service.MONTHS, instance) == MONTHS
+            (run,) = instance.get_runs()
+            assert (run.tags[automation.RANGE_START], run.tags[automation.RANGE_END]) == ("2022-04", "2022-04")
+            assert instance.get_materialized_partitions(public_service.SILVER_KEY) == {"2022-04"}
+    assert "run dossier_months [2022-04..2022-04]" in capsys.readouterr().out

@@ -34,7 +34,7 @@ CHROMIUM_FLAGS = [
     "--disable-dev-shm-usage",
 ]
 GATED_CHECKS = ("row_count_not_collapsed", "rejected_share_within_threshold")
-SAMPLE_MONTHS = ("2022-01", "2022-04")  # the committed sample's dossier exports
+SAMPLE_MONTHS = ("2022-01", "2022-02", "2022-03", "2022-04")  # the committed sample's dossier months
 
 
 @pytest.fixture(scope="module")
@@ -100,17 +100,27 @@ def test_the_ui_materializes_everything_and_shows_the_checks_passed(dev_server: 
             local = ("data:", dev_server.url, f"blob:{dev_server.url}")  # blob: the UI's web workers
             page.on("request", lambda r: None if r.url.startswith(local) else outside.append(r.url))
 
+            # the dossier months are the delivered ones, every one materialized by `make run`: nothing missing
+            (silver,) = _graphql(
+                dev_server,
+                '{ assetNodes(assetKeys: [{path: ["silver", "dossiers"]}]) { partitionKeys '
+                "partitionStats { numMaterialized numPartitions numFailed } } }",
+            )["assetNodes"]
+            assert silver["partitionKeys"] == list(SAMPLE_MONTHS)
+            stats = silver["partitionStats"]
+            assert (stats["numPartitions"], stats["numMaterialized"], stats["numFailed"]) == (4, 4, 0)
+
             # the asset graph, then "Materialize all", as the engineer clicks them: the dossier months are
-            # partitioned, so the UI asks which months; the sample's four, as one backfill
+            # partitioned, so the UI asks which months: none is missing; "All" is the sample's four, one backfill
             _graphql(dev_server, "mutation { setNuxSeen }")  # what the newsletter prompt's Skip does
             page.goto(f"{dev_server.url}/asset-groups", wait_until="networkidle")
             expect(page.get_by_text("Global asset lineage")).to_be_visible()
             page.get_by_role("button", name="Materialize all").click()
             dialog = page.get_by_role("dialog")
             expect(dialog.get_by_text("Partition selection")).to_be_visible()
-            months = dialog.get_by_placeholder(re.compile(r"^ex: "))
-            months.fill(f"[{SAMPLE_MONTHS[0]}...{SAMPLE_MONTHS[1]}]")
-            months.press("Enter")
+            dialog.get_by_role("button", name="Missing", exact=True).click()
+            expect(dialog.get_by_text("0 partitions")).to_be_visible()
+            dialog.get_by_role("button", name="All", exact=True).click()
             expect(dialog.get_by_text("4 partitions")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "ui-materialize-all.png"))
             dialog.get_by_role("button", name="Launch backfill").click()

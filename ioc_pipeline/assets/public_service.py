@@ -14,7 +14,9 @@ between dlt's load and the bronze materialization must not lose its versions): e
 records the bronze loads it was built from (`ops/_silver_lineage/month=YYYY-MM`, bookkeeping, not
 published), and `months_to_refresh()` names the months whose bronze loads differ from that record;
 `python -m ioc_pipeline.cli run` (or the `dossier_months_changed` sensor) materializes exactly those
-partitions, so an update to an old dossier re-materializes its month, once.
+partitions, so an update to an old dossier re-materializes its month, once. The partitions are the months
+bronze holds dossiers for (`MONTHS`, dynamic): the bronze step registers a month when its first dossier
+arrives, so the UI lists delivered months only, none of them missing once built.
 
 Indicators (Decision 766/QĐ-TTg's public-service scoring), per month of receipt, each month as of its
 end (a dossier still open then is late once NgayHenTra has passed), or as of the extraction (the
@@ -63,9 +65,9 @@ TABLE = source.TABLE
 BRONZE_KEY = dg.AssetKey(["bronze", TABLE])
 SILVER_KEY = dg.AssetKey(["silver", TABLE])
 QUARANTINE_KEY = dg.AssetKey(["quarantine", TABLE])
-MONTHS = dg.MonthlyPartitionsDefinition(
-    start_date=source.month_of(source.FIRST_MONTH), fmt="%Y-%m", timezone=parsing.TIMEZONE, end_offset=1
-)
+# The months of receipt that bronze holds rows for, `YYYY-MM`, registered by the bronze step (and by the
+# `dossier_months_changed` sensor, the CLI) as deliveries bring them: a month without a dossier is no partition.
+MONTHS = dg.DynamicPartitionsDefinition(name="dossier_months")
 PARTITION_COLUMN = "month"  # lake partitions month=YYYY-MM
 CATALOG_CHECK = "procedure_code_in_catalog"
 CATALOG_KEY = dg.AssetKey(["silver", "procedures"])
@@ -291,11 +293,15 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         files, checks = deliveries.report_deliveries(context, store, source.FEED, report, alerts.webhook_url or None)
         gateway_stats = loaded.gateway
         context.log.info(f"dossiers: {report.rows} versions loaded ({loaded.mode}); months changed: {loaded.months}")
+        registered = automation.register(MONTHS, context.instance, delivered_months(store))
+        if registered:
+            context.log.info(f"dossiers: new month partitions {', '.join(registered)}")
         metadata: dict[str, Any] = {
             "dagster/row_count": store.row_count("bronze", TABLE),
             "source": loaded.mode,
             "rows_loaded": report.rows,
             MONTHS_CHANGED: loaded.months,
+            "months_registered": registered,
             "dlt_load_ids": report.load_ids,
         }
         if gateway_stats:
@@ -897,29 +903,24 @@ def bronze_loads(store: Lake) -> dict[str, set[str]]:
     return loads
 
 
+def delivered_months(lake: Lake | None = None) -> list[str]:
+    """The months of receipt bronze holds rows for: the partitions of `MONTHS`. `lake` defaults to the
+    configured one (`IOC_LAKE_DIR`)."""
+    store = lake or Lake(recovery.configured("lake"))
+    if not store.exists("bronze", TABLE):
+        return []
+    months = store.scan("bronze", TABLE).select(pl.col(source.MONTH).unique().drop_nulls()).collect()
+    return sorted(months.get_column(source.MONTH).to_list())
+
+
 def months_to_refresh(instance: dg.DagsterInstance | None = None, lake: Lake | None = None) -> list[str]:
     """Months whose bronze loads differ from those their silver partition was built from (new versions,
     or a partition never built): what a run command or a sensor should request, whether or not Dagster
     recorded the loads. `instance` is the sensor's argument and is not needed; `lake` defaults to the
     configured one (`IOC_LAKE_DIR`)."""
     store = lake or Lake(recovery.configured("lake"))
-    valid = set(MONTHS.get_partition_keys())
     built = built_from(store)
-    return sorted(m for m, loads in bronze_loads(store).items() if m in valid and loads != built.get(m))
-
-
-def month_ranges(months: list[str]) -> list[tuple[str, str]]:
-    """Contiguous runs of months, for single-run backfills: ["2022-01", "2022-02", "2022-04"] ->
-    [("2022-01", "2022-02"), ("2022-04", "2022-04")]."""
-    keys = MONTHS.get_partition_keys()
-    index = {k: i for i, k in enumerate(keys)}
-    ranges: list[tuple[str, str]] = []
-    for month in sorted(months, key=index.__getitem__):
-        if ranges and index[ranges[-1][1]] + 1 == index[month]:
-            ranges[-1] = (ranges[-1][0], month)
-        else:
-            ranges.append((month, month))
-    return ranges
+    return sorted(m for m, loads in bronze_loads(store).items() if loads != built.get(m))
 
 
 PARTITIONED = automation.PartitionedFeed(
@@ -927,8 +928,8 @@ PARTITIONED = automation.PartitionedFeed(
     assets=dg.AssetSelection.assets(silver_dossiers),
     partitions=MONTHS,
     watched=BRONZE_KEY,
+    delivered=delivered_months,
     changed=months_to_refresh,
-    ranges=month_ranges,
     sensor_name="dossier_months_changed",
     description="A range of dossier months (silver and quarantine, one single run) and everything downstream "
     "of them: gold KPIs, the scorecard, the warehouse.",
