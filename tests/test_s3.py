@@ -146,8 +146,9 @@ def test_the_whole_pipeline_runs_with_the_lake_in_a_bucket(s3_run: Pipeline, s3_
 
 @pytest.mark.slow  # an S3 server and whole pipeline runs against it
 def test_dlt_state_lost_locally_is_restored_from_the_bucket(s3_run: Pipeline, s3_server: dict[str, str]) -> None:
-    """`python -m ioc_pipeline.cli run` (what `make run` runs) with only the AWS variables and IOC_LAKE_DIR for the
-    lake, after the local dlt folder is lost: the files loaded before are not loaded again."""
+    """`python -m ioc_pipeline.cli run --all` (what `make run` runs, every bronze step forced: with no new
+    delivery a plain run would not start them) with only the AWS variables and IOC_LAKE_DIR for the lake,
+    after the local dlt folder is lost: the files loaded before are not loaded again."""
     bucket = _bucket(s3_server)
     before = _objects(bucket)
     scorecard = s3_run.scorecard()
@@ -165,7 +166,7 @@ def test_dlt_state_lost_locally_is_restored_from_the_bucket(s3_run: Pipeline, s3
         **s3_server,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "ioc_pipeline.cli", "run"],
+        [sys.executable, "-m", "ioc_pipeline.cli", "run", "--all"],
         env=environment,
         cwd=s3_run.root,
         capture_output=True,
