@@ -64,6 +64,34 @@ def _loopback(address: object) -> bool:
         return False
 
 
+# The scopes (a file, or a class of tests) that take longest go first, as measured with --durations: pytest-xdist
+# (--dist loadscope --no-loadscope-reorder, see the Makefile) hands whole scopes to the workers in this order, so
+# the long ones start at once and the short ones fill in around them (the UI test mostly waits for Dagster's
+# backfill daemon, whose loop is 30 s: the other workers use that time).
+LONGEST_FIRST = (
+    "tests/test_recovery.py::TestFaultInjection",
+    "tests/test_ui.py",
+    "tests/test_dossiers.py",
+    "tests/test_isolation.py",
+    "tests/test_automation.py",
+    "tests/test_warehouse.py",
+    "tests/test_changes.py",
+    "tests/test_report.py",
+    "tests/test_procedures.py",
+    "tests/test_deliveries.py",
+    "tests/test_recovery.py",
+    "tests/test_bench.py",
+    "tests/test_s3.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, scope in enumerate(LONGEST_FIRST) if item.nodeid.startswith(scope)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: within a scope, and among the rest, the order of the files stays
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_network() -> Iterator[None]:
     """Refuse (and record) every connection that leaves the machine: telemetry included."""

@@ -159,42 +159,45 @@ def reference(sample_run: Pipeline, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.mark.slow  # fault injection: real `cli run` processes killed and run again
-@pytest.mark.parametrize("point", faults.POINTS)
-def test_a_run_killed_at_any_point_is_recovered_by_the_next_one(
-    point: str, published: Pipeline, reference: Pipeline
-) -> None:
-    _deliver(published.landing)
-    killed = _cli_run(published, point)
-    assert killed == -signal.SIGKILL, f"the fault point {point} was not reached:\n{_log(published, point)}"
+class TestFaultInjection:
+    """A class so that pytest-xdist (--dist loadscope) can give these long tests a worker of their own."""
 
-    assert _cli_run(published) == 0, _log(published)
-    assert _gold(published).keys() == _gold(reference).keys()
-    for table, frame in _gold(reference).items():
-        assert _gold(published)[table].equals(frame), f"gold/{table} differs from the uninterrupted run"
-    recovered, expected = _warehouse(published), _warehouse(reference)
-    assert recovered.keys() == expected.keys()
-    for table, rows in expected.items():
-        assert recovered[table] == rows, f"warehouse {table} differs from the uninterrupted run"
-    assert _leftovers(published) == []
-    assert _instance_state(published) == ([], set())
-    assert public_service.months_to_refresh(lake=published.lake) == []
+    @pytest.mark.parametrize("point", faults.POINTS)
+    def test_a_run_killed_at_any_point_is_recovered_by_the_next_one(
+        self, point: str, published: Pipeline, reference: Pipeline
+    ) -> None:
+        _deliver(published.landing)
+        killed = _cli_run(published, point)
+        assert killed == -signal.SIGKILL, f"the fault point {point} was not reached:\n{_log(published, point)}"
 
+        assert _cli_run(published) == 0, _log(published)
+        assert _gold(published).keys() == _gold(reference).keys()
+        for table, frame in _gold(reference).items():
+            assert _gold(published)[table].equals(frame), f"gold/{table} differs from the uninterrupted run"
+        recovered, expected = _warehouse(published), _warehouse(reference)
+        assert recovered.keys() == expected.keys()
+        for table, rows in expected.items():
+            assert recovered[table] == rows, f"warehouse {table} differs from the uninterrupted run"
+        assert _leftovers(published) == []
+        assert _instance_state(published) == ([], set())
+        assert public_service.months_to_refresh(lake=published.lake) == []
 
-@pytest.mark.slow  # fault injection: real `cli run` processes killed and run again
-def test_bronze_rows_dagster_never_recorded_still_reach_silver(published: Pipeline, reference: Pipeline) -> None:
-    """11.2: killed after dlt loaded, before the bronze materialization: the months come from the data."""
-    delivered = _deliver(published.landing)
-    with published.environment(), dg.DagsterInstance.get() as instance:
-        recorded = len(instance.fetch_materializations(public_service.BRONZE_KEY, limit=100).records)
-    assert _cli_run(published, "dlt_recorded") == -signal.SIGKILL
-    with published.environment(), dg.DagsterInstance.get() as instance:
-        assert len(instance.fetch_materializations(public_service.BRONZE_KEY, limit=100).records) == recorded
-        new = published.lake.scan("bronze", "dossiers").filter(pl.col("updated_at") == NEW_VERSION_AT).collect()
-        assert new.height == delivered  # in bronze, unknown to Dagster
-        assert public_service.months_to_refresh(instance) == sorted(set(new.get_column("_month")))
-    assert published.query(_NEW_IN_SILVER) == [(0,)]
-    assert _cli_run(published) == 0, _log(published)
-    assert published.query(_NEW_IN_SILVER) == reference.query(_NEW_IN_SILVER) != [(0,)]
+    def test_bronze_rows_dagster_never_recorded_still_reach_silver(
+        self, published: Pipeline, reference: Pipeline
+    ) -> None:
+        """11.2: killed after dlt loaded, before the bronze materialization: the months come from the data."""
+        delivered = _deliver(published.landing)
+        with published.environment(), dg.DagsterInstance.get() as instance:
+            recorded = len(instance.fetch_materializations(public_service.BRONZE_KEY, limit=100).records)
+        assert _cli_run(published, "dlt_recorded") == -signal.SIGKILL
+        with published.environment(), dg.DagsterInstance.get() as instance:
+            assert len(instance.fetch_materializations(public_service.BRONZE_KEY, limit=100).records) == recorded
+            new = published.lake.scan("bronze", "dossiers").filter(pl.col("updated_at") == NEW_VERSION_AT).collect()
+            assert new.height == delivered  # in bronze, unknown to Dagster
+            assert public_service.months_to_refresh(instance) == sorted(set(new.get_column("_month")))
+        assert published.query(_NEW_IN_SILVER) == [(0,)]
+        assert _cli_run(published) == 0, _log(published)
+        assert published.query(_NEW_IN_SILVER) == reference.query(_NEW_IN_SILVER) != [(0,)]
 
 
 _NEW_IN_SILVER = (  # the warehouse shows Vietnam time
