@@ -135,9 +135,9 @@ def run(job_name: str | None = None, everything: bool = False) -> int:
 
     defs = build_defs()
     started = time.monotonic()
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, recovery.stop_on_signals(instance):
+        # SIGTERM/SIGINT stop within seconds, even while a step waits for a slot (the handlers are restored after)
         recovery.recover(instance)  # what dead runs left: their runs failed, slots freed, temp files removed
-        recovery.stop_on_signals(instance)  # SIGTERM/SIGINT stop within seconds, even while a step waits for a slot
         if job_name:
             job = defs.resolve_job_def(job_name)
             results = [_execute(job, instance, **job_run(job, instance))]

@@ -23,6 +23,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,8 +263,10 @@ _stopping = threading.Lock()
 _wakeup_sockets: list[socket.socket] = []
 
 
-def stop_on_signals(instance: dg.DagsterInstance) -> None:
-    """Make SIGTERM and SIGINT stop this process within seconds, whatever it is doing.
+@contextmanager
+def stop_on_signals(instance: dg.DagsterInstance) -> Iterator[None]:
+    """While in the block, make SIGTERM and SIGINT stop this process within seconds, whatever it is doing;
+    the previous handlers are back afterwards (`cli.run` called in a process that goes on, e.g. a test).
 
     While a run executes, Dagster replaces the handlers with one that only sets a flag, read at step
     boundaries: a step waiting for a pool slot never reads it. So a watcher thread hears every signal
@@ -273,27 +277,41 @@ def stop_on_signals(instance: dg.DagsterInstance) -> None:
     def handler(signum: int, _frame: object) -> None:
         stop(instance, signum)
 
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     heard, wakeup = socket.socketpair()
     _wakeup_sockets.extend((heard, wakeup))  # a collected socket would close its fd under the signal machinery
     wakeup.setblocking(False)
-    signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
+    previous_fd = signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
     heard.settimeout(WATCH_SECONDS)
+    done = threading.Event()
+
+    def received(timeout: float) -> bytes:
+        heard.settimeout(timeout)
+        try:
+            return heard.recv(64)
+        except TimeoutError:
+            return b""
 
     def watch() -> None:
-        while True:
-            try:
-                received = heard.recv(64)
-            except TimeoutError:
-                received = b""
-            for signum in received:
-                if signum in STOP_SIGNALS:
+        while not done.is_set():
+            signums = received(WATCH_SECONDS)
+            if not signums and check_captured_interrupt():
+                # Dagster's flag does not say which signal: its byte is on the socket, or about to be
+                signums = received(1.0) or bytes([signal.SIGTERM])
+            for signum in signums:
+                if signum in STOP_SIGNALS and not done.is_set():
                     stop(instance, signum)
-            if check_captured_interrupt():
-                stop(instance, signal.SIGTERM)  # Dagster's flag does not say which signal
 
-    threading.Thread(target=watch, name="ioc-stop-on-signal", daemon=True).start()
+    watcher = threading.Thread(target=watch, name="ioc-stop-on-signal", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(previous_fd)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        watcher.join(timeout=2 * WATCH_SECONDS + 1.0)
 
 
 def own_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:

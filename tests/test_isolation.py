@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 from datetime import date
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import polars as pl
 import pytest
 from openpyxl import load_workbook
 
-from ioc_pipeline import cli
+from ioc_pipeline import cli, recovery
 from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.progress import root_message
 from tests.conftest import Pipeline, failure_messages, new_pipeline
@@ -52,8 +53,11 @@ def _rewrite_csv(source: Path, target: Path, change: dict[int, dict[str, str]]) 
 
 
 def _run_cli(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    handlers = {sig: signal.getsignal(sig) for sig in recovery.STOP_SIGNALS}
     with pipeline.environment():
         code = cli.run()
+    # the stop-on-signal handlers are the run's only: a process that goes on (this test's) gets its own back
+    assert {sig: signal.getsignal(sig) for sig in recovery.STOP_SIGNALS} == handlers
     return code, capsys.readouterr().out
 
 
