@@ -282,7 +282,6 @@ def stop_on_signals(instance: dg.DagsterInstance) -> Iterator[None]:
     _wakeup_sockets.extend((heard, wakeup))  # a collected socket would close its fd under the signal machinery
     wakeup.setblocking(False)
     previous_fd = signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
-    heard.settimeout(WATCH_SECONDS)
     done = threading.Event()
 
     def received(timeout: float) -> bytes:

@@ -30,7 +30,7 @@ from dagster._time import get_current_datetime
 
 from ioc_pipeline.checks import policy
 from ioc_pipeline.lake import Landing
-from ioc_pipeline.sources.files import CONTRACT_FEEDS, Feed, owner
+from ioc_pipeline.sources.files import Feed, owned_files
 
 POLICY_KEY = dg.AssetKey(["ops", "quality_policy"])
 PACKAGE = Path(__file__).resolve().parent
@@ -61,12 +61,8 @@ def landing_version(feed: Feed, landing: Landing, settle_seconds: float, now: fl
     now = time.time() if now is None else now
     digest = hashlib.sha256()
     for folder in feed.folders:
-        siblings = sorted(
-            {f.table: f for f in [feed, *CONTRACT_FEEDS.values()] if folder in f.folders}.values(),
-            key=lambda f: f.table,
-        )
-        for file in landing.listing(folder):
-            if owner(file.path, feed, siblings) is feed and now - file.modified >= settle_seconds:
+        for file in owned_files(feed, landing, folder):
+            if now - file.modified >= settle_seconds:
                 digest.update(f"{file.path}\0{file.size}\0{file.modified}\n".encode())
     return digest.hexdigest()[:16]
 

@@ -8,11 +8,13 @@ which is refused outside loopback for the whole session.
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -25,6 +27,7 @@ from ioc_pipeline.sample.__main__ import FEEDS, SEED
 from ioc_pipeline.warehouse import connect
 
 REPO = Path(__file__).resolve().parents[1]
+NEWEST_CATALOG = "procedures/tthc_20220430.json"  # the sample's newest procedure catalog
 LOCAL_INSTANCE = REPO / "deploy" / "dagster.local.yaml"  # the embedded instance `make` copies into DAGSTER_HOME
 ENV_KEYS = (
     "IOC_DATA_DIR",
@@ -166,12 +169,19 @@ class Pipeline:
                         kwargs.setdefault("asset_selection", chosen["asset_selection"])
                 return definition.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
 
-    def refresh(self) -> list[dg.ExecuteInProcessResult]:
-        """Everything, as `python -m ioc_pipeline.cli run` does: refresh_all around the changed dossier months."""
+    def refresh(self, everything: bool = False) -> list[dg.ExecuteInProcessResult]:
+        """As `python -m ioc_pipeline.cli run` does (`--all` when `everything`): what changed, around the
+        changed dossier months."""
         with self.environment():
             defs = build_defs()
             with dg.DagsterInstance.get() as instance:
-                return refresh(defs, instance)
+                return refresh(defs, instance, everything)
+
+    def deliver_catalog(self) -> None:
+        """Today's procedure catalog: the newest one less its first procedure."""
+        catalog = json.loads((self.landing / NEWEST_CATALOG).read_text(encoding="utf-8"))
+        today = date.today().strftime("%Y%m%d")
+        (self.landing / "procedures" / f"tthc_{today}.json").write_text(json.dumps(catalog[1:]), encoding="utf-8")
 
     def tick(self, sensor: str, cursor: str | None = None, **env: str) -> dg.SensorExecutionData:
         """One evaluation of `sensor` against this pipeline's instance, as the daemon makes it: the cursor

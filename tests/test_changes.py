@@ -4,28 +4,23 @@ result equals a rebuild of everything."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from ioc_pipeline import versions
-from ioc_pipeline.cli import refresh
-from ioc_pipeline.definitions import build_defs, defs
+from ioc_pipeline.definitions import defs
 from tests.conftest import Pipeline, failure_messages, succeeded
 
-NEWEST_CATALOG = "procedures/tthc_20220430.json"
 FILE_FEEDS = ("bts_stations", "postal_enterprises", "postal_service_points", "procedures")
 
 
 def _refresh(pipeline: Pipeline, everything: bool = False) -> set[str]:
     """One `cli run` (in process), and the assets it materialized."""
-    with pipeline.environment(), dg.DagsterInstance.get() as instance:
-        results = refresh(build_defs(), instance, everything)
+    results = pipeline.refresh(everything)
     assert succeeded(results), failure_messages(results)
     return {e.asset_key.to_user_string() for r in results for e in r.get_asset_materialization_events()}
 
@@ -38,12 +33,6 @@ def _gold(pipeline: Pipeline) -> dict[str, pl.DataFrame]:
     store = pipeline.lake
     names = sorted(p.name for p in (pipeline.root / "lake" / "gold").iterdir())
     return {name: store.read("gold", name) for name in names}
-
-
-def _deliver_catalog(pipeline: Pipeline) -> None:
-    catalog = json.loads((pipeline.landing / NEWEST_CATALOG).read_text(encoding="utf-8"))
-    today = date.today().strftime("%Y%m%d")
-    (pipeline.landing / "procedures" / f"tthc_{today}.json").write_text(json.dumps(catalog[1:]), encoding="utf-8")
 
 
 def test_every_asset_carries_the_code_version_and_sources_feed_bronze_and_silver() -> None:
@@ -70,7 +59,7 @@ def test_a_run_with_nothing_new_rebuilds_no_bronze_nor_silver_and_publishes(publ
 
 
 def test_a_new_delivery_rebuilds_its_feed_only_and_equals_a_full_rebuild(published: Pipeline, tmp_path: Path) -> None:
-    _deliver_catalog(published)
+    published.deliver_catalog()
     full = published.copy(tmp_path / "full")
     built = _refresh(published)
     assert _rebuilt(built, "procedures") == {"bronze/procedures", "silver/procedures", "quarantine/procedures"}
@@ -108,7 +97,7 @@ def test_a_file_still_being_written_is_left_out_until_it_settles(published: Pipe
     for file in published.landing.rglob("*"):
         os.utime(file, (two_hours_ago, two_hours_ago))  # the sample was delivered long ago
     _refresh(published)  # (new modification times: read again, nothing new loaded)
-    _deliver_catalog(published)
+    published.deliver_catalog()
     published.extra_env["IOC_LANDING_SETTLE_SECONDS"] = "3600"  # every file touched in the last hour waits
     assert _rebuilt(_refresh(published), "procedures") == set()
     published.extra_env["IOC_LANDING_SETTLE_SECONDS"] = "0"

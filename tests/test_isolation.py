@@ -22,9 +22,7 @@ from openpyxl import load_workbook
 from ioc_pipeline import cli, recovery
 from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.progress import root_message
-from tests.conftest import Pipeline, failure_messages, new_pipeline
-
-NEWEST_CATALOG = "procedures/tthc_20220430.json"
+from tests.conftest import NEWEST_CATALOG, Pipeline, failure_messages, new_pipeline
 
 
 def _status(pipeline: Pipeline) -> dict[str, dict]:
@@ -243,9 +241,7 @@ def test_a_feed_past_its_cadence_is_late_and_a_fresh_delivery_is_not(
     assert status["postal_enterprises"]["state"] == "late"
     assert "late after 35 days" in status["postal_enterprises"]["en"]
     assert "Sở Thông tin và Truyền thông cần gửi bản mới" in status["postal_enterprises"]["vi"]
-    today = date.today().strftime("%Y%m%d")
-    catalog = json.loads((published.landing / NEWEST_CATALOG).read_text(encoding="utf-8"))
-    (published.landing / "procedures" / f"tthc_{today}.json").write_text(json.dumps(catalog[1:]), encoding="utf-8")
+    published.deliver_catalog()
     code, out = _run_cli(published, capsys)
     assert code == cli.EXIT_OK, out
     status = _status(published)

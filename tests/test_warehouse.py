@@ -183,47 +183,37 @@ def test_readers_never_fail_nor_mix_versions_across_refreshes(published: Pipelin
     assert published.query("select count(*) from gold.public_service_kpis_by_agency_monthly") == [(REFRESHES,)]
 
 
+def _duckdb(scratch: Path, startup: str, sql_text: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """The DuckDB command line on the analyst's scratch file, with `make sql`'s start-up (the warehouse attached
+    read-only as `ioc`)."""
+    return subprocess.run(
+        [DUCKDB_CLI, str(scratch), *options, "-cmd", startup, "-c", sql_text], capture_output=True, text=True
+    )
+
+
 def test_a_scratch_database_keeps_the_analysts_tables_across_refreshes(published: Pipeline) -> None:
     scratch = Path(sql.scratch_path(str(published.warehouse), "analyst"))
     scratch.parent.mkdir(parents=True, exist_ok=True)
     startup = sql.startup(str(published.warehouse))
-    made = subprocess.run(
-        [
-            DUCKDB_CLI,
-            str(scratch),
-            "-csv",
-            "-cmd",
-            startup,
-            "-c",
-            "create table mine as select indicator_code, value from ioc.gold.ioc_scorecard; select count(*) from mine;",
-        ],
-        capture_output=True,
-        text=True,
+    made = _duckdb(
+        scratch,
+        startup,
+        "create table mine as select indicator_code, value from ioc.gold.ioc_scorecard; select count(*) from mine;",
+        "-csv",
     )
     assert made.returncode == 0, made.stderr
     rows = int(made.stdout.split()[-1])
     assert rows > 0
-    refused = subprocess.run(
-        [DUCKDB_CLI, str(scratch), "-cmd", startup, "-c", "create table ioc.main.mine as select 1;"],
-        capture_output=True,
-        text=True,
-    )
+    refused = _duckdb(scratch, startup, "create table ioc.main.mine as select 1;")
     assert refused.returncode != 0 and "read-only" in refused.stderr.lower()
     result = published.run("publish")
     assert result.success, failure_messages(result)
-    again = subprocess.run(
-        [
-            DUCKDB_CLI,
-            str(scratch),
-            "-csv",
-            "-noheader",
-            "-cmd",
-            startup,
-            "-c",
-            "select count(*) from mine; select count(*) from ioc.ops.warehouse_build;",
-        ],
-        capture_output=True,
-        text=True,
+    again = _duckdb(
+        scratch,
+        startup,
+        "select count(*) from mine; select count(*) from ioc.ops.warehouse_build;",
+        "-csv",
+        "-noheader",
     )
     assert again.returncode == 0, again.stderr
     assert int(again.stdout.split()[0]) == rows

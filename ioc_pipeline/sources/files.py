@@ -484,7 +484,7 @@ def fate_of(feed: Feed, file: FileInfo, fate: str, reason: str | None = None, re
     return FileFate(feed.table, file.path, file.size, file.modified, fate, reason, reason_vi, **kw)
 
 
-def owner(path: str, feed: Feed, siblings: list[Feed]) -> Feed | None:
+def _owner(path: str, feed: Feed, siblings: list[Feed]) -> Feed | None:
     """The feed a file of a (possibly shared) folder belongs to: the one whose pattern it matches, else the
     one it is named for, else (a stray file) the first feed of the folder, so that it gets one fate."""
     for test in (lambda f: matches(path, f.patterns), lambda f: f.named_like(path)):
@@ -492,6 +492,13 @@ def owner(path: str, feed: Feed, siblings: list[Feed]) -> Feed | None:
         if found:
             return feed if feed in found else found[0]
     return siblings[0]
+
+
+def owned_files(feed: Feed, landing: Landing, folder: str) -> list[FileInfo]:
+    """Every file under one of the feed's folders that is the feed's, in a folder it may share (postal)."""
+    sharing = {f.table: f for f in [feed, *CONTRACT_FEEDS.values()] if folder in f.folders}
+    siblings = sorted(sharing.values(), key=lambda f: f.table)
+    return [file for file in landing.listing(folder) if _owner(file.path, feed, siblings) is feed]
 
 
 def survey(
@@ -502,11 +509,7 @@ def survey(
     candidates: list[Candidate] = []
     fates: list[FileFate] = []
     for folder in feed.folders:
-        sharing = {f.table: f for f in [feed, *CONTRACT_FEEDS.values()] if folder in f.folders}
-        siblings = sorted(sharing.values(), key=lambda f: f.table)
-        for file in landing.listing(folder):
-            if owner(file.path, feed, siblings) is not feed:
-                continue
+        for file in owned_files(feed, landing, folder):
             if file.link:
                 fates.append(
                     fate_of(
