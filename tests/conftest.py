@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from filelock import FileLock
 
 from ioc_pipeline.cli import job_run, refresh
 from ioc_pipeline.definitions import build_defs
@@ -212,12 +215,18 @@ class Pipeline:
         return Pipeline(target, dict(self.extra_env))
 
 
+DELIVERED_AGO = 2 * 3600  # seconds: the sample's files were delivered long ago, as a settled landing zone's are
+
+
 def new_pipeline(root: Path, feeds: tuple[str, ...] = tuple(FEEDS)) -> Pipeline:
     pipeline = Pipeline(root)
     pipeline.home.mkdir(parents=True)
     shutil.copy(LOCAL_INSTANCE, pipeline.home / "dagster.yaml")
     for feed in feeds:
         FEEDS[feed](pipeline.landing, SEED)
+    delivered = time.time() - DELIVERED_AGO
+    for path in pipeline.landing.rglob("*"):
+        os.utime(path, (delivered, delivered))
     return pipeline
 
 
@@ -236,9 +245,26 @@ def succeeded(results: list[dg.ExecuteInProcessResult]) -> bool:
 
 
 @pytest.fixture(scope="session")
-def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    """The committed sample's generator output, materialized once for the whole session (read-only)."""
-    pipeline = new_pipeline(tmp_path_factory.mktemp("sample") / "data")
+def sample_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Pipeline:
+    """The committed sample's generator output, materialized once for the whole session (read-only).
+
+    Under pytest-xdist the first worker to ask builds it in the session's shared temp folder and every
+    worker takes its own copy (a copy costs a fraction of a second, a build a whole pipeline run)."""
+    own = tmp_path_factory.mktemp("sample") / "data"
+    if worker_id == "master":  # no xdist: this process is the session
+        return _built_sample(own)
+    shared = tmp_path_factory.getbasetemp().parent  # one per session, common to its workers
+    with FileLock(shared / "sample-run.lock"):
+        built = shared / "sample-run" / "data"
+        if not (shared / "sample-run.done").exists():
+            shutil.rmtree(built.parent, ignore_errors=True)  # a build that failed in another worker
+            _built_sample(built)
+            (shared / "sample-run.done").touch()
+    return Pipeline(built).copy(own)
+
+
+def _built_sample(root: Path) -> Pipeline:
+    pipeline = new_pipeline(root)
     results = pipeline.refresh()
     assert succeeded(results), failure_messages(results)
     return pipeline

@@ -17,7 +17,7 @@ import pytest
 
 from ioc_pipeline import alerts
 from ioc_pipeline.lake import Lake
-from tests.conftest import Pipeline, failure_messages
+from tests.conftest import Pipeline, failure_messages, succeeded
 from tests.support import free_port
 
 
@@ -72,7 +72,7 @@ def test_a_failing_run_produces_an_alert_record_a_log_line_and_a_webhook_post(
         "IOC_DOSSIER_API_BACKOFF_SECONDS": "0",
         "IOC_DOSSIER_API_STEP_RETRIES": "0",  # fail at once, without NETWORK_RETRY's minute of waits
     }
-    failed = published.run()
+    failed, *_ = published.refresh()  # what changed only, as `cli run` does: the dossier step and downstream
     assert not failed.success
     with caplog.at_level("ERROR", logger="ioc_pipeline.alerts"):
         cursor = _failure_tick(published, cursor, hook.url)
@@ -92,8 +92,8 @@ def test_a_failing_run_produces_an_alert_record_a_log_line_and_a_webhook_post(
 
     # the next successful refresh publishes the alert to the analysts' warehouse
     published.extra_env.clear()
-    fixed = published.run()
-    assert fixed.success, failure_messages(fixed)
+    fixed = published.refresh()
+    assert succeeded(fixed), failure_messages(fixed)
     assert published.query("select run_id, failed_steps from ops.alerts") == [(failed.run_id, ["bronze__dossiers"])]
     comment = published.query(
         "select comment from duckdb_tables() where schema_name = 'ops' and table_name = 'alerts'"

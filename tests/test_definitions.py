@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from ioc_pipeline.definitions import defs
 from tests.conftest import LOCAL_INSTANCE
@@ -77,6 +78,7 @@ def test_the_refresh_job_selects_everything() -> None:
     assert dg.AssetKey(["publish", "warehouse"]) in job.asset_layer.executable_asset_keys
 
 
+@pytest.mark.slow  # the `dagster` command in a subprocess (`dg check defs` in `make lint` loads it too)
 def test_the_workspace_loads_in_dagster(tmp_path) -> None:
     """What `dagster dev -w workspace.yaml` loads: the code location validates."""
     home = tmp_path / "home"

@@ -235,6 +235,7 @@ def test_incremental_with_a_window_equals_a_full_reload_in_bronze(served, tmp_pa
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real SIGINT into a running step, a gateway that answers slowly
 def test_ctrl_c_during_the_network_step_stops_the_run_instead_of_retrying_it(served, tmp_path: Path) -> None:
     gateway, server = served
     gateway.slow_seconds = 2.0

@@ -226,6 +226,7 @@ for line in sys.stdin:
 """
 
 
+@pytest.mark.slow  # an analyst process and `cli run` as a subprocess, reading across the swap
 def test_an_open_analyst_connection_stays_consistent_during_a_refresh(published: Pipeline, tmp_path: Path) -> None:
     analyst = subprocess.Popen(
         [sys.executable, "-c", ANALYST, str(published.warehouse)],

@@ -221,6 +221,7 @@ def _waiting_for(pipeline: Pipeline, pool: str, holder: str) -> list[str]:
         return [step.run_id for step in info.pending_steps if step.run_id != holder]
 
 
+@pytest.mark.slow  # `cli run` processes stopped by real signals while waiting for a pool slot
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_cli_run_within_seconds_while_a_step_waits_for_a_pool_slot(
     sig: signal.Signals, published: Pipeline
@@ -331,6 +332,7 @@ def full_bronze(published: Pipeline) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.mark.slow  # fault injection: a full disk (tmpfs), and the uninterrupted reference run
 def test_a_full_disk_during_the_dlt_copy_fails_clearly_and_leaves_nothing_half_written(
     published: Pipeline, full_bronze: Path, reference: Pipeline
 ) -> None:
