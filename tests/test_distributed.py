@@ -1,0 +1,213 @@
+"""The Dask executor (`IOC_EXECUTOR=dask`, ioc_pipeline/executors.py) on a real cluster: a scheduler and two
+worker processes started here on 127.0.0.1 (`python -m dask scheduler|worker`), the lake in a bucket of the local
+S3 server, a real DAGSTER_HOME. `python -m ioc_pipeline.cli run` (what `make run` runs) with only the engine's
+settings added runs a run per dossier month, side by side on both workers, and publishes the same warehouse as
+a run in one process of the same delivery. Which process ran a step is Dagster's own record: every event carries
+the pid of the process that wrote it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ioc_pipeline.sample.s3 import bucket_client, free_port
+from ioc_pipeline.warehouse import BUILD_TABLE
+from tests.conftest import NETWORK_ATTEMPTS, Pipeline, failure_messages, new_pipeline, succeeded
+
+BUCKET = "ioc-dask"
+PARTITION_JOB = "dossier_months"
+PARTITION_STEP = "silver_dossiers"  # the op of silver/dossiers and quarantine/dossiers (partitioned)
+PUBLISH_STEP = "publish__warehouse"
+# Compared between the two runs: the published tables of these schemas (ops says when and by which run)
+COMPARED_SCHEMAS = ("silver", "gold", "quarantine")
+
+
+@dataclass
+class Cluster:
+    address: str
+    workers: dict[str, int]  # name -> pid of the worker process
+    logs: Path
+
+    def log_text(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.logs.glob("*.log")))
+
+
+def _wait_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on {port}: {log.read_text()}"
+            time.sleep(0.2)
+
+
+@contextmanager
+def dask_cluster(env: dict[str, str], logs: Path, cwd: Path, workers: int = 2) -> Iterator[Cluster]:
+    """`dask scheduler` and `workers` × `dask worker` (one thread each, no nanny: the process we start is the
+    worker), the first one with the warehouse resource; stopped (SIGTERM) at the end."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m", "dask"]
+    with ExitStack() as stack:
+        started: list[subprocess.Popen] = []
+
+        def start(name: str, *args: str) -> subprocess.Popen:
+            out = stack.enter_context(open(logs / f"{name}.log", "wb"))
+            process = subprocess.Popen([*dask, *args], env=env, cwd=cwd, stdout=out, stderr=out)
+            started.append(process)
+            return process
+
+        try:
+            scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
+            _wait_port(port, scheduler, logs / "scheduler.log")
+            pids = {}
+            for number in range(workers):
+                name = f"worker-{number}"
+                extra = ["--resources", "warehouse=1"] if number == 0 else []
+                worker = start(
+                    name, "worker", address, "--name", name, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                    "--host", "127.0.0.1", *extra,
+                )  # fmt: skip
+                pids[name] = worker.pid
+            from dask.distributed import Client
+
+            with Client(address, timeout=60) as client:
+                client.wait_for_workers(workers, timeout=120)
+                assert sorted(client.run(os.getpid).values()) == sorted(pids.values())
+            yield Cluster(address, pids, logs)
+        finally:
+            for process in reversed(started):
+                process.terminate()
+            for process in reversed(started):
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _lake_env(pipeline: Pipeline, aws: dict[str, str], prefix: str) -> None:
+    pipeline.extra_env.update(aws, IOC_LAKE_DIR=f"s3://{BUCKET}/{prefix}", RUNTIME__DLTHUB_TELEMETRY="false")
+
+
+def _published(pipeline: Pipeline) -> dict[str, list[tuple]]:
+    """Every published table of `COMPARED_SCHEMAS`, sorted rows."""
+    tables = pipeline.query(
+        "select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE'"
+    )
+    return {
+        f"{schema}.{table}": sorted(pipeline.query(f"select * from {schema}.{table}"), key=repr)
+        for schema, table in tables
+        if schema in COMPARED_SCHEMAS and f"{schema}.{table}" != BUILD_TABLE
+    }
+
+
+@dataclass
+class StepRun:
+    run_id: str
+    job: str
+    step: str
+    pid: int
+    started: float
+    ended: float
+
+
+def _steps(home: Path) -> list[StepRun]:
+    """Every step of every run of the instance: the pid that started it, when it started and ended."""
+    found = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(home))
+        with dg.DagsterInstance.get() as instance:
+            for run in instance.get_runs():
+                starts, ends = {}, {}
+                for entry in instance.all_logs(run.run_id):
+                    event = entry.dagster_event
+                    if event is None or event.step_key is None:
+                        continue
+                    if event.event_type_value == "STEP_START":
+                        starts[event.step_key] = (event.pid, entry.timestamp)
+                    elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+                        ends[event.step_key] = entry.timestamp
+                for step, (pid, started) in starts.items():
+                    found.append(StepRun(run.run_id, run.job_name, step, pid, started, ends.get(step, started)))
+    return found
+
+
+@pytest.fixture(scope="module")
+def reference(s3_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """The sample delivery run in one process (the default executor), lake in the bucket."""
+    bucket_client(s3_server).mkdir(BUCKET)
+    pipeline = new_pipeline(tmp_path_factory.mktemp("reference") / "data")
+    _lake_env(pipeline, s3_server, "reference")
+    results = pipeline.refresh()
+    assert succeeded(results), failure_messages(results)
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def distributed(
+    reference: Pipeline, s3_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Pipeline, Cluster, subprocess.CompletedProcess]:
+    """The same delivery (the files copied with their times) run by `cli run` on a two-worker Dask cluster."""
+    root = tmp_path_factory.mktemp("distributed") / "data"
+    pipeline = Pipeline(root)
+    pipeline.home.mkdir(parents=True)
+    shutil.copy(reference.home / "dagster.yaml", pipeline.home / "dagster.yaml")
+    shutil.copytree(reference.landing, pipeline.landing)  # copy2: the same modification times (the extraction)
+    _lake_env(pipeline, s3_server, "distributed")
+    logs = tmp_path_factory.mktemp("dask-logs")
+    base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(root)), **pipeline.env()}
+    with dask_cluster(base, logs, cwd=root) as cluster:
+        environment = {**base, "IOC_EXECUTOR": "dask", "IOC_DASK_SCHEDULER": cluster.address}
+        attempts = len(NETWORK_ATTEMPTS)
+        done = subprocess.run(
+            [sys.executable, "-m", "ioc_pipeline.cli", "run"],
+            env=environment,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert NETWORK_ATTEMPTS[attempts:] == []
+        assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:] + cluster.log_text()
+    return pipeline, cluster, done
+
+
+@pytest.mark.slow  # a Dask cluster, an S3 server and two whole pipeline runs
+def test_partitions_run_side_by_side_on_two_worker_processes(distributed) -> None:
+    pipeline, cluster, done = distributed
+    steps = _steps(pipeline.home)
+    workers = set(cluster.workers.values())
+    assert steps and {s.pid for s in steps} <= workers, done.stdout[-3000:]  # no step ran in the run's process
+    months = [s for s in steps if s.job == PARTITION_JOB and s.step == PARTITION_STEP]
+    assert len(months) >= 2 and len({s.run_id for s in months}) == len(months)  # a run per month
+    assert {s.pid for s in months} == workers  # the months went to both workers
+    # two of them ran at the same time on different workers
+    assert any(a.pid != b.pid and a.started < b.ended and b.started < a.ended for a in months for b in months)
+    # the warehouse is written on the worker with the warehouse resource only
+    publishes = [s for s in steps if s.step == PUBLISH_STEP]
+    assert publishes and {s.pid for s in publishes} == {cluster.workers["worker-0"]}
+
+
+@pytest.mark.slow  # a Dask cluster, an S3 server and two whole pipeline runs
+def test_the_distributed_run_publishes_what_one_process_publishes(reference: Pipeline, distributed) -> None:
+    pipeline, _, _ = distributed
+    assert pipeline.scorecard() == reference.scorecard()
+    ours, theirs = _published(pipeline), _published(reference)
+    assert sorted(ours) == sorted(theirs)
+    for table in theirs:
+        assert ours[table] == theirs[table], table
