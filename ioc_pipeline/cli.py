@@ -29,6 +29,7 @@ import gc
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 from dagster._core.execution.execution_result import ExecutionResult
@@ -113,12 +114,12 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool
             for ranged, selection, start, end in ranged_runs
             for chunk in executors.chunks(ranged.partitions_def, start, end, instance)
         ]
-        for job, _, tags in chunked:
-            print(f"run {job.name} [{tags[RANGE_START]}..{tags[RANGE_END]}] (side by side):", flush=True)
-        extra = {"run_config": progress.RUN_CONFIG}
+        for ranged, _, tags in chunked:
+            print(f"run {ranged.name} [{tags[RANGE_START]}..{tags[RANGE_END]}] (side by side):", flush=True)
+        extra: dict[str, Any] = {"run_config": progress.RUN_CONFIG}
         side_by_side = [
-            (job, {**extra, "tags": {**tags, **recovery.run_tags()}, "asset_selection": sorted(selection)})
-            for job, selection, tags in chunked
+            (ranged, {**extra, "tags": {**tags, **recovery.run_tags()}, "asset_selection": sorted(selection)})
+            for ranged, selection, tags in chunked
         ]
         results.extend(executors.execute_side_by_side(side_by_side, instance))
         ranged_runs = []

@@ -160,7 +160,7 @@ def _reconstructable(job_name: str) -> ReconstructableJob:
 )
 def dask_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     """Each step a task of an existing Dask cluster, with the step's pool claimed on the worker."""
-    return DaskExecutor(init_context.executor_config["address"])
+    return DaskExecutor(str(init_context.executor_config["address"]))
 
 
 class DaskExecutor(dg.Executor):

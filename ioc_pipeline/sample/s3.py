@@ -57,7 +57,7 @@ def local_s3(log: Path, timeout: float = 60) -> Iterator[dict[str, str]]:
 
 def bucket_client(aws: dict[str, str]):
     """An S3 client of the caller's own (not the pipeline's cached one), to make or look into a bucket."""
-    import s3fs
+    import s3fs  # type: ignore[import-untyped]
 
     return s3fs.S3FileSystem(
         endpoint_url=aws["AWS_ENDPOINT_URL"],
