@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +21,8 @@ from ioc_pipeline import executors
 from ioc_pipeline.assets.public_service import MONTHS
 from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.policies import WAREHOUSE_POOL
-from ioc_pipeline.sample.s3 import bucket_client, free_port
+from ioc_pipeline.sample.cluster import WAREHOUSE_WORKER, Cluster, local_cluster
+from ioc_pipeline.sample.s3 import bucket_client
 from ioc_pipeline.warehouse import BUILD_TABLE
 from tests.conftest import NETWORK_ATTEMPTS, Pipeline, failure_messages, new_pipeline, succeeded
 
@@ -36,73 +33,6 @@ PUBLISH_STEP = "publish__warehouse"
 # Compared between the two runs: the published tables of these schemas (ops says when and by which run)
 COMPARED_SCHEMAS = ("silver", "gold", "quarantine")
 LOAD_ID = "_dlt_load_id"  # when bronze was loaded (quarantined rows keep it): differs between any two loads
-
-
-@dataclass
-class Cluster:
-    address: str
-    workers: dict[str, int]  # name -> pid of the worker process
-    logs: Path
-
-    def log_text(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.logs.glob("*.log")))
-
-
-def _wait_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert process.poll() is None, log.read_text()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert time.monotonic() < deadline, f"nothing listens on {port}: {log.read_text()}"
-            time.sleep(0.2)
-
-
-@contextmanager
-def dask_cluster(env: dict[str, str], logs: Path, cwd: Path, workers: int = 2) -> Iterator[Cluster]:
-    """`dask scheduler` and `workers` × `dask worker` (one thread each, no nanny: the process we start is the
-    worker), the first one with the warehouse resource; stopped (SIGTERM) at the end."""
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    dask = [sys.executable, "-m", "dask"]
-    with ExitStack() as stack:
-        started: list[subprocess.Popen] = []
-
-        def start(name: str, *args: str) -> subprocess.Popen:
-            out = stack.enter_context(open(logs / f"{name}.log", "wb"))
-            process = subprocess.Popen([*dask, *args], env=env, cwd=cwd, stdout=out, stderr=out)
-            started.append(process)
-            return process
-
-        try:
-            scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
-            _wait_port(port, scheduler, logs / "scheduler.log")
-            pids = {}
-            for number in range(workers):
-                name = f"worker-{number}"
-                extra = ["--resources", "warehouse=1"] if number == 0 else []
-                worker = start(
-                    name, "worker", address, "--name", name, "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                    "--host", "127.0.0.1", "--local-directory", str(logs / name), *extra,
-                )  # fmt: skip
-                pids[name] = worker.pid
-            from dask.distributed import Client
-
-            with Client(address, timeout=60) as client:
-                client.wait_for_workers(workers, timeout=120)
-                assert sorted(client.run(os.getpid).values()) == sorted(pids.values())
-            yield Cluster(address, pids, logs)
-        finally:
-            for process in reversed(started):
-                process.terminate()
-            for process in reversed(started):
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
 
 
 def _lake_env(pipeline: Pipeline, aws: dict[str, str], prefix: str) -> None:
@@ -176,7 +106,7 @@ def distributed(
     _lake_env(pipeline, s3_server, "distributed")
     logs = tmp_path_factory.mktemp("dask-logs")
     base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(root)), **pipeline.env()}
-    with dask_cluster(base, logs, cwd=root) as cluster:
+    with local_cluster(base, logs, cwd=root) as cluster:
         environment = {**base, "IOC_EXECUTOR": "dask", "IOC_DASK_SCHEDULER": cluster.address}
         attempts = len(NETWORK_ATTEMPTS)
         done = subprocess.run(
@@ -205,7 +135,7 @@ def test_partitions_run_side_by_side_on_two_worker_processes(distributed) -> Non
     assert any(a.pid != b.pid and a.started < b.ended and b.started < a.ended for a in months for b in months)
     # the warehouse is written on the worker with the warehouse resource only
     publishes = [s for s in steps if s.step == PUBLISH_STEP]
-    assert publishes and {s.pid for s in publishes} == {cluster.workers["worker-0"]}
+    assert publishes and {s.pid for s in publishes} == {cluster.workers[WAREHOUSE_WORKER]}
     # the workers claimed the pools in the instance: one per month for the partitioned step, the warehouse's
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DAGSTER_HOME", str(pipeline.home))
