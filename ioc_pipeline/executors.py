@@ -10,15 +10,16 @@
                                                                       claims the step's pool slot in the
                                                                       Dagster instance, runs the step, frees it
 
-dagster-dask's own executor runs each step with `execute_plan` on a worker, which claims no pool slot:
+dagster-dask 0.29.27's own executor fails with distributed 2026.8 (Dask looks into the named tuples it is passed,
+see `StepTask`), and it runs each step with `execute_plan` on a worker, which claims no pool slot:
 the one-writer-per-table rule (policies.py) and the single publish of the warehouse would not hold. Here
 each task claims its step's pool in the instance (the same slots every other run claims) before it runs.
 A partitioned asset's step claims one slot per partition of the run instead (`<pool>[<partition key>]`,
-in key order, so two runs never wait on each other): two runs of different partitions write the table
+in key order, so two runs of overlapping ranges cannot deadlock): two runs of different partitions write the table
 side by side (their lake paths differ), two runs of one partition never. The steps that need the
 warehouse file (policies.WAREHOUSE_HOST: the publish, the report) run only on the worker started with
 `--resources warehouse=1`, the machine whose disk holds the warehouse. A step runs once its upstream
-steps are done, and skips or is retried as in one process (Dagster's own plan bookkeeping decides in the run's
+steps are done, and is left out or retried as in one process (Dagster's own plan bookkeeping decides in the run's
 process); dagster-dask's executor would run it after a failed upstream step and never retry it.
 """
 
@@ -65,6 +66,7 @@ SCHEDULER = "IOC_DASK_SCHEDULER"
 PARTITIONS_PER_RUN = "IOC_DASK_PARTITIONS_PER_RUN"
 ENGINES = ("in_process", "multiprocess", "dask")
 CLAIM_POLL_SECONDS = 1.0  # a step waiting for a pool slot asks again this often
+RETRY_MODE = RetryMode.ENABLED  # a step's RetryRequested (a gateway that kept failing) retries it
 POLL_SECONDS = 0.2  # how often the run looks for finished steps
 
 
@@ -172,7 +174,7 @@ class DaskExecutor(dg.Executor):
 
     @property
     def retries(self) -> RetryMode:
-        return RetryMode.ENABLED
+        return RETRY_MODE
 
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
         import dask.distributed
@@ -311,4 +313,5 @@ def run_step(task: StepTask) -> str:
             job, run_config=task.run_config, step_keys_to_execute=[task.step_key], known_state=known_state
         )
         with claimed(instance, run, task.step_key, task.pools):
-            return serialize_value(list(execute_plan(plan, job, instance, run, run_config=task.run_config)))
+            events = execute_plan(plan, job, instance, run, run_config=task.run_config, retry_mode=RETRY_MODE)
+            return serialize_value(list(events))

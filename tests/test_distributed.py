@@ -24,7 +24,7 @@ from ioc_pipeline.policies import WAREHOUSE_POOL
 from ioc_pipeline.sample.cluster import WAREHOUSE_WORKER, Cluster, local_cluster
 from ioc_pipeline.sample.s3 import bucket_client
 from ioc_pipeline.warehouse import BUILD_TABLE
-from tests.conftest import NETWORK_ATTEMPTS, Pipeline, failure_messages, new_pipeline, succeeded
+from tests.conftest import NETWORK_ATTEMPTS, REPO, Pipeline, failure_messages, new_pipeline, succeeded
 
 BUCKET = "ioc-dask"
 PARTITION_JOB = "dossier_months"
@@ -177,3 +177,57 @@ def test_the_engine_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(executors.EXECUTOR, "celery")
     with pytest.raises(dg.DagsterInvalidDefinitionError, match="celery"):
         executors.engine()
+
+
+# --- the executor's own promises, on a job of three ops -------------------------------------------------------
+
+
+@dg.op
+def fails() -> int:
+    raise RuntimeError("this step fails on purpose")
+
+
+@dg.op
+def after_the_failure(value: int) -> int:
+    return value
+
+
+@dg.op
+def retried_once(context) -> int:  # noqa: ANN001 - Dagster refuses a postponed (text) annotation of `context`
+    if context.retry_number == 0:
+        raise dg.RetryRequested(max_retries=1, seconds_to_wait=0.1)  # as retry_network_failure does
+    return os.getpid()
+
+
+@dg.job(executor_def=executors.dask_executor)
+def promises() -> None:
+    after_the_failure(fails())
+    retried_once()
+
+
+@pytest.mark.slow  # a Dask cluster
+def test_a_step_after_a_failed_one_never_starts_and_a_retry_is_honoured(tmp_path: Path) -> None:
+    """dagster-dask's executor runs a step whose upstream step failed and never retries; ours keeps Dagster's
+    plan bookkeeping in the run's process: the step after the failure never starts, the retried one is retried."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp_path)), "DAGSTER_HOME": str(home)}
+    with (
+        local_cluster(env, tmp_path / "logs", cwd=REPO) as cluster,  # from the repository: `tests` importable
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        patch.setenv("DAGSTER_HOME", str(home))
+        with dg.DagsterInstance.get() as instance:
+            result = dg.execute_job(
+                dg.reconstructable(promises),
+                instance,
+                run_config={"execution": {"config": {"address": cluster.address}}},
+            )
+            events = [e for e in result.all_events if e.step_key]
+    kinds = {(e.step_key, e.event_type_value) for e in events}
+    assert ("fails", "STEP_FAILURE") in kinds
+    assert not [kind for step, kind in kinds if step == "after_the_failure"]  # abandoned: never started
+    assert ("retried_once", "STEP_UP_FOR_RETRY") in kinds and ("retried_once", "STEP_SUCCESS") in kinds
+    assert {e.pid for e in events if e.event_type_value == "STEP_START"} <= set(cluster.workers.values())
+    assert not result.success
