@@ -10,8 +10,9 @@
                                                                       claims the step's pool slot in the
                                                                       Dagster instance, runs the step, frees it
 
-dagster-dask 0.29.27's own executor fails with distributed 2026.8 (Dask looks into the named tuples it is passed,
-see `StepTask`), and it runs each step with `execute_plan` on a worker, which claims no pool slot:
+dagster-dask 0.29.27's own executor fails with distributed 2026.8 on a run whose ops have pools (every run here:
+Dask looks into the named tuples it is passed, and the run's `RunOpConcurrency` record refuses, see `StepTask`),
+and it runs each step with `execute_plan` on a worker, which claims no pool slot:
 the one-writer-per-table rule (policies.py) and the single publish of the warehouse would not hold. Here
 each task claims its step's pool in the instance (the same slots every other run claims) before it runs.
 A partitioned asset's step claims one slot per partition of the run instead (`<pool>[<partition key>]`,
@@ -288,7 +289,8 @@ def claimed(instance: dg.DagsterInstance, run: DagsterRun, step_key: str, pools:
 @dataclass(frozen=True)
 class StepTask:
     """What a worker needs to run one step. One object, Dagster's records serialized: Dask looks into the tuples
-    among a task's arguments (DagsterRun, KnownExecutionState are named tuples) for other tasks' keys."""
+    among a task's arguments for other tasks' keys, and a DagsterRun (a named tuple) with pools holds a
+    `RunOpConcurrency` record that refuses to be iterated (dagster-dask's executor fails on it)."""
 
     recon_job: ReconstructableJob
     run: str
