@@ -84,6 +84,7 @@ LONGEST_FIRST = (
     "tests/test_procedures.py",
     "tests/test_deliveries.py",
     "tests/test_recovery.py",
+    "tests/test_distributed.py",  # about 2.5 min alone: a Dask cluster, two whole runs
     "tests/test_bench.py",
     "tests/test_s3.py",
 )
