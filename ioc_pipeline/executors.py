@@ -129,9 +129,11 @@ def execute(job_name: str, instance: dg.DagsterInstance, **kwargs: Any) -> dg.Jo
 def execute_side_by_side(
     runs: Sequence[tuple[dg.JobDefinition, dict[str, Any]]], instance: dg.DagsterInstance
 ) -> list[dg.JobExecutionResult]:
-    """Several runs at once (`execute` arguments each), each orchestrated by a process of its own: Dagster's run
-    set-up configures Python's logging, which deadlocks when two threads of one process do it at the same time."""
-    with ProcessPoolExecutor(len(runs), mp_context=multiprocessing.get_context("spawn")) as processes:
+    """Several runs at once (`execute` arguments each), each orchestrated by a process of its own (Dagster's run
+    set-up configures Python's logging, which deadlocks when two threads of one process do it at the same time);
+    as many at a time as the cluster has worker threads, at least two (one starts while another's step runs)."""
+    at_once = min(len(runs), max(2, cluster_threads()))
+    with ProcessPoolExecutor(at_once, mp_context=multiprocessing.get_context("spawn")) as processes:
         run_ids = list(processes.map(_execute_run, [job.name for job, _ in runs], [kwargs for _, kwargs in runs]))
     results = []
     for (job, _), run_id in zip(runs, run_ids, strict=True):
@@ -139,6 +141,14 @@ def execute_side_by_side(
         events = [entry.dagster_event for entry in instance.all_logs(run_id) if entry.dagster_event is not None]
         results.append(dg.JobExecutionResult(job, nullcontext(), events, run))  # type: ignore[arg-type]
     return results
+
+
+def cluster_threads() -> int:
+    """The worker threads of the Dask cluster at `IOC_DASK_SCHEDULER` now."""
+    from dask.distributed import Client
+
+    with Client(os.environ[SCHEDULER], timeout=60) as client:
+        return sum(client.nthreads().values())
 
 
 def _execute_run(job_name: str, kwargs: dict[str, Any]) -> str:
