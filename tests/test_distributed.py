@@ -133,6 +133,8 @@ def test_partitions_run_side_by_side_on_two_worker_processes(distributed) -> Non
     assert {s.pid for s in months} == workers  # the months went to both workers
     # two of them ran at the same time on different workers
     assert any(a.pid != b.pid and a.started < b.ended and b.started < a.ended for a in months for b in months)
+    # the feeds' dlt loads went to both workers too, one IOC_DLT_DIR between them (a pipeline folder per feed)
+    assert {s.pid for s in steps if s.step.startswith("bronze__")} == workers
     # the warehouse is written on the worker with the warehouse resource only
     publishes = [s for s in steps if s.step == PUBLISH_STEP]
     assert publishes and {s.pid for s in publishes} == {cluster.workers[WAREHOUSE_WORKER]}
