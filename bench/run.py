@@ -2,6 +2,7 @@
 
     python -m bench.run --scale 1 [--feeds procedures,dossiers] [--skip-baseline] [--skip-api]
                         [--skip-nightly] [--regenerate] [--out bench/results] [--work bench/work]
+    python -m bench.run --scenario scale-out --scale 0.2 --months 3 [--workers 1,2]   (bench/scale_out.py)
 
 One invocation, on one delivery (generated once per scale into `bench/work/S<scale>/landing`):
 1. the bare-engine baseline (bench/baseline.sql through DuckDB, bench/baseline.py) over the landing files;
@@ -643,7 +644,28 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
+    parser.add_argument(
+        "--scenario",
+        choices=["full", "scale-out"],
+        default="full",
+        help="full: the steps above; scale-out: the partitioned work on 1 vs 2 Dask workers (bench/scale_out.py)",
+    )
+    parser.add_argument("--months", type=int, default=3, help="scale-out: months of dossiers (the partitions)")
+    parser.add_argument("--workers", default="1,2", help="scale-out: worker counts to compare")
     args = parser.parse_args(argv)
+    if args.scenario == "scale-out":
+        from bench import scale_out
+
+        return scale_out.main(
+            [
+                f"--scale={args.scale:g}",
+                f"--months={args.months}",
+                f"--workers={args.workers}",
+                f"--quiet-wait={args.quiet_wait:g}",
+                f"--out={args.out}",
+                f"--work={args.work}",
+            ]
+        )
     feeds = [f for f in args.feeds.split(",") if f]
     unknown = [f for f in feeds if f not in known]
     if unknown:

@@ -29,10 +29,12 @@ import gc
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
+from dagster._core.execution.execution_result import ExecutionResult
 
-from ioc_pipeline import progress, recovery, versions
+from ioc_pipeline import executors, progress, recovery, versions
 from ioc_pipeline.automation import PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_run
 from ioc_pipeline.pii import PiiKeyError, resolve_key
 from ioc_pipeline.resources import resolved
@@ -52,28 +54,31 @@ def _execute(
     instance: dg.DagsterInstance,
     tags: dict[str, str] | None = None,
     asset_selection: list[dg.AssetKey] | None = None,
-) -> dg.ExecuteInProcessResult:
+) -> ExecutionResult:
     label = f" [{tags[RANGE_START]}..{tags[RANGE_END]}]" if tags and RANGE_START in tags else ""
     print(f"run {job.name}{label}:", flush=True)
+    run_tags = {**(tags or {}), **recovery.run_tags()}  # whose process runs it: a dead one is recognised
+    if executors.engine() != "in_process":  # IOC_EXECUTOR: the job's own executor (a Dask cluster) runs the steps
+        return executors.execute(
+            job.name, instance, run_config=progress.RUN_CONFIG, tags=run_tags, asset_selection=asset_selection
+        )
     return job.execute_in_process(
         instance=instance,
         raise_on_error=False,
         run_config=progress.RUN_CONFIG,
-        tags={**(tags or {}), **recovery.run_tags()},  # whose process runs it: a dead one is recognised
+        tags=run_tags,
         asset_selection=asset_selection,
     )
 
 
-def published_in(result: dg.ExecuteInProcessResult) -> bool:
+def published_in(result: ExecutionResult) -> bool:
     return any(
         event.event_type_value == "ASSET_MATERIALIZATION" and event.asset_key == PUBLISH_KEY
         for event in result.all_events
     )
 
 
-def refresh(
-    defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool = False
-) -> list[dg.ExecuteInProcessResult]:
+def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool = False) -> list[ExecutionResult]:
     """Every asset that needs it, in order: upstream of the dossier months, the changed months,
     downstream; then, if a failed step kept the warehouse from being published, the `publish` job from
     the last good state. Bronze and silver steps run only where a delivery, the quality policy or the
@@ -102,6 +107,22 @@ def refresh(
         for feed in PARTITIONED_FEEDS
         for start, end in feed.ranges(instance)
     ]
+    if executors.engine() == "dask" and ranged_runs:
+        # the partitions side by side on the cluster: a run per chunk, all at once, then downstream in a run of its own
+        chunked = [
+            (ranged, selection, range_tags(chunk))
+            for ranged, selection, start, end in ranged_runs
+            for chunk in executors.chunks(ranged.partitions_def, start, end, instance)
+        ]
+        for ranged, _, tags in chunked:
+            print(f"run {ranged.name} [{tags[RANGE_START]}..{tags[RANGE_END]}] (side by side):", flush=True)
+        extra: dict[str, Any] = {"run_config": progress.RUN_CONFIG}
+        side_by_side = [
+            (ranged, {**extra, "tags": {**tags, **recovery.run_tags()}, "asset_selection": sorted(selection)})
+            for ranged, selection, tags in chunked
+        ]
+        results.extend(executors.execute_side_by_side(side_by_side, instance))
+        ranged_runs = []
     for number, (ranged, selection, start, end) in enumerate(ranged_runs, 1):
         if number == len(ranged_runs) and downstream <= set(ranged.asset_layer.executable_asset_keys):
             selection, downstream = selection | downstream, set()  # the last range's run goes on downstream

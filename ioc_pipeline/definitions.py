@@ -1,7 +1,9 @@
 """The one `Definitions` of the code location: assets, checks, jobs, schedules, sensors, resources.
 
 Runs execute in one process by default: on a 2-core machine a process per step costs seconds of
-imports each, and only the publish step writes DuckDB, so nothing is gained by forking.
+imports each, and only the publish step writes DuckDB, so nothing is gained by forking. A deployment
+with more machines sets `IOC_EXECUTOR=dask` and `IOC_DASK_SCHEDULER` (executors.py): every run's steps
+go to the Dask cluster, and a backfill of partitioned assets becomes a run per partition.
 
 Jobs: `refresh_all` materializes every asset: a range of the delivered dossier months (the nightly:
 those among this and last month; a manual launch asks which), everything else once. `dossier_months`
@@ -19,7 +21,7 @@ from typing import cast
 
 import dagster as dg
 
-from ioc_pipeline import automation, progress, recovery, versions
+from ioc_pipeline import automation, executors, progress, recovery, versions
 from ioc_pipeline.assets import layers, ops, publish, report, scorecard
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.resources import resources
@@ -28,8 +30,11 @@ from ioc_pipeline.resources import resources
 # publish, the report.
 ASSET_MODULES = [*(domain.module() for domain in DOMAINS), scorecard, ops, publish, report]
 
-# @asset only, each with the package's code version (versions.py: new code makes them stale)
-all_assets = versions.with_code_version(cast(list[dg.AssetsDefinition], dg.load_assets_from_modules(ASSET_MODULES)))
+# @asset only, each with the package's code version (versions.py: new code makes them stale) and the engine's
+# backfill policy (executors.py: under Dask a run per partition)
+all_assets = executors.with_backfill_policy(
+    versions.with_code_version(cast(list[dg.AssetsDefinition], dg.load_assets_from_modules(ASSET_MODULES)))
+)
 # What is observed, not materialized: each file feed's landing folder and the quality policy (their data
 # versions make bronze and silver stale when a delivery or the policy changed).
 sources = [*(layers.landing_source(feed, group) for feed, group in layers.LANDED.values()), layers.quality_policy]
@@ -58,7 +63,7 @@ def build_defs() -> dg.Definitions:
         schedules=operations.schedules,
         sensors=[*operations.sensors, recovery.dead_runs],  # dead runs failed, their pool slots freed
         resources=resources(),
-        executor=dg.in_process_executor,
+        executor=executors.from_environment(),  # IOC_EXECUTOR: in process unless a deployment says otherwise
         # Dagster's console logger stays the default; the CLI asks for `progress` (one line a step) instead.
         loggers={**dg.default_loggers(), progress.LOGGER: progress.progress_logger},
     )

@@ -4,6 +4,7 @@
                                                                                    with exponential back-off
     asset that writes lake/<layer>/<table> ──pool=pool_for(layer, table)──► one writer at a time
     publish/warehouse ──pool=WAREHOUSE_POOL──► one publish at a time
+    step that opens the warehouse file ──op_tags=WAREHOUSE_HOST──► under Dask, only on the warehouse's machine
 
 Pools are op-level (dagster.yaml `concurrency.pools`, granularity `op`, default limit 1): a step
 claims its pool's only slot before it runs, whichever run, schedule, sensor or `make run` started
@@ -41,6 +42,11 @@ def retry_network_failure(
 
 
 WAREHOUSE_POOL = "warehouse"
+# The warehouse is a file on one machine's disk. Under the Dask executor (executors.py) a step with these tags runs
+# only on a worker started with `--resources warehouse=1` (dagster-dask's resource requirements tag), one at a time
+# there; other executors ignore them.
+DASK_RESOURCES_TAG = "dagster-dask/resource_requirements"
+WAREHOUSE_HOST = {DASK_RESOURCES_TAG: '{"warehouse": 1}'}
 
 
 def pool_for(layer: str, table: str) -> str:

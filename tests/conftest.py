@@ -27,6 +27,7 @@ from ioc_pipeline.cli import job_run, refresh
 from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.sample.__main__ import FEEDS, SEED
+from ioc_pipeline.sample.s3 import local_s3
 from ioc_pipeline.warehouse import connect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +87,7 @@ LONGEST_FIRST = (
     "tests/test_procedures.py",
     "tests/test_deliveries.py",
     "tests/test_recovery.py",
+    "tests/test_distributed.py",  # about 2.5 min alone: a Dask cluster, two whole runs
     "tests/test_bench.py",
     "tests/test_s3.py",
 )
@@ -242,6 +244,13 @@ def failure_messages(result: dg.ExecuteInProcessResult | list[dg.ExecuteInProces
 
 def succeeded(results: list[dg.ExecuteInProcessResult]) -> bool:
     return bool(results) and all(r.success for r in results)
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """moto's S3 server in its own process on a free loopback port; yields the AWS variables that reach it."""
+    with local_s3(tmp_path_factory.mktemp("moto") / "moto.log") as aws:
+        yield aws
 
 
 @pytest.fixture(scope="session")

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 
 import pyarrow.parquet as pq
 import pytest
 import s3fs
 
 from ioc_pipeline.report.ioc import FOUNDING_REPORT
+from ioc_pipeline.sample.s3 import bucket_client
 from ioc_pipeline.warehouse import BUILD_TABLE, SCHEMAS
 from tests.conftest import NETWORK_ATTEMPTS, Pipeline, failure_messages, new_pipeline, succeeded
-from tests.support import free_port
 
 BUCKET = "ioc-lake"
 PREFIX = "province/lake"
@@ -30,45 +27,8 @@ LOCAL = {"landing", "dagster_home", "dlt", "warehouse"}
 LAKE_FILES = (".parquet", ".html", ".xlsx", ".jsonl")
 
 
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """moto's S3 server in its own process on a free loopback port; yields the AWS variables that reach it."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"moto's server did not start: {log.read_text()}"
-                time.sleep(0.2)
-        yield {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "ioc-test",
-            "AWS_SECRET_ACCESS_KEY": "ioc-test-secret",
-            "AWS_DEFAULT_REGION": "ap-southeast-1",
-        }
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 def _bucket(aws: dict[str, str]) -> s3fs.S3FileSystem:
-    """An S3 client of the test's own (not the pipeline's cached one), to look into the bucket."""
-    return s3fs.S3FileSystem(
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        key=aws["AWS_ACCESS_KEY_ID"],
-        secret=aws["AWS_SECRET_ACCESS_KEY"],
-        client_kwargs={"region_name": aws["AWS_DEFAULT_REGION"]},
-        skip_instance_cache=True,
-    )
+    return bucket_client(aws)
 
 
 def _objects(bucket: s3fs.S3FileSystem) -> dict[str, int]:

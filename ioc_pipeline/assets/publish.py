@@ -17,7 +17,7 @@ from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.checks import outcomes
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.metadata import TableDoc
-from ioc_pipeline.policies import WAREHOUSE_POOL
+from ioc_pipeline.policies import WAREHOUSE_HOST, WAREHOUSE_POOL
 from ioc_pipeline.resources import AlertsResource, LakeResource, WarehouseResource
 from ioc_pipeline.sources import fates
 
@@ -38,6 +38,7 @@ ORPHAN_ALERT = "warehouse_orphaned"
     kinds={"duckdb"},
     owners=OWNERS,
     pool=WAREHOUSE_POOL,
+    op_tags=WAREHOUSE_HOST,
     description="Builds the analysts' DuckDB warehouse from the lake as a new file and swaps it in atomically.",
 )
 def publish_warehouse(

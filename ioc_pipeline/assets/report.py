@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from ioc_pipeline.assets.layers import OWNERS
-from ioc_pipeline.policies import pool_for
+from ioc_pipeline.policies import WAREHOUSE_HOST, pool_for
 from ioc_pipeline.resources import LakeResource, ReportResource, WarehouseResource
 
 WAREHOUSE_KEY = dg.AssetKey(["publish", "warehouse"])
@@ -26,6 +26,7 @@ WAREHOUSE_KEY = dg.AssetKey(["publish", "warehouse"])
     kinds={"html", "plotly"},
     owners=OWNERS,
     pool=pool_for("report", "ioc"),
+    op_tags=WAREHOUSE_HOST,  # reads the warehouse file
     description="The IOC report: scorecard beside the founding report, public services, BTS map, postal network "
     "and feed states, as one offline HTML page (report/ioc/YYYY-MM-DD.html of the snapshot, and latest.html) in "
     "Vietnamese and English. The `url` in its metadata opens it (when IOC_REPORT_BASE_URL is set; `make dev` sets it).",
