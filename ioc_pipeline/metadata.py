@@ -13,11 +13,11 @@ import polars as pl
 SHARED_COLUMNS: dict[str, tuple[str, str]] = {
     "province_code": (
         "Mã tỉnh cũ (trước 01/7/2025) đã gửi dữ liệu: 92 Cần Thơ, 93 Hậu Giang, 94 Sóc Trăng; dòng "
-        "scope = merged_city: 92, cả thành phố Cần Thơ sau sáp nhập",
+        "province_scope = merged_city: 92, cả thành phố Cần Thơ sau sáp nhập",
         "former (pre-July-2025) province that delivered the data: 92 Cần Thơ, 93 Hậu Giang, 94 Sóc Trăng; on "
-        "scope = merged_city rows: 92, the whole merged Cần Thơ city",
+        "province_scope = merged_city rows: 92, the whole merged Cần Thơ city",
     ),
-    "scope": (
+    "province_scope": (
         "Phạm vi số liệu: former_province = một tỉnh cũ (province_code), merged_city = cả thành phố Cần Thơ "
         "sau sáp nhập, theo đơn vị hành chính mới (chỉ khi nhận dữ liệu của nhiều tỉnh cũ)",
         "scope of the figures: former_province = one former province (province_code), merged_city = the whole "

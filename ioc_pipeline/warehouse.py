@@ -163,7 +163,7 @@ def _latest_view(con: duckdb.DuckDBPyConnection, name: str, doc: TableDoc | None
     if SNAPSHOT_COLUMN not in columns:
         return
     # newest per indicator (the scorecard), and per former province and scope (provinces.py) where present
-    keys = [c for c in ("province_code", "scope", "indicator_code") if c in columns]
+    keys = [c for c in ("province_code", "province_scope", "indicator_code") if c in columns]
     per = f"partition by {', '.join(keys)}" if keys else ""
     view = f"{name}_latest"
     con.execute(

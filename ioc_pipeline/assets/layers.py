@@ -204,7 +204,8 @@ class GatedTable:
         return policy_for(self.table)
 
     def gate(self, delivered: pl.DataFrame, lake: Lake | None) -> gate.GateResult:
-        return gate.split(self.typed(delivered, lake), self.table, self.rules, self.policy().warn_only)
+        rules = for_province(self.rules, provinces.current())  # the former province being gated (validate too)
+        return gate.split(self.typed(delivered, lake), self.table, rules, self.policy().warn_only)
 
 
 @dataclass
@@ -362,11 +363,16 @@ def gate_provinces(
             provinces_blocked=[c for c, g in gated.items() if not g.published],
             delivered_rows=sum(g.delivered for g in gated.values()),
             quarantined_rows=quarantine.height,
-            by_province={
-                c: {"delivered_rows": g.delivered, "quarantined_rows": g.quarantine.height, **g.outcome.metadata()}
+            **{  # each province's numbers and links, flat: `93_decision`, `93_quality_page`, …
+                f"{c}_{key}": value
                 for c, g in gated.items()
+                for key, value in {
+                    "delivered_rows": g.delivered,
+                    "quarantined_rows": g.quarantine.height,
+                    **g.outcome.metadata(),
+                    **described[c],
+                }.items()
             },
-            **({"described": described} if spec.describe else {}),
         ),
         check_results=_combined_checks([g.checks for g in gated.values()], list(gated)),
     )
@@ -390,8 +396,9 @@ def _combined_checks(per_province: list[list[dg.AssetCheckResult]], codes: list[
                 if failed
                 else "; ".join(f"{c}: {r.description}" for c, r in zip(codes, results, strict=True)),
                 metadata={
-                    f"province_{code}": dg.MetadataValue.json({k: v.value for k, v in (r.metadata or {}).items()})
+                    f"{code}_{key}": value
                     for code, r in zip(codes, results, strict=True)
+                    for key, value in (r.metadata or {}).items()
                 },
             )
         )
@@ -560,7 +567,7 @@ def keep_history(previous: pl.DataFrame | None, current: pl.DataFrame) -> pl.Dat
     return pl.concat([kept, current], how="diagonal_relaxed").sort(SNAPSHOT_KEY, maintain_order=True)
 
 
-SCOPE_COLUMN = "scope"
+SCOPE_COLUMN = "province_scope"  # not "scope": the postal enterprises have a licence scope
 SCOPE_DOCS = {SCOPE_COLUMN: SHARED_COLUMNS[SCOPE_COLUMN]}
 # Tables of units, not of deliveries: their province_code is a unit's own, never split by scope.
 REFERENCE_TABLES = frozenset({"admin_units", "admin_unit_crosswalk"})
