@@ -18,8 +18,6 @@ from ioc_pipeline.sample.__main__ import main as write_sample
 from tests.conftest import LOCAL_INSTANCE, Pipeline, failure_messages, succeeded
 
 CODES = ("92", "93", "94")
-# The snapshot feeds' indicators (the dossiers are not split by province yet: read at the landing root)
-SNAPSHOT_INDICATORS = ("procedures_", "bts_", "postal_", "communes_without_4g")
 
 
 def three_provinces(root: Path) -> Pipeline:
@@ -76,17 +74,24 @@ def test_each_province_lands_in_its_own_paths(merged: Pipeline) -> None:
     assert not list((lake / "bronze" / "procedures").glob("*.parquet"))  # nothing at the table's root
     silver = dict(merged.query("select province_code, count(*) from silver.procedures group by 1"))
     assert silver == {"92": sample.PROCEDURES, "93": sample.PROCEDURES, "94": 1843}
+    for code in CODES:  # dossiers: a month partition holds each former province's own file
+        assert (lake / "silver" / "dossiers" / "month=2022-04" / code / "data.parquet").exists(), code
+        assert list((lake / "bronze" / "dossiers" / code).glob("*.parquet")), code
+    dossiers = dict(merged.query("select province_code, count(*) from silver.dossiers group by 1"))
+    assert dossiers["92"] == dossiers["93"] == sample.DOSSIERS  # each province's names resolved against its own
+    assert merged.query("select count(*) from quarantine.dossiers where province_code in ('92', '93')") == [(0,)]
 
 
 def test_gold_and_scorecard_per_former_province_and_for_the_merged_city(merged: Pipeline, sample_run: Pipeline) -> None:
-    legacy = {k: v for k, v in sample_run.scorecard().items() if k.startswith(SNAPSHOT_INDICATORS)}
+    legacy = sample_run.scorecard()
     assert scorecard(merged, "94") == pytest.approx(legacy)  # Sóc Trăng's figures, as in the legacy layout
     per_province = {code: scorecard(merged, code) for code in CODES}
     for code in ("92", "93"):
         for indicator, value in sample.figures(code, SEED).items():
             assert per_province[code][indicator] == value, (code, indicator)
     city = scorecard(merged, "92", provinces.SCOPE_MERGED)
-    for indicator in ("procedures_total", "bts_sites", "bts_sites_4g", "postal_enterprises", "postal_service_points"):
+    summed = ("procedures_total", "bts_sites", "bts_sites_4g", "postal_enterprises", "postal_service_points")
+    for indicator in (*summed, "dossiers_received"):
         assert city[indicator] == sum(per_province[c][indicator] for c in CODES), indicator
     # gold: the merged city's units are Cần Thơ city's new units, each province's old communes its own
     by_unit = merged.query(

@@ -315,8 +315,9 @@ def gate_and_write(
     yield dg.MaterializeResult(asset_key=spec.quarantine_key, metadata=quarantine_metadata(gated.quarantine))
 
 
-def province_of_rows(bronze: pl.DataFrame) -> pl.Expr:
-    """The former province of each bronze row: the landing folder its file came from (provinces.of_path)."""
+def province_of_rows() -> pl.Expr:
+    """The former province of each bronze row: the landing folder its file came from (provinces.of_path; a
+    row of the dossier gateway, or of the legacy layout, is the first listed province's)."""
     head = pl.col(SOURCE_FILE).str.split("/").list.first()
     return pl.when(head.is_in(list(provinces.codes()))).then(head).otherwise(pl.lit(provinces.codes()[0]))
 
@@ -335,7 +336,7 @@ def gate_provinces(
     if not provinces.partitioned():
         yield from gate_and_write(context, store, spec, spec.batch(bronze).with_row_index(gate.ROW_ID), webhook)
         return
-    tagged = bronze.with_columns(province_of_rows(bronze).alias("_province"))
+    tagged = bronze.with_columns(province_of_rows().alias("_province"))
     gated: dict[str, Gated] = {}
     described: dict[str, Any] = {}
     for code in provinces.codes():
@@ -561,7 +562,13 @@ def keep_history(previous: pl.DataFrame | None, current: pl.DataFrame) -> pl.Dat
     (of its own former province and scope: a province whose batch was blocked keeps its older date)."""
     if previous is None or SNAPSHOT_KEY not in previous.columns:
         return current
-    keys = [c for c in (PROVINCE_COLUMN, SCOPE_COLUMN) if c in previous.columns and c in current.columns]
+    legacy = {PROVINCE_COLUMN: provinces.codes()[0], SCOPE_COLUMN: provinces.SCOPE_FORMER}  # rows from before
+    previous = previous.with_columns(
+        (pl.col(c).fill_null(v) if c in previous.columns else pl.lit(v)).alias(c)
+        for c, v in legacy.items()
+        if c in current.columns
+    )
+    keys = [c for c in (PROVINCE_COLUMN, SCOPE_COLUMN) if c in current.columns]
     built = current.select(SNAPSHOT_KEY, *keys).unique()
     kept = previous.join(built, on=[SNAPSHOT_KEY, *keys], how="anti", nulls_equal=True)
     return pl.concat([kept, current], how="diagonal_relaxed").sort(SNAPSHOT_KEY, maintain_order=True)
@@ -578,6 +585,7 @@ def _scoped_input(frame: pl.DataFrame, table: str, scope: provinces.Scope) -> pl
     former province's (the merged city); a gold input, its rows of that very scope."""
     if table in REFERENCE_TABLES or PROVINCE_COLUMN not in frame.columns:
         return frame
+    frame = frame.with_columns(pl.col(PROVINCE_COLUMN).fill_null(provinces.codes()[0]))  # rows written before
     if SCOPE_COLUMN in frame.columns:
         return frame.filter(
             (pl.col(SCOPE_COLUMN) == scope.scope) & (pl.col(PROVINCE_COLUMN) == scope.province_code)

@@ -84,6 +84,7 @@ class ScopedLake(Lake):
         if PROVINCE_COLUMN not in frame.columns:
             whole = self.scope.scope == provinces.SCOPE_MERGED or not provinces.several()
             return frame if whole else frame.clear()
+        frame = frame.with_columns(pl.col(PROVINCE_COLUMN).fill_null(provinces.codes()[0]))  # rows written before
         if SCOPE_COLUMN in frame.columns:
             mine = (pl.col(SCOPE_COLUMN) == self.scope.scope) & (pl.col(PROVINCE_COLUMN) == self.scope.province_code)
             return frame.filter(mine)

@@ -28,6 +28,7 @@ SECTORS = ("Hộ tịch", "Đất đai", "Tư pháp", "Xây dựng", "Giáo dụ
 TIERS = ("Cấp tỉnh", "Cấp huyện", "Cấp xã")
 POINT_TYPES = ("Bưu cục cấp 2", "Bưu cục cấp 3", "Điểm Bưu điện - Văn hóa xã", "Đại lý bưu chính")
 PROCEDURES = 40
+DOSSIERS = 60
 COMMUNES = 12  # communes with sites and service points (the first ones, by code, whose names resolve)
 
 
@@ -108,6 +109,7 @@ def figures(code: str, seed: int) -> dict[str, int]:
         "bts_sites_4g": sum("4G" in t for t in sites.values()),
         "postal_enterprises": 2,
         "postal_service_points": len(places(code)[:COMMUNES]) * 2,
+        "dossiers_received": DOSSIERS,  # all received in April 2022, the latest complete month
     }
 
 
@@ -191,7 +193,7 @@ def _dossiers(out: Path, code: str, seed: int, catalog: list[dict[str, str]]) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     communes = places(code)[:COMMUNES]
     with path.open("w", encoding="utf-8") as handle:
-        for i in range(60):
+        for i in range(DOSSIERS):
             received = datetime(2022, 4, 1, 8) + timedelta(days=rng.randrange(25), minutes=rng.randrange(480))
             due = received + timedelta(days=10)
             finished = received + timedelta(days=rng.randrange(3, 14)) if i % 5 else None
