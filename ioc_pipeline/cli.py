@@ -220,6 +220,11 @@ def main(argv: list[str] | None = None) -> None:
         "paths", nargs="+", help="delivered file(s), named as the contract says (e.g. viettel_20220430.csv)"
     )
     check.add_argument("--out", default=None, help="folder for the feedback workbook(s) (default: beside each file)")
+    check.add_argument(
+        "--province",
+        default=None,
+        help="former province whose units and area judge the file (92, 93, 94; default: the first of IOC_PROVINCES)",
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
         code = run(args.job, args.all)
@@ -228,9 +233,12 @@ def main(argv: list[str] | None = None) -> None:
         gc.freeze()  # the interpreter's last collection would walk every object of the runs: 2 s at S=1, for nothing
         sys.exit(code)
     if args.command == "validate":
+        from ioc_pipeline import provinces
         from ioc_pipeline.validate import validate
 
-        sys.exit(validate(args.paths, args.out))
+        with provinces.gating(args.province or provinces.current()):
+            code = validate(args.paths, args.out)
+        sys.exit(code)
     show_scorecard()
 
 

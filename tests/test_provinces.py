@@ -142,3 +142,15 @@ def test_a_broken_delivery_of_one_province_holds_back_none_of_the_others(merged:
     assert ("93/telecom/bts/viettel_20220531.csv",) in refused
     bts = dict(pipeline.query("select province_code, count(*) from silver.bts_stations group by 1"))
     assert bts == dict(merged.query("select province_code, count(*) from silver.bts_stations group by 1"))
+
+
+def test_validate_judges_a_file_by_its_own_province(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cli validate --province 93`: Hậu Giang's register is publishable there, refused rows as Sóc Trăng's."""
+    from ioc_pipeline.validate import EXIT_BLOCKED, EXIT_PUBLISHABLE, validate
+
+    monkeypatch.delenv("IOC_PROVINCES", raising=False)
+    write_sample(["--province", "93", "--out", str(tmp_path / "landing")])
+    register = str(tmp_path / "landing" / "telecom" / "bts" / "viettel_20220430.csv")
+    with provinces.gating("93"):
+        assert validate([register], str(tmp_path / "feedback")) == EXIT_PUBLISHABLE
+    assert validate([register], str(tmp_path / "feedback")) == EXIT_BLOCKED  # judged as Sóc Trăng's (94)

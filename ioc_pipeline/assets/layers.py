@@ -56,6 +56,9 @@ LINEAGE_DOCS = {
 }
 PROVINCE_COLUMN = "province_code"  # the former province of every silver, quarantine and gold row (provinces.py)
 PROVINCE_DOCS = {PROVINCE_COLUMN: SHARED_COLUMNS[PROVINCE_COLUMN]}
+# gold rows: one former province's figures, or the merged city's (not "scope": the postal enterprises have one)
+SCOPE_COLUMN = "province_scope"
+SCOPE_DOCS = {SCOPE_COLUMN: SHARED_COLUMNS[SCOPE_COLUMN]}
 
 
 # Observable sources are declared with `multi_observable_source_asset` (the one form that takes an AssetSpec, so
@@ -574,8 +577,6 @@ def keep_history(previous: pl.DataFrame | None, current: pl.DataFrame) -> pl.Dat
     return pl.concat([kept, current], how="diagonal_relaxed").sort(SNAPSHOT_KEY, maintain_order=True)
 
 
-SCOPE_COLUMN = "province_scope"  # not "scope": the postal enterprises have a licence scope
-SCOPE_DOCS = {SCOPE_COLUMN: SHARED_COLUMNS[SCOPE_COLUMN]}
 # Tables of units, not of deliveries: their province_code is a unit's own, never split by scope.
 REFERENCE_TABLES = frozenset({"admin_units", "admin_unit_crosswalk"})
 
@@ -598,7 +599,7 @@ def build_by_scope(
 ) -> pl.DataFrame:
     """`build` once per scope (provinces.scopes): a silver table per former province (its rows carry
     `province_code`), a gold table per former province and, with several, for the merged city (rows carry
-    `province_code` and `scope`). A scope with no row of its own (a province not delivered yet) is left out."""
+    `province_code` and `province_scope`). A scope with no row of its own (a province not delivered yet) is left out."""
     wanted = [s for s in provinces.scopes() if layer == "gold" or s.scope == provinces.SCOPE_FORMER]
     parts = []
     for scope in wanted:
