@@ -182,24 +182,32 @@ def show_feeds() -> list[tuple[str, str]]:
 
 
 def show_scorecard() -> None:
+    """The latest value of each indicator; with several former provinces, one block per province and one for
+    the merged city (a single-province deployment prints exactly one block, without a heading)."""
     from ioc_pipeline.warehouse import connect
 
     path = resolved("warehouse").path
     with connect(path, read_only=True) as con:
         rows = con.execute(
-            "select indicator_code, value, unit, as_of_date from gold.ioc_scorecard "
-            "qualify row_number() over (partition by indicator_code order by as_of_date desc) = 1 "
-            "order by indicator_code"
+            "select province_scope, province_code, indicator_code, value, unit, as_of_date from gold.ioc_scorecard "
+            "qualify row_number() over (partition by province_scope, province_code, indicator_code "
+            "order by as_of_date desc) = 1 order by province_scope, province_code, indicator_code"
         ).fetchall()
     print(f"\ngold.ioc_scorecard in {path} (latest value of each indicator):")
-    for code, amount, unit, as_of in rows:
-        if amount is None:
-            shown = "-"
-        elif unit == "percent":
-            shown = f"{amount:,.4f}"
-        else:
-            shown = f"{amount:,.0f}"
-        print(f"  {code:<32} {shown:>14} {unit:<8} {as_of}")
+    scopes = sorted({(scope, province) for scope, province, *_ in rows})
+    for scope, province in scopes:
+        if len(scopes) > 1:
+            print(f"  [{scope} {province}]")
+        for row_scope, row_province, code, amount, unit, as_of in rows:
+            if (row_scope, row_province) != (scope, province):
+                continue
+            if amount is None:
+                shown = "-"
+            elif unit == "percent":
+                shown = f"{amount:,.4f}"
+            else:
+                shown = f"{amount:,.0f}"
+            print(f"  {code:<32} {shown:>14} {unit:<8} {as_of}")
 
 
 def main(argv: list[str] | None = None) -> None:
