@@ -154,3 +154,29 @@ def test_validate_judges_a_file_by_its_own_province(tmp_path: Path, monkeypatch:
     with provinces.gating("93"):
         assert validate([register], str(tmp_path / "feedback")) == EXIT_PUBLISHABLE
     assert validate([register], str(tmp_path / "feedback")) == EXIT_BLOCKED  # judged as Sóc Trăng's (94)
+
+
+def test_a_province_whose_load_fails_outright_holds_back_none_of_the_others(merged: Pipeline, tmp_path: Path) -> None:
+    """Not a bad file but a broken load (93's dlt state unreadable): logged, alerted, the check fails, and the
+    other provinces' new deliveries are loaded, gated and published in the same run."""
+    pipeline = merged.copy(tmp_path / "data")
+    (pipeline.root / "dlt" / "ioc_procedures_93" / "state.json").write_text('{"broken', encoding="utf-8")
+    for code in ("92", "93"):
+        folder = pipeline.landing / code / "procedures"
+        catalog = json.loads((folder / "tthc_20220430.json").read_text("utf-8"))
+        (folder / "tthc_20220531.json").write_text(json.dumps(catalog[1:]), encoding="utf-8")
+
+    results = pipeline.refresh()
+    assert succeeded(results), failure_messages(results)
+
+    latest = dict(pipeline.query("select province_code, max(snapshot_date)::varchar from silver.procedures group by 1"))
+    assert latest == {"92": "2022-05-31", "93": "2022-04-30", "94": "2022-04-30"}
+    alerts = pipeline.query("select alert_id from ops.alerts where kind = 'province_load_failed'")
+    assert alerts == [("province_load_failed:procedures/93",)]
+    readable = [
+        check
+        for result in results
+        for check in result.get_asset_check_evaluations()
+        if check.asset_key.path == ["bronze", "procedures"] and check.check_name == "delivered_files_readable"
+    ]
+    assert readable and not readable[0].passed and "93" in (readable[0].description or "")

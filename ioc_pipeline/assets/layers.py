@@ -26,6 +26,7 @@ import dagster as dg
 import polars as pl
 
 from ioc_pipeline import gate, provinces, versions
+from ioc_pipeline.alerts import Alert, raise_alert
 from ioc_pipeline.assets import deliveries
 from ioc_pipeline.checks import outcomes
 from ioc_pipeline.checks.policy import Policy, policy_for
@@ -135,9 +136,18 @@ def bronze_asset(feed: Feed, group: str, description: str, doc: TableDoc | None 
         store = lake.lake()
         where = landing.landing()
         report = IngestReport()
-        for _, delivered_feed, partition in provinces.deliveries(feed, where):  # each former province's folder
-            report.merge(ingest(delivered_feed, where, store, lake.dlt_dir, landing.settle_seconds, partition))
+        failed: dict[str, str] = {}
+        for code, delivered_feed, partition in provinces.deliveries(feed, where):  # each former province's folder
+            try:
+                report.merge(ingest(delivered_feed, where, store, lake.dlt_dir, landing.settle_seconds, partition))
+            except Exception as error:  # noqa: BLE001 - one province's broken load never stops the others'
+                if not provinces.partitioned():
+                    raise
+                failed[code] = province_load_failed(context, store, feed, code, error, alerts.webhook_url or None)
         files, checks = deliveries.report_deliveries(context, store, feed, report, alerts.webhook_url or None)
+        if failed:
+            checks = [_with_failed_loads(check, failed) for check in checks]
+            files["provinces_load_failed"] = failed
         delivered = store.exists("bronze", feed.table)
         if not delivered:
             context.log.warning(not_delivered_message(feed))
@@ -158,6 +168,33 @@ def bronze_asset(feed: Feed, group: str, description: str, doc: TableDoc | None 
         )
 
     return _bronze
+
+
+def province_load_failed(
+    context: dg.AssetExecutionContext, store: Lake, feed: Feed, code: str, error: Exception, webhook: str | None
+) -> str:
+    """A former province's load that failed outright (its dlt state, a bug): logged, alerted once per run and
+    province; its bronze is left as it was and the other provinces' loads go on (provinces.py)."""
+    message = f"{feed.table}: the load of former province {code} failed, the other provinces go on: {error!r}"
+    context.log.error(message)
+    alert = Alert("province_load_failed", context.job_name, context.run_id, message, subject=f"{feed.table}/{code}")
+    raise_alert(store, alert, webhook)
+    return repr(error)
+
+
+def _with_failed_loads(check: dg.AssetCheckResult, failed: dict[str, str]) -> dg.AssetCheckResult:
+    """The files-readable check fails while a province's load failed, naming it."""
+    if check.check_name != deliveries.READABLE_CHECK:
+        return check
+    named = "; ".join(f"former province {code}: load failed ({why})" for code, why in failed.items())
+    return dg.AssetCheckResult(
+        asset_key=check.asset_key,
+        check_name=check.check_name,
+        passed=False,
+        severity=check.severity,
+        description=f"{named}; {check.description}" if check.passed is False else named,
+        metadata={**(check.metadata or {}), "provinces_load_failed": dg.MetadataValue.json(failed)},
+    )
 
 
 def latest_snapshot(bronze: pl.DataFrame, by: list[str] | None = None) -> pl.DataFrame:
