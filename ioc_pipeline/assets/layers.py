@@ -146,7 +146,7 @@ def bronze_asset(feed: Feed, group: str, description: str, doc: TableDoc | None 
                 failed[code] = province_load_failed(context, store, feed, code, error, alerts.webhook_url or None)
         files, checks = deliveries.report_deliveries(context, store, feed, report, alerts.webhook_url or None)
         if failed:
-            checks = [_with_failed_loads(check, failed) for check in checks]
+            checks = [with_failed_loads(check, failed) for check in checks]
             files["provinces_load_failed"] = failed
         delivered = store.exists("bronze", feed.table)
         if not delivered:
@@ -182,7 +182,7 @@ def province_load_failed(
     return repr(error)
 
 
-def _with_failed_loads(check: dg.AssetCheckResult, failed: dict[str, str]) -> dg.AssetCheckResult:
+def with_failed_loads(check: dg.AssetCheckResult, failed: dict[str, str]) -> dg.AssetCheckResult:
     """The files-readable check fails while a province's load failed, naming it."""
     if check.check_name != deliveries.READABLE_CHECK:
         return check

@@ -277,15 +277,22 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         try:
             where = landing.landing()
             each = []
-            for i, (_, feed, partition) in enumerate(provinces.deliveries(source.FEED, where)):
+            failed: dict[str, str] = {}
+            for i, (code, feed, partition) in enumerate(provinces.deliveries(source.FEED, where)):
                 # one gateway, read into the first former province's partition; every province's export files
                 api = source.Gateway.from_settings(gateway) if i == 0 else None
-                each.append(
-                    source.ingest(
-                        store, lake.dlt_dir, where, key, api, settle_seconds=landing.settle_seconds, feed=feed,
-                        partition=partition,
-                    )
-                )  # fmt: skip
+                try:
+                    each.append(
+                        source.ingest(
+                            store, lake.dlt_dir, where, key, api, settle_seconds=landing.settle_seconds, feed=feed,
+                            partition=partition,
+                        )
+                    )  # fmt: skip
+                except Exception as error:  # one province's broken export load never stops the others'
+                    if api is not None or not provinces.partitioned() or len(failed) + 1 == len(provinces.codes()):
+                        raise  # the gateway's failures are retried as a whole step (NETWORK_RETRY)
+                    webhook = alerts.webhook_url or None
+                    failed[code] = layers.province_load_failed(context, store, source.FEED, code, error, webhook)
             loaded = each[0]
             for other in each[1:]:
                 loaded.report.merge(other.report)
@@ -300,6 +307,9 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             raise
         report = loaded.report
         files, checks = deliveries.report_deliveries(context, store, source.FEED, report, alerts.webhook_url or None)
+        if failed:
+            checks = [layers.with_failed_loads(check, failed) for check in checks]
+            files["provinces_load_failed"] = failed
         gateway_stats = loaded.gateway
         context.log.info(f"dossiers: {report.rows} versions loaded ({loaded.mode}); months changed: {loaded.months}")
         registered = automation.register(MONTHS, context.instance, delivered_months(store))
