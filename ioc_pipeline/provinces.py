@@ -5,7 +5,7 @@ until their departments merge, each former province still delivers its own files
 the former province codes this deployment receives (`92,93,94`); unset, it is the legacy single province
 (Sóc Trăng, 94), and the landing zone, lake and dlt state keep the layout they always had.
 
-Layout rule (one place: `landing_prefix`, `lake_partition`, `pipeline_suffix`):
+Layout rule (one place: `landing_prefix`, `lake_partition`; a dlt pipeline's name ends with its lake partition):
 
 - unset `IOC_PROVINCES` (legacy): feed folders at the landing root (`<landing>/procedures/…`), bronze,
   silver and quarantine files directly under `<layer>/<table>/`, dlt pipelines `ioc_<table>`;
@@ -93,11 +93,6 @@ def landing_prefix(code: str, landing_has_folder: bool) -> str:
 def lake_partition(code: str) -> str | None:
     """The folder under `<layer>/<table>/` of a province's files (None: the legacy layout, no folder)."""
     return code if partitioned() else None
-
-
-def pipeline_suffix(code: str) -> str:
-    """What a province adds to a dlt pipeline's name (its state and load records are its own)."""
-    return f"_{code}" if partitioned() else ""
 
 
 class _Delivered(Protocol):

@@ -555,15 +555,20 @@ def province_name(province: str) -> str:
     return _load(province).old_province.name
 
 
-def merged_into(new_province: str) -> list[str]:
-    """The pre-2025 province codes the package merges into `new_province` (92: 92, 93, 94)."""
+@functools.cache
+def _merged_into(new_province: str) -> tuple[str, ...]:
     conv = json.loads((_data_dir() / "converter_2025.json").read_text(encoding="utf-8"))
     new_key = _query("SELECT provinceKey FROM admin_units WHERE provinceCode = ? LIMIT 1", (new_province,))
     if not new_key:
-        return []
+        return ()
     old_keys = set(conv["DICT_PROVINCE"].get(new_key[0]["provinceKey"], []))
     rows = _query("SELECT DISTINCT provinceCode, provinceKey FROM admin_units_legacy", ())
-    return sorted(r["provinceCode"] for r in rows if r["provinceKey"] in old_keys)
+    return tuple(sorted(r["provinceCode"] for r in rows if r["provinceKey"] in old_keys))
+
+
+def merged_into(new_province: str) -> list[str]:
+    """The pre-2025 province codes the package merges into `new_province` (92: 92, 93, 94); read once."""
+    return list(_merged_into(new_province))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -984,7 +989,7 @@ def resolve_columns(
 
 def _clear_caches() -> None:
     """Forget everything loaded from the package (tests use it to rebuild under a patched network)."""
-    for cached in (_load, _admin_units_frame, _crosswalk_frame, _indexes, _province_phrases):
+    for cached in (_load, _admin_units_frame, _crosswalk_frame, _indexes, _province_phrases, _merged_into):
         cached.cache_clear()
 
 
