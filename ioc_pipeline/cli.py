@@ -171,11 +171,14 @@ def show_feeds() -> list[tuple[str, str]]:
     if not store.exists("ops", "feed_status"):
         print("\n(no feed status was written)")
         return []
-    table = store.read("ops", "feed_status").sort("feed", "carrier", nulls_last=False)
+    table = store.read("ops", "feed_status")
+    several = "province_code" in table.columns and table.get_column("province_code").n_unique() > 1
+    table = table.sort(*(["province_code"] if several else []), "feed", "carrier", nulls_last=False)
     print("\nfeeds (ops.feed_status):")
     print(f"  {'feed':<32} {'state':<16} {'published':<11} reason")
     for row in table.iter_rows(named=True):
-        name = row["feed"] + (f"/{row['carrier']}" if row["carrier"] else "")
+        where = f"{row['province_code']}/" if several else ""  # the former province, when there are several
+        name = where + row["feed"] + (f"/{row['carrier']}" if row["carrier"] else "")
         snapshot = str(row["last_published_snapshot"] or "-")
         print(f"  {name:<32} {row['state']:<16} {snapshot:<11} {row['reason_en']}")
     return list(table.select("feed", "state").unique(maintain_order=True).iter_rows())

@@ -140,6 +140,15 @@ def test_a_broken_delivery_of_one_province_holds_back_none_of_the_others(merged:
     assert ("93", "procedure_code_pattern") in quarantined
     refused = pipeline.query("select path from ops.refused_files")
     assert ("93/telecom/bts/viettel_20220531.csv",) in refused
+    states = {
+        (code, feed): state
+        for code, feed, state in pipeline.query(
+            "select province_code, feed || coalesce('/' || carrier, ''), state from ops.feed_status"
+        )
+    }
+    assert states[("93", "procedures")] == "blocked" and states[("92", "procedures")] != "blocked"
+    assert states[("93", "bts_stations/viettel")] == "file_refused"
+    assert states[("92", "bts_stations/viettel")] != "file_refused"
     bts = dict(pipeline.query("select province_code, count(*) from silver.bts_stations group by 1"))
     assert bts == dict(merged.query("select province_code, count(*) from silver.bts_stations group by 1"))
 
