@@ -55,7 +55,10 @@ DOCS = {
                 "alert id (kind:run id, or kind:subject for a batch or a file)",
             ),
             "raised_at": ("Thời điểm phát sinh (UTC)", "raised at (UTC)"),
-            "kind": ("Loại cảnh báo", "kind: run_failure, batch_blocked, file_refused, warehouse_orphaned"),
+            "kind": (
+                "Loại cảnh báo",
+                "kind: run_failure, batch_blocked, file_refused, warehouse_orphaned, province_load_failed",
+            ),
             "job_name": ("Tác vụ Dagster", "Dagster job"),
             "run_id": ("Mã lần chạy Dagster", "Dagster run id"),
             "failed_steps": ("Các bước lỗi", "failed steps"),
@@ -68,7 +71,7 @@ DOCS = {
 
 @dataclass
 class Alert:
-    kind: str  # run_failure, batch_blocked, file_refused, warehouse_orphaned
+    kind: str  # run_failure, batch_blocked, file_refused, warehouse_orphaned, province_load_failed
     job_name: str
     run_id: str
     message: str

@@ -39,6 +39,7 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
+from ioc_pipeline import provinces
 from ioc_pipeline.alerts import Alert, raise_alert
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.resources import AlertsResource, LakeResource, LandingResource
@@ -271,7 +272,9 @@ def delivery_sensor(
         previous: dict[str, str] = state.get("pending", {})
         pending: dict[str, str] = {}
         ready: list[str] = []
-        for file in landing.landing().matching(feed.patterns):
+        where = landing.landing()
+        delivered = [f for _, one, _ in provinces.deliveries(feed, where) for f in where.matching(one.patterns)]
+        for file in delivered:
             if is_temporary(file.path):
                 continue
             signature = f"{file.size}:{file.modified}"

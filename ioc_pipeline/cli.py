@@ -192,35 +192,46 @@ def show_feeds() -> list[tuple[str, str]]:
     if not store.exists("ops", "feed_status"):
         print("\n(no feed status was written)")
         return []
-    table = store.read("ops", "feed_status").sort("feed", "carrier", nulls_last=False)
+    table = store.read("ops", "feed_status")
+    several = "province_code" in table.columns and table.get_column("province_code").n_unique() > 1
+    table = table.sort(*(["province_code"] if several else []), "feed", "carrier", nulls_last=False)
     print("\nfeeds (ops.feed_status):")
     print(f"  {'feed':<32} {'state':<16} {'published':<11} reason")
     for row in table.iter_rows(named=True):
-        name = row["feed"] + (f"/{row['carrier']}" if row["carrier"] else "")
+        where = f"{row['province_code']}/" if several else ""  # the former province, when there are several
+        name = where + row["feed"] + (f"/{row['carrier']}" if row["carrier"] else "")
         snapshot = str(row["last_published_snapshot"] or "-")
         print(f"  {name:<32} {row['state']:<16} {snapshot:<11} {row['reason_en']}")
     return list(table.select("feed", "state").unique(maintain_order=True).iter_rows())
 
 
 def show_scorecard() -> None:
+    """The latest value of each indicator; with several former provinces, one block per province and one for
+    the merged city (a single-province deployment prints exactly one block, without a heading)."""
     from ioc_pipeline.warehouse import connect
 
     path = resolved("warehouse").path
     with connect(path, read_only=True) as con:
         rows = con.execute(
-            "select indicator_code, value, unit, as_of_date from gold.ioc_scorecard "
-            "qualify row_number() over (partition by indicator_code order by as_of_date desc) = 1 "
-            "order by indicator_code"
+            "select province_scope, province_code, indicator_code, value, unit, as_of_date from gold.ioc_scorecard "
+            "qualify row_number() over (partition by province_scope, province_code, indicator_code "
+            "order by as_of_date desc) = 1 order by province_scope, province_code, indicator_code"
         ).fetchall()
     print(f"\ngold.ioc_scorecard in {path} (latest value of each indicator):")
-    for code, amount, unit, as_of in rows:
-        if amount is None:
-            shown = "-"
-        elif unit == "percent":
-            shown = f"{amount:,.4f}"
-        else:
-            shown = f"{amount:,.0f}"
-        print(f"  {code:<32} {shown:>14} {unit:<8} {as_of}")
+    scopes = sorted({(scope, province) for scope, province, *_ in rows})
+    for scope, province in scopes:
+        if len(scopes) > 1:
+            print(f"  [{scope} {province}]")
+        for row_scope, row_province, code, amount, unit, as_of in rows:
+            if (row_scope, row_province) != (scope, province):
+                continue
+            if amount is None:
+                shown = "-"
+            elif unit == "percent":
+                shown = f"{amount:,.4f}"
+            else:
+                shown = f"{amount:,.0f}"
+            print(f"  {code:<32} {shown:>14} {unit:<8} {as_of}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -241,6 +252,11 @@ def main(argv: list[str] | None = None) -> None:
         "paths", nargs="+", help="delivered file(s), named as the contract says (e.g. viettel_20220430.csv)"
     )
     check.add_argument("--out", default=None, help="folder for the feedback workbook(s) (default: beside each file)")
+    check.add_argument(
+        "--province",
+        default=None,
+        help="former province whose units and area judge the file (92, 93, 94; default: the first of IOC_PROVINCES)",
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
         code = run(args.job, args.all)
@@ -249,9 +265,12 @@ def main(argv: list[str] | None = None) -> None:
         gc.freeze()  # the interpreter's last collection would walk every object of the runs: 2 s at S=1, for nothing
         sys.exit(code)
     if args.command == "validate":
+        from ioc_pipeline import provinces
         from ioc_pipeline.validate import validate
 
-        sys.exit(validate(args.paths, args.out))
+        with provinces.gating(args.province or provinces.current()):
+            code = validate(args.paths, args.out)
+        sys.exit(code)
     show_scorecard()
 
 

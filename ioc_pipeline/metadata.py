@@ -8,6 +8,23 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+# Columns every silver, quarantine and gold table of a delivery carries (provinces.py), documented once: a
+# table's own doc may still describe them otherwise (silver.admin_units' province_code is a unit's).
+SHARED_COLUMNS: dict[str, tuple[str, str]] = {
+    "province_code": (
+        "Mã tỉnh cũ (trước 01/7/2025) đã gửi dữ liệu: 92 Cần Thơ, 93 Hậu Giang, 94 Sóc Trăng; dòng "
+        "province_scope = merged_city: 92, cả thành phố Cần Thơ sau sáp nhập",
+        "former (pre-July-2025) province that delivered the data: 92 Cần Thơ, 93 Hậu Giang, 94 Sóc Trăng; on "
+        "province_scope = merged_city rows: 92, the whole merged Cần Thơ city",
+    ),
+    "province_scope": (
+        "Phạm vi số liệu: former_province = một tỉnh cũ (province_code), merged_city = cả thành phố Cần Thơ "
+        "sau sáp nhập, theo đơn vị hành chính mới (chỉ khi nhận dữ liệu của nhiều tỉnh cũ)",
+        "scope of the figures: former_province = one former province (province_code), merged_city = the whole "
+        "merged Cần Thơ city by its new units (only when several former provinces deliver)",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class TableDoc:
@@ -26,7 +43,7 @@ class TableDoc:
         return f"{self.vi} / {self.en}"
 
     def column_comment(self, column: str) -> str | None:
-        found = self.columns.get(column, self.other)
+        found = self.columns.get(column) or SHARED_COLUMNS.get(column) or self.other
         return f"{found[0]} / {found[1]}" if found else None
 
 

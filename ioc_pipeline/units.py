@@ -284,9 +284,11 @@ def _unit_km(a: _Unit, b: _Unit) -> float | None:
     return round(_km(a.latitude, a.longitude, b.latitude, b.longitude), 2)
 
 
-@functools.lru_cache(maxsize=1)
-def _load() -> _Data:
-    """Read Sóc Trăng (94, pre-reform) and Cần Thơ (92, post-reform) and build the crosswalk."""
+@functools.cache
+def _load(old_province_code: str = OLD_PROVINCE_CODE) -> _Data:
+    """Read one former province (pre-reform: Sóc Trăng 94 by default, or Hậu Giang 93, old Cần Thơ 92) and
+    Cần Thơ city (92, post-reform), and build the crosswalk."""
+    OLD_PROVINCE_CODE = old_province_code  # noqa: N806 - the rest of this function reads the one given
     old_rows = _query("SELECT * FROM admin_units_legacy WHERE provinceCode = ? ORDER BY wardCode", (OLD_PROVINCE_CODE,))
     new_rows = _query("SELECT * FROM admin_units WHERE provinceCode = ? ORDER BY wardCode", (NEW_PROVINCE_CODE,))
     if not old_rows or not new_rows:
@@ -480,11 +482,13 @@ _CROSSWALK_SCHEMA = {
 }
 
 
-@functools.lru_cache(maxsize=1)
-def _admin_units_frame() -> pl.DataFrame:
-    d = _load()
-    units = [d.old_province, *d.old_districts.values(), *d.old_communes.values(), d.new_province]
-    units += list(d.new_units.values())
+@functools.cache
+def _admin_units_frame(provinces: tuple[str, ...] = (OLD_PROVINCE_CODE,)) -> pl.DataFrame:
+    units: list[_Unit] = []
+    for code in provinces:
+        d = _load(code)
+        units += [d.old_province, *d.old_districts.values(), *d.old_communes.values()]
+    units += [d.new_province, *d.new_units.values()]
     level_order = {"province": 0, "district": 1, "commune": 2}
     units.sort(key=lambda u: (u.era != ERA_PRE, level_order[u.level], u.code))
     return pl.DataFrame(
@@ -509,24 +513,26 @@ def _admin_units_frame() -> pl.DataFrame:
     )
 
 
-def admin_units() -> pl.DataFrame:
-    """silver.admin_units: Sóc Trăng (94) with its districts and communes before the reform, and Cần Thơ
-    (92) with ALL of its 103 post-reform units (not only those Sóc Trăng's communes became).
+def admin_units(provinces: Iterable[str] = (OLD_PROVINCE_CODE,)) -> pl.DataFrame:
+    """silver.admin_units: the former provinces (default Sóc Trăng, 94) with their districts and communes
+    before the reform, and Cần Thơ (92) with ALL of its 103 post-reform units (not only those the former
+    provinces' communes became). Old Cần Thơ city and new Cần Thơ city share the code 92: `era` tells them apart.
 
     Key (unit_code, era): GSO reuses codes across eras (31507 = old Phường 6 and new Phường Sóc Trăng).
     unit_type comes from the official name's prefix (the package's `wardType` column disagrees with the
     name for two Cần Thơ units). valid_from is null before the reform: the package holds only the last
     pre-reform state, not when each unit began. latitude/longitude are the package's centroids.
     """
-    return _admin_units_frame().clone()
+    return _admin_units_frame(tuple(provinces)).clone()
 
 
-@functools.lru_cache(maxsize=1)
-def _crosswalk_frame() -> pl.DataFrame:
-    return pl.DataFrame(_load().crosswalk, schema=_CROSSWALK_SCHEMA, orient="row")
+@functools.cache
+def _crosswalk_frame(provinces: tuple[str, ...] = (OLD_PROVINCE_CODE,)) -> pl.DataFrame:
+    rows = [row for code in provinces for row in _load(code).crosswalk]
+    return pl.DataFrame(rows, schema=_CROSSWALK_SCHEMA, orient="row")
 
 
-def admin_unit_crosswalk() -> pl.DataFrame:
+def admin_unit_crosswalk(provinces: Iterable[str] = (OLD_PROVINCE_CODE,)) -> pl.DataFrame:
     """silver.admin_unit_crosswalk: every old Sóc Trăng commune -> its post-reform unit(s) in 92.
 
     One row per (old commune, candidate new unit); `is_split` marks old communes with several candidates,
@@ -535,13 +541,34 @@ def admin_unit_crosswalk() -> pl.DataFrame:
     to judge a candidate (the package's split candidates far from the old commune come from a name
     shared with a commune of Hậu Giang / old Cần Thơ).
     """
-    return _crosswalk_frame().clone()
+    return _crosswalk_frame(tuple(provinces)).clone()
 
 
-def province_bbox() -> tuple[float, float, float, float]:
+def province_bbox(province: str = OLD_PROVINCE_CODE) -> tuple[float, float, float, float]:
     """(min_lon, min_lat, max_lon, max_lat) of old Sóc Trăng: the union of the package's bounds of the
     province, its 11 districts and 108 communes (geocoder extents, WGS84, not surveyed boundaries)."""
-    return _load().bounds
+    return _load(province).bounds
+
+
+def province_name(province: str) -> str:
+    """The official name of a former (pre-2025) province, from the package: "Tỉnh Hậu Giang"."""
+    return _load(province).old_province.name
+
+
+@functools.cache
+def _merged_into(new_province: str) -> tuple[str, ...]:
+    conv = json.loads((_data_dir() / "converter_2025.json").read_text(encoding="utf-8"))
+    new_key = _query("SELECT provinceKey FROM admin_units WHERE provinceCode = ? LIMIT 1", (new_province,))
+    if not new_key:
+        return ()
+    old_keys = set(conv["DICT_PROVINCE"].get(new_key[0]["provinceKey"], []))
+    rows = _query("SELECT DISTINCT provinceCode, provinceKey FROM admin_units_legacy", ())
+    return tuple(sorted(r["provinceCode"] for r in rows if r["provinceKey"] in old_keys))
+
+
+def merged_into(new_province: str) -> list[str]:
+    """The pre-2025 province codes the package merges into `new_province` (92: 92, 93, 94); read once."""
+    return list(_merged_into(new_province))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -591,9 +618,9 @@ def _index(units: Iterable[_Unit], districts: Iterable[_Unit], aliases: dict[str
     return _Index({u.code: u for u in units}, {u.code: u for u in districts}, by_bare, district_by_bare, by_alias)
 
 
-@functools.lru_cache(maxsize=1)
-def _indexes() -> dict[str, _Index]:
-    d = _load()
+@functools.cache
+def _indexes(province: str = OLD_PROVINCE_CODE) -> dict[str, _Index]:
+    d = _load(province)
     return {
         ERA_PRE: _index(d.old_communes.values(), d.old_districts.values(), d.aliases),
         ERA_POST: _index(d.new_units.values(), (), {}),
@@ -607,25 +634,25 @@ class _Part:
     accented: list[str]
 
 
-@functools.lru_cache(maxsize=1)
-def _province_phrases() -> tuple[tuple[str | None, str], ...]:
+@functools.cache
+def _province_phrases(province: str = OLD_PROVINCE_CODE) -> tuple[tuple[str | None, str], ...]:
     """(type, folded bare) of both provinces: "Tỉnh Sóc Trăng"/"Sóc Trăng", "Thành phố Cần Thơ"/"Cần Thơ"."""
-    d = _load()
+    d = _load(province)
     out: list[tuple[str | None, str]] = []
     for p in (d.old_province, d.new_province):
         out += [(None, p.bare), (p.unit_type, p.bare)]
     return tuple(out)
 
 
-def _is_province(part: _Part) -> bool:
-    phrases = _province_phrases()
+def _is_province(part: _Part, province: str = OLD_PROVINCE_CODE) -> bool:
+    phrases = _province_phrases(province)
     return any((r.unit_type, r.bare) in phrases for r in _readings(part.folded, part.accented))
 
 
-def _strip_province_suffix(part: _Part) -> _Part:
+def _strip_province_suffix(part: _Part, province: str = OLD_PROVINCE_CODE) -> _Part:
     """Drop a trailing "tỉnh Sóc Trăng" / "TP Cần Thơ" written without a comma (with its type word only:
     a bare trailing "Sóc Trăng" is kept, "TP Sóc Trăng" is a district)."""
-    for p_type, p_bare in _province_phrases():
+    for p_type, p_bare in _province_phrases(province):
         if p_type is None:
             continue
         for prefix, unit_type in _PREFIXES:
@@ -638,17 +665,17 @@ def _strip_province_suffix(part: _Part) -> _Part:
     return part
 
 
-def _parts(text: str) -> list[_Part]:
+def _parts(text: str, province: str = OLD_PROVINCE_CODE) -> list[_Part]:
     """Comma-separated parts of a name, trailing province parts removed (the first part is always kept)."""
     parts = []
     for raw in text.split(","):
         folded, accented = _tokens(raw)
         if folded:
             parts.append(_Part(raw.strip(), folded, accented))
-    while len(parts) > 1 and _is_province(parts[-1]):
+    while len(parts) > 1 and _is_province(parts[-1], province):
         parts.pop()
     if parts:
-        parts[-1] = _strip_province_suffix(parts[-1])
+        parts[-1] = _strip_province_suffix(parts[-1], province)
     return parts
 
 
@@ -669,9 +696,12 @@ class UnitResolver:
     district when no `district` argument is given. Nothing fuzzier: anything else is "unit_unknown".
     """
 
-    def __init__(self) -> None:
-        self._idx = _indexes()
-        self._data = _load()
+    def __init__(self, province: str = OLD_PROVINCE_CODE) -> None:
+        """`province`: the former province whose pre-reform names are read (92, 93 or 94); the post-reform
+        units are Cần Thơ city's (92) whatever the former province."""
+        self.province = province
+        self._idx = _indexes(province)
+        self._data = _load(province)
         self._cached = functools.lru_cache(maxsize=65536)(self._resolve_era)
 
     # -- public -------------------------------------------------------------------------------------
@@ -728,7 +758,7 @@ class UnitResolver:
         if re.fullmatch(r"\d{3}|\d{5}", name):
             return self._resolve_code(name, era, allow_district)
 
-        parts = _parts(name)
+        parts = _parts(name, self.province)
         if not parts or len(parts) > 2:
             return Resolution(error="unit_unknown", detail=f"{_quote(name)} is not a unit name")
         part = parts[0]
@@ -740,7 +770,13 @@ class UnitResolver:
         districts = self._match(readings, idx.district_by_bare, {}, "") if era == ERA_PRE else []
         district_prefixed = any(r.unit_type in _DISTRICT_TYPES for r in readings[1:])
 
-        if allow_district and districts and not district_prefixed and not communes and _is_province(part):
+        if (
+            allow_district
+            and districts
+            and not district_prefixed
+            and not communes
+            and _is_province(part, self.province)
+        ):
             province, district_name = self._data.old_province.name, districts[0].name
             return Resolution(
                 error="unit_ambiguous",
@@ -806,7 +842,7 @@ class UnitResolver:
         idx = self._idx[ERA_PRE]
         if re.fullmatch(r"\d{3}", district):
             return [idx.districts[district]] if district in idx.districts else []
-        parts = _parts(district)
+        parts = _parts(district, self.province)
         if len(parts) != 1:
             return []
         return self._match(_readings(parts[0].folded, parts[0].accented), idx.district_by_bare, {}, "")
@@ -851,7 +887,7 @@ class UnitResolver:
         return f"{text}; {note}" if note else text
 
     def _unknown_detail(self, part: _Part, readings: list[_Reading], era: str, districts: list[_Unit]) -> str:
-        if _is_province(part):
+        if _is_province(part, self.province):
             return f"{_quote(part.text)} names a province; a commune-level unit is required"
         if districts:
             return (
@@ -898,7 +934,8 @@ def resolve_columns(
     resolver: UnitResolver | None = None,
 ) -> pl.DataFrame:
     """`frame` plus the unit columns of each row's commune-level name (`RESOLVED_COLUMNS`), resolved as
-    of the row's date (column `as_of`), each distinct (name, district, date) once.
+    of the row's date (column `as_of`), each distinct (name, district, date) once. Without `resolver`, names
+    are read as the former province's being gated (`provinces.current()`, the legacy Sóc Trăng by default).
 
     Why a frame helper: every feed names communes in text and must carry both eras' codes. Before the
     reform, `commune_*`/`district_*` are the old units and `new_unit_*` the crosswalk's primary target;
@@ -906,8 +943,11 @@ def resolve_columns(
     the unit named. `unit_error` is the resolver's error (unit_missing, unit_unknown, unit_ambiguous)
     and `unit_detail` its sentence; resolved rows have a null `unit_error`.
     """
-    resolver = resolver or UnitResolver()
-    data = _load()
+    if resolver is None:
+        from ioc_pipeline import provinces  # the former province whose batch is being gated
+
+        resolver = UnitResolver(provinces.current())
+    data = _load(resolver.province)
     has_district = district is not None and district in frame.columns
     keys = frame.select(
         pl.col(name).cast(pl.String).alias("_unit_name"),
@@ -949,7 +989,7 @@ def resolve_columns(
 
 def _clear_caches() -> None:
     """Forget everything loaded from the package (tests use it to rebuild under a patched network)."""
-    for cached in (_load, _admin_units_frame, _crosswalk_frame, _indexes, _province_phrases):
+    for cached in (_load, _admin_units_frame, _crosswalk_frame, _indexes, _province_phrases, _merged_into):
         cached.cache_clear()
 
 

@@ -68,7 +68,7 @@ def read_file(path: Path, spec: GatedTable) -> tuple[pl.DataFrame, str | None]:
 def check(path: Path, spec: GatedTable, references: dict[str, pl.DataFrame]) -> Checked:
     delivered, encoding = read_file(path, spec)
     typed_lake = cast(Lake, _ReferenceLake(references)) if references else None
-    result = gate.split(spec.typed(delivered, typed_lake), spec.table, spec.rules, spec.policy().warn_only)
+    result = spec.gate(delivered, typed_lake)
     decision = gate.decide(spec.table, result, None, spec.policy())
     quarantine = gate.quarantine_rows(delivered, result.rejected)
     vi, en = decision.reason()
@@ -141,5 +141,5 @@ def validate(paths: list[str], out: str | None) -> int:
 
 def _clean_enterprises(path: Path, spec: GatedTable) -> pl.DataFrame:
     delivered, _ = read_file(path, spec)
-    result = gate.split(spec.typed(delivered, None), spec.table, spec.rules, spec.policy().warn_only)
+    result = spec.gate(delivered, None)
     return result.clean.select(spec.silver_columns)

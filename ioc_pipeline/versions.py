@@ -28,6 +28,7 @@ from dagster._core.definitions.data_version import DATA_VERSION_TAG, CachingStal
 from dagster._core.definitions.temporal_context import TemporalContext
 from dagster._time import get_current_datetime
 
+from ioc_pipeline import provinces
 from ioc_pipeline.checks import policy
 from ioc_pipeline.lake import Landing
 from ioc_pipeline.sources.files import Feed, owned_files
@@ -60,10 +61,11 @@ def landing_version(feed: Feed, landing: Landing, settle_seconds: float, now: fl
     `settle_seconds` ago: those are deferred by bronze, and change the fingerprint once settled."""
     now = time.time() if now is None else now
     digest = hashlib.sha256()
-    for folder in feed.folders:
-        for file in owned_files(feed, landing, folder):
-            if now - file.modified >= settle_seconds:
-                digest.update(f"{file.path}\0{file.size}\0{file.modified}\n".encode())
+    for _, delivered, _ in provinces.deliveries(feed, landing):  # every former province's folders
+        for folder in delivered.folders:
+            for file in owned_files(delivered, landing, folder):
+                if now - file.modified >= settle_seconds:
+                    digest.update(f"{file.path}\0{file.size}\0{file.modified}\n".encode())
     return digest.hexdigest()[:16]
 
 

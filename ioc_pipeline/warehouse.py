@@ -162,14 +162,18 @@ def _latest_view(con: duckdb.DuckDBPyConnection, name: str, doc: TableDoc | None
     columns = [r[0] for r in con.execute(f"describe {name}").fetchall()]
     if SNAPSHOT_COLUMN not in columns:
         return
-    per = "partition by indicator_code" if "indicator_code" in columns else ""
+    # newest per indicator (the scorecard), and per former province and scope (provinces.py) where present
+    keys = [c for c in ("province_code", "province_scope", "indicator_code") if c in columns]
+    per = f"partition by {', '.join(keys)}" if keys else ""
     view = f"{name}_latest"
     con.execute(
         f"create view {view} as select * from {name} qualify {SNAPSHOT_COLUMN} = max({SNAPSHOT_COLUMN}) over ({per})"
     )
     if doc:
         newest = (
-            ("bản chốt mới nhất", "newest snapshot") if not per else ("bản mới nhất mỗi chỉ số", "newest per indicator")
+            ("bản mới nhất mỗi chỉ số", "newest per indicator")
+            if "indicator_code" in columns
+            else ("bản chốt mới nhất", "newest snapshot")
         )
         latest = TableDoc(f"{doc.vi} ({newest[0]})", f"{doc.en} ({newest[1]})", doc.columns, doc.other)
         con.execute(f"comment on view {view} is {_quote(latest.comment())}")

@@ -174,8 +174,9 @@ def test_the_scorecard_shows_the_latest_value_its_trend_and_the_founding_report(
     with _warehouse_copy(sample_run, tmp_path) as path:
         with connect(path) as con:  # an earlier snapshot of two indicators: the scorecard keeps history
             con.execute(
-                "insert into gold.ioc_scorecard select indicator_code, indicator_name_vi, value - 100, unit, "
-                "as_of_date - interval 1 month, source_asset from gold.ioc_scorecard "
+                "insert into gold.ioc_scorecard by name select province_code, province_scope, indicator_code, "
+                "indicator_name_vi, value - 100 as value, unit, as_of_date - interval 1 month as as_of_date, "
+                "source_asset from gold.ioc_scorecard "
                 "where indicator_code in ('bts_sites', 'procedures_total')"
             )
         rendered = ioc.build(path)

@@ -16,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 
+from ioc_pipeline import provinces
 from ioc_pipeline.alerts import Alert, raise_alert
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.sources.fates import FileFate, record_fates, record_refused
@@ -43,8 +44,9 @@ def check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _unit(feed: Feed, path: str) -> str:
-    return feed.partition_of(path) if feed.partition_of else ""
+def _unit(feed: Feed, path: str) -> tuple[str, str]:
+    """What a newer file supersedes within: the former province, and the feed's own unit (carrier, month)."""
+    return provinces.of_path(path), feed.partition_of(path) if feed.partition_of else ""
 
 
 def _order(fate: FileFate) -> tuple[str, float]:
@@ -58,7 +60,7 @@ def _order(fate: FileFate) -> tuple[str, float]:
 def newest_refused(feed: Feed, fates: list[FileFate]) -> list[FileFate]:
     """Refused files that are the newest delivery of their unit (the feed, a carrier, a month): what the
     feed's published data now lacks. An older refused file superseded by a newer readable one is not."""
-    newest: dict[str, FileFate] = {}
+    newest: dict[tuple[str, str], FileFate] = {}
     for fate in fates:
         if fate.fate in ("loaded", "already_loaded", "refused"):
             unit = _unit(feed, fate.path)

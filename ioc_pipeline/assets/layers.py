@@ -16,6 +16,7 @@ no table for that feed and the scorecard no row for its indicators (unknown, not
 other feeds are published as usual.
 """
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,12 +25,14 @@ from typing import Any, SupportsFloat
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import gate, versions
+from ioc_pipeline import gate, provinces, versions
+from ioc_pipeline.alerts import Alert, raise_alert
 from ioc_pipeline.assets import deliveries
 from ioc_pipeline.checks import outcomes
 from ioc_pipeline.checks.policy import Policy, policy_for
+from ioc_pipeline.checks.rules import for_province
 from ioc_pipeline.lake import Lake
-from ioc_pipeline.metadata import TableDoc, table_metadata
+from ioc_pipeline.metadata import SHARED_COLUMNS, TableDoc, table_metadata
 from ioc_pipeline.policies import pool_for
 from ioc_pipeline.resources import AlertsResource, LakeResource, LandingResource
 from ioc_pipeline.sources.files import (
@@ -39,6 +42,7 @@ from ioc_pipeline.sources.files import (
     SOURCE_FILE,
     SOURCE_ROW,
     Feed,
+    IngestReport,
     Reader,
     ingest,
     whole_file,
@@ -51,6 +55,11 @@ LINEAGE_DOCS = {
     "source_file": ("Tệp nguồn", "delivered file"),
     "source_row": ("Dòng trong tệp nguồn", "row in the delivered file"),
 }
+PROVINCE_COLUMN = "province_code"  # the former province of every silver, quarantine and gold row (provinces.py)
+PROVINCE_DOCS = {PROVINCE_COLUMN: SHARED_COLUMNS[PROVINCE_COLUMN]}
+# gold rows: one former province's figures, or the merged city's (not "scope": the postal enterprises have one)
+SCOPE_COLUMN = "province_scope"
+SCOPE_DOCS = {SCOPE_COLUMN: SHARED_COLUMNS[SCOPE_COLUMN]}
 
 
 # Observable sources are declared with `multi_observable_source_asset` (the one form that takes an AssetSpec, so
@@ -125,8 +134,20 @@ def bronze_asset(feed: Feed, group: str, description: str, doc: TableDoc | None 
         context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource, alerts: AlertsResource
     ) -> dg.MaterializeResult:
         store = lake.lake()
-        report = ingest(feed, landing.landing(), store, lake.dlt_dir, landing.settle_seconds)
+        where = landing.landing()
+        report = IngestReport()
+        failed: dict[str, str] = {}
+        for code, delivered_feed, partition in provinces.deliveries(feed, where):  # each former province's folder
+            try:
+                report.merge(ingest(delivered_feed, where, store, lake.dlt_dir, landing.settle_seconds, partition))
+            except Exception as error:  # noqa: BLE001 - one province's broken load never stops the others'
+                if not provinces.partitioned():
+                    raise
+                failed[code] = province_load_failed(context, store, feed, code, error, alerts.webhook_url or None)
         files, checks = deliveries.report_deliveries(context, store, feed, report, alerts.webhook_url or None)
+        if failed:
+            checks = [with_failed_loads(check, failed) for check in checks]
+            files["provinces_load_failed"] = failed
         delivered = store.exists("bronze", feed.table)
         if not delivered:
             context.log.warning(not_delivered_message(feed))
@@ -147,6 +168,33 @@ def bronze_asset(feed: Feed, group: str, description: str, doc: TableDoc | None 
         )
 
     return _bronze
+
+
+def province_load_failed(
+    context: dg.AssetExecutionContext, store: Lake, feed: Feed, code: str, error: Exception, webhook: str | None
+) -> str:
+    """A former province's load that failed outright (its dlt state, a bug): logged, alerted once per run and
+    province; its bronze is left as it was and the other provinces' loads go on (provinces.py)."""
+    message = f"{feed.table}: the load of former province {code} failed, the other provinces go on: {error!r}"
+    context.log.error(message)
+    alert = Alert("province_load_failed", context.job_name, context.run_id, message, subject=f"{feed.table}/{code}")
+    raise_alert(store, alert, webhook)
+    return repr(error)
+
+
+def with_failed_loads(check: dg.AssetCheckResult, failed: dict[str, str]) -> dg.AssetCheckResult:
+    """The files-readable check fails while a province's load failed, naming it."""
+    if check.check_name != deliveries.READABLE_CHECK:
+        return check
+    named = "; ".join(f"former province {code}: load failed ({why})" for code, why in failed.items())
+    return dg.AssetCheckResult(
+        asset_key=check.asset_key,
+        check_name=check.check_name,
+        passed=False,
+        severity=check.severity,
+        description=f"{named}; {check.description}" if check.passed is False else named,
+        metadata={**(check.metadata or {}), "provinces_load_failed": dg.MetadataValue.json(failed)},
+    )
 
 
 def latest_snapshot(bronze: pl.DataFrame, by: list[str] | None = None) -> pl.DataFrame:
@@ -196,7 +244,8 @@ class GatedTable:
         return policy_for(self.table)
 
     def gate(self, delivered: pl.DataFrame, lake: Lake | None) -> gate.GateResult:
-        return gate.split(self.typed(delivered, lake), self.table, self.rules, self.policy().warn_only)
+        rules = for_province(self.rules, provinces.current())  # the former province being gated (validate too)
+        return gate.split(self.typed(delivered, lake), self.table, rules, self.policy().warn_only)
 
 
 @dataclass
@@ -226,23 +275,30 @@ def gate_batch(
     partition: str | None = None,
     batch: str | None = None,
     webhook: str | None = None,
+    province: str | None = None,
 ) -> Gated:
     """Gate one batch of `spec` (rows of `delivered` numbered by `_row_id`) and write silver (only when
     the policy publishes it) and quarantine (always), the whole table or one partition of it. The
     outcome (numbers, decision, feedback workbooks) is recorded in ops/gate_results; a blocked batch
-    raises one alert."""
+    raises one alert. Units resolve, and coordinates are judged, against former province `province`
+    (default: the first configured); silver and quarantine rows carry it (`province_code`)."""
+    code = province or provinces.codes()[0]
     where = f"{spec.table} {partition}" if partition else spec.table
-    result = spec.gate(delivered, store)
+    spec = dataclasses.replace(spec, rules=for_province(spec.rules, code))
+    with provinces.gating(code):
+        result = spec.gate(delivered, store)
     previous = store.row_count("silver", spec.table, partition) or None
     decision = gate.decide(spec.table, result, previous, spec.policy())
-    quarantine = gate.quarantine_rows(delivered, result.rejected)
+    quarantine = gate.quarantine_rows(delivered, result.rejected).with_columns(pl.lit(code).alias(PROVINCE_COLUMN))
     store.write(quarantine, "quarantine", spec.table, partition)
     if quarantine.height:
         context.log.warning(
             f"{where}: {quarantine.height} of {result.delivered} rows quarantined:\n"
             + gate.quarantine_summary(quarantine)
         )
-    clean = (spec.finish(result.clean) if spec.finish else result.clean).select(spec.silver_columns)
+    clean = (spec.finish(result.clean) if spec.finish else result.clean).select(
+        pl.lit(code).alias(PROVINCE_COLUMN), *spec.silver_columns
+    )
     if decision.published:
         store.write(clean, "silver", spec.table, partition)
     else:
@@ -258,7 +314,8 @@ def gate_batch(
         decision,
         spec.rules,
         context.run_id,
-        per_file=not partition,
+        per_file=not partition or partition == provinces.lake_partition(code),
+        province=provinces.lake_partition(code),
     )
     checks = gate.batch_checks(spec.silver_key, result, decision, outcome.links())
     if not decision.published:
@@ -296,6 +353,97 @@ def gate_and_write(
         check_results=gated.checks,
     )
     yield dg.MaterializeResult(asset_key=spec.quarantine_key, metadata=quarantine_metadata(gated.quarantine))
+
+
+def province_of_rows() -> pl.Expr:
+    """The former province of each bronze row: the landing folder its file came from (provinces.of_path; a
+    row of the dossier gateway, or of the legacy layout, is the first listed province's)."""
+    head = pl.col(SOURCE_FILE).str.split("/").list.first()
+    return pl.when(head.is_in(list(provinces.codes()))).then(head).otherwise(pl.lit(provinces.codes()[0]))
+
+
+def gate_provinces(
+    context: dg.AssetExecutionContext,
+    store: Lake,
+    spec: GatedTable,
+    bronze: pl.DataFrame,
+    webhook: str | None = None,
+) -> Iterator[dg.MaterializeResult]:
+    """Each former province's batch in force gated on its own, into its own silver and quarantine
+    partition (provinces.py): a province whose batch is blocked keeps its last good silver, the others
+    publish theirs. One materialization of each table; each batch check fails when any province's
+    batch is blocked, with every province's numbers. The legacy layout is one province, as before."""
+    if not provinces.partitioned():
+        yield from gate_and_write(context, store, spec, spec.batch(bronze).with_row_index(gate.ROW_ID), webhook)
+        return
+    tagged = bronze.with_columns(province_of_rows().alias("_province"))
+    gated: dict[str, Gated] = {}
+    described: dict[str, Any] = {}
+    for code in provinces.codes():
+        rows = tagged.filter(pl.col("_province") == code).drop("_province")
+        if rows.is_empty():
+            context.log.warning(f"{spec.table}: former province {code} has delivered nothing yet")
+            continue
+        delivered = spec.batch(rows).with_row_index(gate.ROW_ID)
+        label = f"{_batch_label(delivered)}_{code}"
+        gated[code] = gate_batch(context, store, spec, delivered, provinces.lake_partition(code), label, webhook, code)
+        described[code] = spec.describe(delivered) if spec.describe else {}
+    if not gated:
+        yield from not_delivered(context, spec)
+        return
+    clean = pl.concat([g.clean for g in gated.values()], how="diagonal_relaxed")
+    quarantine = pl.concat([g.quarantine for g in gated.values()], how="diagonal_relaxed")
+    yield dg.MaterializeResult(
+        asset_key=spec.silver_key,
+        metadata=table_metadata(
+            clean,
+            doc=spec.doc,
+            delivered=True,
+            published=all(g.published for g in gated.values()),
+            provinces_published=[c for c, g in gated.items() if g.published],
+            provinces_blocked=[c for c, g in gated.items() if not g.published],
+            delivered_rows=sum(g.delivered for g in gated.values()),
+            quarantined_rows=quarantine.height,
+            **{  # each province's numbers and links, flat: `93_decision`, `93_quality_page`, …
+                f"{c}_{key}": value
+                for c, g in gated.items()
+                for key, value in {
+                    "delivered_rows": g.delivered,
+                    "quarantined_rows": g.quarantine.height,
+                    **g.outcome.metadata(),
+                    **described[c],
+                }.items()
+            },
+        ),
+        check_results=_combined_checks([g.checks for g in gated.values()], list(gated)),
+    )
+    yield dg.MaterializeResult(asset_key=spec.quarantine_key, metadata=quarantine_metadata(quarantine))
+
+
+def _combined_checks(per_province: list[list[dg.AssetCheckResult]], codes: list[str]) -> list[dg.AssetCheckResult]:
+    """One result per batch check over every province: failed when any province's failed, each province's
+    description and numbers in the metadata."""
+    combined = []
+    for results in zip(*per_province, strict=True):
+        first = results[0]
+        failed = [f"{code}: {r.description}" for code, r in zip(codes, results, strict=True) if not r.passed]
+        combined.append(
+            dg.AssetCheckResult(
+                asset_key=first.asset_key,
+                check_name=first.check_name,
+                passed=all(r.passed for r in results),
+                severity=first.severity,
+                description="; ".join(failed)
+                if failed
+                else "; ".join(f"{c}: {r.description}" for c, r in zip(codes, results, strict=True)),
+                metadata={
+                    f"{code}_{key}": value
+                    for code, r in zip(codes, results, strict=True)
+                    for key, value in (r.metadata or {}).items()
+                },
+            )
+        )
+    return combined
 
 
 def quarantine_metadata(quarantine: pl.DataFrame) -> dict[str, Any]:
@@ -416,21 +564,28 @@ def gated_silver(
     ) -> Iterator[dg.MaterializeResult]:
         store = lake.lake()
         if store.exists("bronze", feed.table):
-            delivered = spec.batch(store.read("bronze", feed.table)).with_row_index(gate.ROW_ID)
-            yield from gate_and_write(context, store, spec, delivered, alerts.webhook_url or None)
+            yield from gate_provinces(
+                context, store, spec, store.read("bronze", feed.table), alerts.webhook_url or None
+            )
             return
-        context.log.warning(f"{spec.table}: {not_delivered_message(feed)}")
-        nothing = {"delivered": False, "dagster/row_count": 0}
-        why = f"{feed.table} has not been delivered yet: no row to check, none rejected"
-        checks = gate.empty_batch_checks(spec.silver_key, {"delivered": False}, why)
-        yield dg.MaterializeResult(
-            asset_key=spec.silver_key,
-            metadata={**nothing, "published": False, "delivered_rows": 0, "quarantined_rows": 0},
-            check_results=checks,
-        )
-        yield dg.MaterializeResult(asset_key=spec.quarantine_key, metadata=nothing)
+        yield from not_delivered(context, spec)
 
     return _silver
+
+
+def not_delivered(context: dg.AssetExecutionContext, spec: GatedTable) -> Iterator[dg.MaterializeResult]:
+    """The silver step of a feed with no row delivered: succeeds, writes nothing, says so."""
+    feed = spec.feed
+    context.log.warning(f"{spec.table}: {not_delivered_message(feed)}")
+    nothing = {"delivered": False, "dagster/row_count": 0}
+    why = f"{feed.table} has not been delivered yet: no row to check, none rejected"
+    checks = gate.empty_batch_checks(spec.silver_key, {"delivered": False}, why)
+    yield dg.MaterializeResult(
+        asset_key=spec.silver_key,
+        metadata={**nothing, "published": False, "delivered_rows": 0, "quarantined_rows": 0},
+        check_results=checks,
+    )
+    yield dg.MaterializeResult(asset_key=spec.quarantine_key, metadata=nothing)
 
 
 SNAPSHOT_KEY = "as_of_date"  # what a gold table of a snapshot feed is dated by
@@ -443,11 +598,59 @@ def latest(frame: pl.DataFrame, by: list[str] | None = None) -> pl.DataFrame:
 
 
 def keep_history(previous: pl.DataFrame | None, current: pl.DataFrame) -> pl.DataFrame:
-    """Every earlier snapshot of a table and the current one; a snapshot built again replaces its own rows."""
+    """Every earlier snapshot of a table and the current one; a snapshot built again replaces its own rows
+    (of its own former province and scope: a province whose batch was blocked keeps its older date)."""
     if previous is None or SNAPSHOT_KEY not in previous.columns:
         return current
-    kept = previous.filter(~pl.col(SNAPSHOT_KEY).is_in(current.get_column(SNAPSHOT_KEY).unique().implode()))
+    legacy = {PROVINCE_COLUMN: provinces.codes()[0], SCOPE_COLUMN: provinces.SCOPE_FORMER}  # rows from before
+    previous = previous.with_columns(
+        (pl.col(c).fill_null(v) if c in previous.columns else pl.lit(v)).alias(c)
+        for c, v in legacy.items()
+        if c in current.columns
+    )
+    keys = [c for c in (PROVINCE_COLUMN, SCOPE_COLUMN) if c in current.columns]
+    built = current.select(SNAPSHOT_KEY, *keys).unique()
+    kept = previous.join(built, on=[SNAPSHOT_KEY, *keys], how="anti", nulls_equal=True)
     return pl.concat([kept, current], how="diagonal_relaxed").sort(SNAPSHOT_KEY, maintain_order=True)
+
+
+# Tables of units, not of deliveries: their province_code is a unit's own, never split by scope.
+REFERENCE_TABLES = frozenset({"admin_units", "admin_unit_crosswalk"})
+
+
+def _scoped_input(frame: pl.DataFrame, table: str, scope: provinces.Scope) -> pl.DataFrame:
+    """The rows of one input that a scope's table is built from: a former province's own rows, or every
+    former province's (the merged city); a gold input, its rows of that very scope."""
+    if table in REFERENCE_TABLES or PROVINCE_COLUMN not in frame.columns:
+        return frame
+    frame = frame.with_columns(pl.col(PROVINCE_COLUMN).fill_null(provinces.codes()[0]))  # rows written before
+    if SCOPE_COLUMN in frame.columns:
+        return frame.filter(
+            (pl.col(SCOPE_COLUMN) == scope.scope) & (pl.col(PROVINCE_COLUMN) == scope.province_code)
+        ).drop(PROVINCE_COLUMN, SCOPE_COLUMN)
+    return frame.filter(pl.col(PROVINCE_COLUMN).is_in(list(scope.members))).drop(PROVINCE_COLUMN)
+
+
+def build_by_scope(
+    layer: str, reads: list[tuple[str, str]], inputs: list[pl.DataFrame], build: Callable[..., pl.DataFrame]
+) -> pl.DataFrame:
+    """`build` once per scope (provinces.scopes): a silver table per former province (its rows carry
+    `province_code`), a gold table per former province and, with several, for the merged city (rows carry
+    `province_code` and `province_scope`). A scope with no row of its own (a province not delivered yet) is left out."""
+    wanted = [s for s in provinces.scopes() if layer == "gold" or s.scope == provinces.SCOPE_FORMER]
+    parts = []
+    for scope in wanted:
+        scoped = [_scoped_input(frame, table, scope) for frame, (_, table) in zip(inputs, reads, strict=True)]
+        split = [s for s, frame in zip(scoped, inputs, strict=True) if s is not frame]
+        if split and all(s.is_empty() for s in split):
+            continue
+        with provinces.gating(*scope.members):
+            built = build(*scoped)
+        extra = [pl.lit(scope.province_code).alias(PROVINCE_COLUMN)]
+        if layer == "gold":
+            extra.append(pl.lit(scope.scope).alias(SCOPE_COLUMN))
+        parts.append(built.select(*extra, pl.all()))
+    return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
 
 
 def derived_asset(
@@ -491,7 +694,7 @@ def derived_asset(
                 metadata={"delivered": False, "dagster/row_count": 0, "missing_inputs": missing}
             )
         inputs = [store.read(*read) for read in reads]
-        built = build(*inputs)
+        built = build_by_scope(layer, reads, inputs, build)
         extra = report(built, *inputs) if report else {}
         if history:
             kept = keep_history(store.read(layer, table) if store.exists(layer, table) else None, built)

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import feeds, parsing
+from ioc_pipeline import feeds, parsing, provinces
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.checks import outcomes
 from ioc_pipeline.lake import FileInfo, Lake, Landing
@@ -38,6 +38,7 @@ KEY = dg.AssetKey(["ops", "feed_status"])
 STATES = ("published", "blocked", "file_refused", "late", "never_delivered")
 
 SCHEMA: "dict[str, PolarsDataType]" = {
+    "province_code": pl.String,
     "feed": pl.String,
     "carrier": pl.String,
     "department_vi": pl.String,
@@ -117,28 +118,34 @@ def _newest(files: list[FileInfo]) -> FileInfo | None:
     return max(dated)[2] if dated else (max(files, key=lambda f: f.modified) if files else None)
 
 
-def _published(store: Lake, table: str, column: str, carrier: str | None) -> date | None:
+def _published(store: Lake, table: str, column: str, carrier: str | None, province: str) -> date | None:
     if not store.exists("silver", table):
         return None
     frame = store.scan("silver", table)
+    if provinces.partitioned():  # the former province's own rows
+        frame = frame.filter(pl.col("province_code") == province)
     if carrier:
         frame = frame.filter(pl.col("carrier") == carrier)
     value = frame.select(pl.col(column).max()).collect().item()
     return value.date() if isinstance(value, datetime) else value
 
 
-def status_row(spec: feeds.FeedSpec, inputs: Inputs, carrier: str | None = None) -> dict:
-    """The state of one feed (or one carrier of the BTS feed), with the reason in both languages."""
+def status_row(spec: feeds.FeedSpec, inputs: Inputs, carrier: str | None = None, province: str | None = None) -> dict:
+    """The state of one feed (or one carrier of the BTS feed) of one former province (provinces.py), with the
+    reason in both languages."""
     table = spec.name
-    files = inputs.landing.matching(spec.source.patterns)
+    province = province or provinces.codes()[0]
+    delivered = next(f for code, f, _ in provinces.deliveries(spec.source, inputs.landing) if code == province)
+    files = inputs.landing.matching(delivered.patterns)
     if carrier and spec.source.partition_of:
         files = [f for f in files if spec.source.partition_of(f.path) == carrier]
     newest = _newest(files)
     api = table == "dossiers" and inputs.api
     column = "updated_at" if table == "dossiers" else "snapshot_date"
-    published = _published(inputs.lake, table, column, carrier)
+    published = _published(inputs.lake, table, column, carrier, province)
     late_after = spec.api_late_after if api and spec.api_late_after else spec.late_after
     row = {
+        "province_code": province,
         "feed": table,
         "carrier": carrier,
         "department_vi": spec.owner.vi,
@@ -153,7 +160,7 @@ def status_row(spec: feeds.FeedSpec, inputs: Inputs, carrier: str | None = None)
         "last_snapshot_delivered": _snapshot(newest.path) if newest else None,
         "last_published_snapshot": published,
     }
-    who = f"{table}" + (f" ({carrier})" if carrier else "")
+    who = f"{table}" + (f" ({carrier})" if carrier else "") + (f" [{province}]" if provinces.several() else "")
 
     def verdict(state: str, vi: str, en: str) -> dict:
         return {**row, "state": state, "reason_vi": vi, "reason_en": en}
@@ -180,6 +187,8 @@ def status_row(spec: feeds.FeedSpec, inputs: Inputs, carrier: str | None = None)
                 f"{who}: file {newest.path} refused: {last.get('reason')}{keeps_en}",
             )
     gates = inputs.gates.filter(pl.col("feed") == table) if not inputs.gates.is_empty() else inputs.gates
+    if provinces.partitioned() and gates.height:  # the province's own batches (`<batch>_<code>`)
+        gates = gates.filter(pl.col("batch").str.ends_with(f"_{province}"))
     if gates.height:
         last_gate = gates.sort("batch").row(gates.height - 1, named=True)
         if last_gate["decision"] == "blocked":
@@ -207,9 +216,10 @@ def status_row(spec: feeds.FeedSpec, inputs: Inputs, carrier: str | None = None)
 
 def feed_status(inputs: Inputs, checked_at: datetime) -> pl.DataFrame:
     rows: list[dict] = []
-    for spec in feeds.feeds():
-        carriers = spec.parts or (None,)
-        rows.extend(status_row(spec, inputs, carrier) for carrier in carriers)
+    for code in provinces.codes():
+        for spec in feeds.feeds():
+            carriers = spec.parts or (None,)
+            rows.extend(status_row(spec, inputs, carrier, code) for carrier in carriers)
     return pl.DataFrame([{**r, "checked_at": checked_at} for r in rows], schema=SCHEMA)
 
 

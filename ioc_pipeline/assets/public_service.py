@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING, Any, cast
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import automation, faults, gate, parsing, recovery, vocabularies
+from ioc_pipeline import automation, faults, gate, parsing, provinces, recovery, vocabularies
 from ioc_pipeline.assets import deliveries, layers
 from ioc_pipeline.assets.layers import (
     OWNERS,
+    PROVINCE_COLUMN,
+    SCOPE_COLUMN,
     Gated,
     GatedTable,
     gate_batch,
@@ -273,14 +275,28 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         except PiiKeyError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
         try:
-            loaded = source.ingest(
-                store,
-                lake.dlt_dir,
-                landing.landing(),
-                key,
-                source.Gateway.from_settings(gateway),
-                settle_seconds=landing.settle_seconds,
-            )
+            where = landing.landing()
+            each = []
+            failed: dict[str, str] = {}
+            for i, (code, feed, partition) in enumerate(provinces.deliveries(source.FEED, where)):
+                # one gateway, read into the first former province's partition; every province's export files
+                api = source.Gateway.from_settings(gateway) if i == 0 else None
+                try:
+                    each.append(
+                        source.ingest(
+                            store, lake.dlt_dir, where, key, api, settle_seconds=landing.settle_seconds, feed=feed,
+                            partition=partition,
+                        )
+                    )  # fmt: skip
+                except Exception as error:  # one province's broken export load never stops the others'
+                    if api is not None or not provinces.partitioned() or len(failed) + 1 == len(provinces.codes()):
+                        raise  # the gateway's failures are retried as a whole step (NETWORK_RETRY)
+                    webhook = alerts.webhook_url or None
+                    failed[code] = layers.province_load_failed(context, store, source.FEED, code, error, webhook)
+            loaded = each[0]
+            for other in each[1:]:
+                loaded.report.merge(other.report)
+                loaded.months = sorted({*loaded.months, *other.months})
             faults.point("dlt_recorded")
         except Exception as error:  # dlt wraps the source's errors: report the cause, clearly
             cause = _root_cause(error)
@@ -291,6 +307,9 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             raise
         report = loaded.report
         files, checks = deliveries.report_deliveries(context, store, source.FEED, report, alerts.webhook_url or None)
+        if failed:
+            checks = [layers.with_failed_loads(check, failed) for check in checks]
+            files["provinces_load_failed"] = failed
         gateway_stats = loaded.gateway
         context.log.info(f"dossiers: {report.rows} versions loaded ({loaded.mode}); months changed: {loaded.months}")
         registered = automation.register(MONTHS, context.instance, delivered_months(store))
@@ -359,8 +378,8 @@ def _coded(text: pl.Expr, lookup: dict[str, int]) -> pl.Expr:
 
 
 @functools.cache
-def _resolver() -> UnitResolver:
-    return UnitResolver()  # its cache of resolved spellings lives as long as the process
+def _resolver(province: str) -> UnitResolver:
+    return UnitResolver(province)  # its cache of resolved spellings lives as long as the process
 
 
 def _resolve_units(frame: pl.DataFrame) -> pl.DataFrame:
@@ -368,7 +387,7 @@ def _resolve_units(frame: pl.DataFrame) -> pl.DataFrame:
     pairs = frame.select(
         pl.col("unit_text"), (pl.col("received_at").dt.date() >= REFORM_DATE).fill_null(False).alias("_post")
     ).unique()
-    resolver = _resolver()
+    resolver = _resolver(provinces.current())  # the former province being gated
     rows = []
     for text, post in pairs.iter_rows():
         found = resolver.resolve(text, as_of=REFORM_DATE if post else None, allow_district=True)
@@ -587,26 +606,40 @@ def silver_dossiers(
         loads = (
             sorted(bronze.select(pl.col(LOAD_ID).unique()).collect().get_column(LOAD_ID)) if bronze is not None else []
         )
-        delivered = current_versions(bronze).with_row_index(ROW_ID) if bronze is not None else pl.DataFrame()
-        if delivered.is_empty():
+        rows = 0
+        for code in provinces.codes():  # each former province's month on its own (the legacy layout: one)
+            mine = bronze.filter(layers.province_of_rows() == code) if bronze is not None else None
+            delivered = current_versions(mine).with_row_index(ROW_ID) if mine is not None else pl.DataFrame()
+            if delivered.is_empty():
+                continue
+            batch = f"{month}_{code}" if provinces.partitioned() else month
+            partition = "/".join(filter(None, [_month_partition(month), provinces.lake_partition(code)]))
+            gated = gate_batch(context, store, SILVER, delivered, partition, batch, alerts.webhook_url or None, code)
+            del delivered
+            rows += gated.delivered
+            summary = summaries.setdefault(month, {"published": True, "rows": 0, "delivered": 0})
+            summary["published"] = summary["published"] and gated.published
+            summary["rows"] += gated.clean.height
+            summary["delivered"] += gated.delivered
+            checks_by_month[batch] = gated.checks
+            previews.append(gated.clean.head(5))
+            rejected.append(gated.quarantine.select("source_file", "source_row", "rule", "reason"))
+            if catalog is not None:
+                codes = gated.clean.filter(
+                    ~pl.col("procedure_code").is_in(catalog) | pl.col("procedure_code").is_null()
+                )
+                found = codes.group_by(pl.col("procedure_code").fill_null("(missing)")).len().iter_rows()
+                month_unknown = unknown.setdefault(month, {})
+                for procedure, count in found:
+                    month_unknown[procedure] = month_unknown.get(procedure, 0) + count
+            pages.extend(_month_pages(store, month, gated, unknown.get(month)))
+            del gated  # keep one month in memory at a time
+        if month not in summaries:
             context.log.info(f"dossiers {month}: no versions delivered, nothing to rebuild")
             pages.extend(_month_pages(store, month, None, None))
             continue
-        gated = gate_batch(
-            context, store, SILVER, delivered, _month_partition(month), month, alerts.webhook_url or None
-        )
-        del delivered
-        record_lineage(store, month, loads, gated.delivered)
+        record_lineage(store, month, loads, rows)
         faults.point("silver")
-        summaries[month] = {"published": gated.published, "rows": gated.clean.height, "delivered": gated.delivered}
-        checks_by_month[month] = gated.checks
-        previews.append(gated.clean.head(5))
-        rejected.append(gated.quarantine.select("source_file", "source_row", "rule", "reason"))
-        if catalog is not None:
-            codes = gated.clean.filter(~pl.col("procedure_code").is_in(catalog) | pl.col("procedure_code").is_null())
-            unknown[month] = dict(codes.group_by(pl.col("procedure_code").fill_null("(missing)")).len().iter_rows())
-        pages.extend(_month_pages(store, month, gated, unknown.get(month)))
-        del gated  # keep one month in memory at a time
     if not summaries:
         # the nightly's months before their first dossier: nothing to rebuild is a success, not a failure
         context.log.info(f"dossiers: no versions delivered for {', '.join(months)}; silver left as it was")
@@ -777,12 +810,33 @@ def extracted_at(store: Lake) -> dt.datetime | None:
 
 
 def _kpi_table(store: Lake, by: list[str]) -> pl.DataFrame:
+    """The KPIs of each scope (provinces.scopes: each former province, and the merged city when there are
+    several), its rows marked with `province_code` and `province_scope`."""
     extracted = extracted_at(store)
+    province = pl.col(PROVINCE_COLUMN).fill_null(provinces.codes()[0])  # silver written before provinces
     if store.exists("silver", TABLE):
-        silver = store.scan("silver", TABLE).select(KPI_INPUTS)
+        silver = store.scan("silver", TABLE).with_columns(province.alias(PROVINCE_COLUMN))
+        silver = silver.select(PROVINCE_COLUMN, *KPI_INPUTS)
     else:
-        silver = pl.LazyFrame(schema=KPI_INPUT_SCHEMA)
+        silver = pl.LazyFrame(schema={PROVINCE_COLUMN: pl.String, **KPI_INPUT_SCHEMA})
     catalog = store.read("silver", "procedures") if store.exists("silver", "procedures") else None
+    if catalog is not None:
+        catalog = catalog.with_columns(province.alias(PROVINCE_COLUMN))
+    tables = []
+    for scope in provinces.scopes():
+        mine = pl.col(PROVINCE_COLUMN).is_in(list(scope.members))
+        scoped = silver.filter(mine).drop(PROVINCE_COLUMN)
+        table = _scope_kpis(scoped, catalog.filter(mine) if catalog is not None else None, by, extracted)
+        if table.is_empty() and scope.scope == provinces.SCOPE_FORMER and provinces.several():
+            continue  # a former province with no dossier yet
+        marks = [pl.lit(scope.province_code).alias(PROVINCE_COLUMN), pl.lit(scope.scope).alias(SCOPE_COLUMN)]
+        tables.append(table.select(*marks, pl.all()))
+    return pl.concat(tables, how="diagonal_relaxed")
+
+
+def _scope_kpis(
+    silver: pl.LazyFrame, catalog: pl.DataFrame | None, by: list[str], extracted: dt.datetime | None
+) -> pl.DataFrame:
     if by:
         agency_key = parsing.folded(pl.col("agency")).alias("_agency_key")
         names = silver.group_by(agency_key).agg(pl.col("agency").first()).collect()

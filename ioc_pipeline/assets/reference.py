@@ -12,7 +12,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import units
+from ioc_pipeline import provinces, units
 from ioc_pipeline.assets.layers import OWNERS
 from ioc_pipeline.metadata import TableDoc, table_metadata
 from ioc_pipeline.policies import pool_for
@@ -78,7 +78,7 @@ DOCS = {
     description="Units of Sóc Trăng (94) before the 2025 reform and of Cần Thơ city (92) after it, with validity.",
 )
 def admin_units(lake: LakeResource) -> dg.MaterializeResult:
-    table = units.admin_units()
+    table = units.admin_units(provinces.codes())
     lake.lake().write(table, "silver", "admin_units")
     return dg.MaterializeResult(metadata=table_metadata(table, doc=DOCS["silver.admin_units"]))
 
@@ -92,15 +92,16 @@ def admin_units(lake: LakeResource) -> dg.MaterializeResult:
     description="Every pre-2025 commune of Sóc Trăng and the post-reform unit(s) it became.",
 )
 def admin_unit_crosswalk(lake: LakeResource) -> dg.MaterializeResult:
-    table = units.admin_unit_crosswalk()
+    table = units.admin_unit_crosswalk(provinces.codes())
     lake.lake().write(table, "silver", "admin_unit_crosswalk")
     return dg.MaterializeResult(metadata=table_metadata(table, doc=DOCS["silver.admin_unit_crosswalk"]))
 
 
 def old_communes() -> pl.DataFrame:
-    """Every pre-2025 commune of Sóc Trăng with its district and its primary post-2025 unit."""
+    """Every pre-2025 commune of the former provinces in scope (provinces.in_scope: one former province, or
+    the merged city's) with its district and its primary post-2025 unit."""
     return (
-        units.admin_unit_crosswalk()
+        units.admin_unit_crosswalk(provinces.in_scope())
         .filter(pl.col("is_primary"))
         .select(
             pl.col("old_commune_code").alias("commune_code"),

@@ -7,6 +7,10 @@ and `INDICATOR_INPUTS` (the assets they read): `PARTS` is derived from that list
 are stable: dashboards select by them. A feed whose newest batch was blocked contributes its last
 good figures, dated by their own snapshot.
 Rows of earlier snapshots are kept, so the scorecard is also the indicators' history.
+
+Each indicator is computed per former province (`scope` former_province, `province_code` its code) and,
+when the deployment receives several, for the merged Cần Thơ city (`scope` merged_city, `province_code`
+92, by the new units): `indicators` reads the lake through `ScopedLake`, which shows it one scope's rows.
 """
 
 from collections.abc import Callable
@@ -14,7 +18,8 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline.assets.layers import OWNERS
+from ioc_pipeline import provinces
+from ioc_pipeline.assets.layers import OWNERS, PROVINCE_COLUMN, PROVINCE_DOCS, SCOPE_COLUMN, SCOPE_DOCS
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
@@ -30,6 +35,8 @@ PARTS: list[tuple[list[dg.AssetKey], Indicators]] = [
 ]
 
 SCHEMA = {
+    PROVINCE_COLUMN: pl.String,
+    SCOPE_COLUMN: pl.String,
     "indicator_code": pl.String,
     "indicator_name_vi": pl.String,
     "value": pl.Float64,
@@ -43,6 +50,8 @@ DOCS = {
         "Bảng chỉ tiêu tổng hợp của IOC (một dòng cho mỗi chỉ tiêu và ngày chốt)",
         "The IOC's headline indicators, one row per indicator and snapshot",
         {
+            **PROVINCE_DOCS,
+            **SCOPE_DOCS,
             "indicator_code": ("Mã chỉ tiêu (ổn định)", "stable indicator code"),
             "indicator_name_vi": ("Tên chỉ tiêu", "indicator name in Vietnamese"),
             "value": ("Giá trị", "value"),
@@ -54,12 +63,43 @@ DOCS = {
 }
 
 
+KEY = [PROVINCE_COLUMN, SCOPE_COLUMN, "indicator_code", "as_of_date"]
+
+
+class ScopedLake(Lake):
+    """The lake as one scope's indicators see it: tables that carry `province_code` show that scope's rows
+    (a gold table's rows of that scope; a silver table's rows of its former provinces); a table not split by
+    province (the dossiers' KPIs) belongs to the merged city, or to the one province of a single-province
+    deployment."""
+
+    def __init__(self, store: Lake, scope: provinces.Scope) -> None:
+        self.__dict__.update(store.__dict__)
+        self.scope = scope
+
+    def exists(self, layer: str, table: str) -> bool:
+        return super().exists(layer, table) and not self.read(layer, table).is_empty()
+
+    def read(self, layer: str, table: str) -> pl.DataFrame:
+        frame = super().read(layer, table)
+        if PROVINCE_COLUMN not in frame.columns:
+            whole = self.scope.scope == provinces.SCOPE_MERGED or not provinces.several()
+            return frame if whole else frame.clear()
+        frame = frame.with_columns(pl.col(PROVINCE_COLUMN).fill_null(provinces.codes()[0]))  # rows written before
+        if SCOPE_COLUMN in frame.columns:
+            mine = (pl.col(SCOPE_COLUMN) == self.scope.scope) & (pl.col(PROVINCE_COLUMN) == self.scope.province_code)
+            return frame.filter(mine)
+        return frame.filter(pl.col(PROVINCE_COLUMN).is_in(list(self.scope.members)))
+
+
 def merge_history(previous: pl.DataFrame | None, current: pl.DataFrame) -> pl.DataFrame:
-    """Current rows replace those of the same indicator and date; other dates stay as history."""
+    """Current rows replace those of the same scope, indicator and date; other dates stay as history. Rows
+    written before provinces were known are the legacy province's."""
     if previous is None or previous.is_empty():
         return current
-    kept = previous.join(current, on=["indicator_code", "as_of_date"], how="anti")
-    return pl.concat([kept.select(list(SCHEMA)), current]).sort("indicator_code", "as_of_date")
+    legacy = {PROVINCE_COLUMN: provinces.LEGACY[0], SCOPE_COLUMN: provinces.SCOPE_FORMER}
+    previous = previous.with_columns(*[pl.lit(v).alias(c) for c, v in legacy.items() if c not in previous.columns])
+    kept = previous.join(current, on=KEY, how="anti")
+    return pl.concat([kept.select(list(SCHEMA)), current]).sort(KEY)
 
 
 @dg.asset(
@@ -73,8 +113,13 @@ def merge_history(previous: pl.DataFrame | None, current: pl.DataFrame) -> pl.Da
 )
 def ioc_scorecard(lake: LakeResource) -> dg.MaterializeResult:
     store = lake.lake()
-    rows = [row for _, indicators in PARTS for row in indicators(store)]
-    current = pl.DataFrame(rows, schema=SCHEMA).sort("indicator_code", "as_of_date")
+    rows = [
+        {PROVINCE_COLUMN: scope.province_code, SCOPE_COLUMN: scope.scope, **row}
+        for scope in provinces.scopes()
+        for _, indicators in PARTS
+        for row in indicators(ScopedLake(store, scope))
+    ]
+    current = pl.DataFrame(rows, schema=SCHEMA).sort(KEY)
     previous = store.read("gold", "ioc_scorecard") if store.exists("gold", "ioc_scorecard") else None
     table = merge_history(previous, current)
     store.write(table, "gold", "ioc_scorecard")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import alerts, feedback
+from ioc_pipeline import alerts, feedback, provinces
 from ioc_pipeline.gate import Decision, GateResult, Rule
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc
@@ -97,7 +97,11 @@ class Outcome:
 
 
 def _workbook_name(table: str, batch: str, file: str | None) -> str:
-    return f"{table}/{posixpath.basename(file)}.xlsx" if file else f"{table}/{table}_{batch}.xlsx"
+    if not file:
+        return f"{table}/{table}_{batch}.xlsx"
+    # a former province's files (`92/procedures/…`) get its folder: two provinces deliver the same names
+    folder = f"{provinces.of_path(file)}/" if provinces.partitioned() else ""
+    return f"{table}/{folder}{posixpath.basename(file)}.xlsx"
 
 
 def quality_summary(
@@ -166,6 +170,7 @@ def record(
     rules: list[Rule],
     run_id: str,
     per_file: bool = True,
+    province: str | None = None,
 ) -> Outcome:
     """Write the feedback workbook(s) and the quality page of the batch, and its row in ops/gate_results."""
     from ioc_pipeline.report.quality import render_quality_page
@@ -214,7 +219,7 @@ def record(
         ],
         schema=SCHEMA,
     )
-    partition = f"feed={table}"
+    partition = f"feed={table}" + (f"/{province}" if province else "")  # a former province's own row(s)
     if not per_file:  # one row per batch (month): keep the other batches' rows
         previous = store.read_partition(LAYER, TABLE, partition)
         if previous is not None:

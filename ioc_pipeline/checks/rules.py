@@ -10,7 +10,7 @@ from __future__ import annotations
 from ioc_pipeline.gate import E, Rule
 from ioc_pipeline.units import province_bbox
 
-MIN_LON, MIN_LAT, MAX_LON, MAX_LAT = province_bbox()
+MIN_LON, MIN_LAT, MAX_LON, MAX_LAT = province_bbox()  # the legacy province's (Sóc Trăng, 94)
 
 
 def present(name: str, column: str, message: str, vi: str) -> Rule:
@@ -59,8 +59,10 @@ def coordinates_numeric() -> list[Rule]:
     ]
 
 
-def coordinates_in_province() -> list[Rule]:
-    """Coordinates inside the province's bounding box (a swapped or mistyped pair lands outside)."""
+def coordinates_in_province(province: str | None = None) -> list[Rule]:
+    """Coordinates inside the former province's bounding box (a swapped or mistyped pair lands outside);
+    default the legacy province's, `for_province` swaps in another's when its batch is gated."""
+    MIN_LON, MIN_LAT, MAX_LON, MAX_LAT = province_bbox(province) if province else province_bbox()  # noqa: N806
     return [
         Rule(
             "longitude_in_province",
@@ -75,3 +77,14 @@ def coordinates_in_province() -> list[Rule]:
             f"Vĩ độ nằm ngoài địa bàn tỉnh (từ {MIN_LAT} đến {MAX_LAT})",
         ),
     ]
+
+
+COORDINATE_RULES = ("longitude_in_province", "latitude_in_province")
+
+
+def for_province(rules: list[Rule], province: str) -> list[Rule]:
+    """`rules` as they judge former province `province`'s batch: its own bounding box for the coordinates."""
+    if not any(r.name in COORDINATE_RULES for r in rules):
+        return rules
+    own = {r.name: r for r in coordinates_in_province(province)}
+    return [own.get(r.name, r) if r.name in COORDINATE_RULES else r for r in rules]

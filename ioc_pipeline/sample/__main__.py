@@ -1,7 +1,11 @@
-"""`python -m ioc_pipeline.sample [--out DIR] [--seed N] [--feeds a,b] [--scale S]`: write a sample delivery.
+"""`python -m ioc_pipeline.sample [--out DIR] [--seed N] [--feeds a,b] [--scale S] [--province 92,93,94]`: write a
+sample delivery.
 
 Without `--scale`, the small committed sample. With `--scale S`, the feeds that support it write a
 larger delivery on demand (dossiers: about S million versions a year, a whole year unless `--months`).
+With `--province`, the delivery of those former provinces of the merged Cần Thơ city: 94 (Sóc Trăng) is
+the committed sample, 92 and 93 a small delivery of their own (`sample/province.py`); one province is
+written at `--out`, several each under `--out/<code>/` (the multi-province landing layout, provinces.py).
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from ioc_pipeline.sample import dossiers, postal, procedures, telecom
+from ioc_pipeline.sample import dossiers, postal, procedures, province, telecom
 
+LEGACY_PROVINCE = "94"  # Sóc Trăng: the committed sample is its delivery
 SEED = 20220517  # the day the steering committee asked for the data
 FEEDS: dict[str, Callable[[Path, int], list[Path]]] = {
     "procedures": procedures.write,
@@ -31,7 +36,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--feeds", default=",".join(FEEDS), help=f"comma-separated, of: {', '.join(FEEDS)}")
     parser.add_argument("--scale", type=float, help="about S million dossier versions a year (benchmark sizes)")
     parser.add_argument("--months", type=int, default=12, help="with --scale: months from January 2022 (1-12)")
+    parser.add_argument("--province", help="former province code(s), comma-separated: 92, 93, 94 (Sóc Trăng)")
     args = parser.parse_args(argv)
+    if args.province:
+        codes = [c.strip() for c in args.province.split(",") if c.strip()]
+        for code in codes:
+            out = args.out / code if len(codes) > 1 else args.out
+            if code == LEGACY_PROVINCE:
+                paths = [p for name in args.feeds.split(",") for p in FEEDS[name](out, args.seed)]
+            else:
+                paths = province.write(out, code, args.seed)
+            for path in paths:
+                print(path)
+        return
     for name in args.feeds.split(","):
         if args.scale is not None and name in SCALED:
             paths = SCALED[name](args.out, args.seed, args.scale, args.months)

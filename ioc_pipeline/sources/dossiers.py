@@ -414,9 +414,10 @@ def export_resource(
     ahead: DigestsAhead | None = None,
     candidates: list[Candidate] | None = None,
     refused: dict[tuple[str, str], tuple[str, str]] | None = None,
+    feed: Feed = FEED,
 ) -> Any:
     read = partial(read_export, key=key, ahead=ahead)
-    return file_resource(FEED, landing, report, read=read, candidates=candidates, refused=refused)
+    return file_resource(feed, landing, report, read=read, candidates=candidates, refused=refused)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -831,25 +832,28 @@ def ingest(
     gateway: Gateway | None,
     sleep: Callable = time.sleep,
     settle_seconds: float = SETTLE_SECONDS,
+    feed: Feed = FEED,
+    partition: str | None = None,
 ) -> DossierIngest:
-    """Load what is new into bronze: from the gateway when configured, else from the export files."""
+    """Load what is new into bronze: from the gateway when configured, else from the export files (`feed`:
+    the dossier feed under a former province's landing folder, loaded into its `partition` of bronze)."""
     report = IngestReport()
     stats = GatewayStats() if gateway else None
     ahead = DigestsAhead()
-    candidates, fates = survey(FEED, landing, settle_seconds)
+    candidates, fates = survey(feed, landing, settle_seconds)
     if gateway:  # the export files wait: the gateway is the source while it is configured
         why = (
             "the gateway API is configured (IOC_DOSSIER_API_URL): export files are not read",
             "đang dùng API của trục liên thông (IOC_DOSSIER_API_URL): không đọc tệp xuất",
         )
-        fates += [fate_of(FEED, c.file, "ignored", *why) for c in candidates]
+        fates += [fate_of(feed, c.file, "ignored", *why) for c in candidates]
         resource = gateway_resource(gateway, key, stats or GatewayStats(), lake, sleep)
     else:
         refused = refused_earlier(lake, TABLE)
-        resource = export_resource(landing, report, key, ahead, candidates=candidates, refused=refused)
+        resource = export_resource(landing, report, key, ahead, candidates=candidates, refused=refused, feed=feed)
     report.fates.extend(fates)
     try:
-        report.load_ids = load(lake, dlt_dir, TABLE, resource)  # crash-safe: finishes what a killed run left
+        report.load_ids = load(lake, dlt_dir, TABLE, resource, partition)  # crash-safe: finishes a killed run's
     finally:
         ahead.close()
     report.rows, months = loaded(lake, report.load_ids)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import errno
 import hashlib
 import io
@@ -103,6 +104,12 @@ class Feed:
     @property
     def extensions(self) -> tuple[str, ...]:
         return tuple(sorted({p.rsplit(".", 1)[-1].lower() for p in self.patterns}))
+
+    def under(self, prefix: str) -> Feed:
+        """The same feed delivered under `<landing>/<prefix>/` (a former province's folder; '' = the root)."""
+        if not prefix:
+            return self
+        return dataclasses.replace(self, patterns=tuple(f"{prefix}/{p}" for p in self.patterns))
 
     def named_like(self, path: str) -> bool:
         """Named as one of the feed's deliveries (`enterprises_20220531.xls`) whatever the extension."""
@@ -618,6 +625,18 @@ class IngestReport:
     def fate(self, path: str) -> FileFate | None:
         return next((f for f in self.fates if f.path == path), None)
 
+    def merge(self, other: IngestReport) -> IngestReport:
+        """Add another load's report (a former province's) to this one: one report for the feed's step."""
+        self.loaded += other.loaded
+        self.skipped += other.skipped
+        self.errors += other.errors
+        self.rows += other.rows
+        self.load_ids += other.load_ids
+        self.fates += other.fates
+        self.rows_read.update(other.rows_read)
+        self.encodings.update(other.encodings)
+        return self
+
 
 def stat_key(file: FileInfo) -> str:
     """What identifies a delivered file without reading it: path, size and modification time. A file
@@ -729,17 +748,22 @@ def file_resource(
     return delivered
 
 
-def pipeline(lake: Lake, dlt_dir: str, name: str) -> dlt.Pipeline:
-    """The dlt pipeline of one feed: Parquet files in `<lake>/bronze/<table>/`. dlt is imported here, at
-    the first load, not with the definitions (a second of imports that most processes never need)."""
+def pipeline(lake: Lake, dlt_dir: str, name: str, partition: str | None = None) -> dlt.Pipeline:
+    """The dlt pipeline of one feed: Parquet files in `<lake>/bronze/<table>/` (a former province's in
+    `<table>/<partition>/`, under a pipeline of its own: its state and load records never meet another's).
+    dlt is imported here, at the first load, not with the definitions (a second of imports that most
+    processes never need)."""
     import dlt
     from dlt.destinations import filesystem
 
     dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
     return dlt.pipeline(
-        pipeline_name=f"ioc_{name}",
+        pipeline_name=f"ioc_{name}" + (f"_{partition}" if partition else ""),
         pipelines_dir=dlt_dir,
-        destination=filesystem(bucket_url=lake.url, layout="{table_name}/{load_id}.{file_id}.{ext}"),
+        destination=filesystem(
+            bucket_url=lake.url,
+            layout="{table_name}/" + (f"{partition}/" if partition else "") + "{load_id}.{file_id}.{ext}",
+        ),
         dataset_name="bronze",
     )
 
@@ -805,7 +829,7 @@ def _load_id(file_name: str) -> str | None:
     return found.group(1) if found else None
 
 
-def unfinished_files(lake: Lake, p: dlt.Pipeline, table: str) -> list[str]:
+def unfinished_files(lake: Lake, p: dlt.Pipeline, table: str, partition: str | None = None) -> list[str]:
     """Files in bronze of loads that never completed and are not pending in dlt's working folder: a load
     killed mid-copy whose package was lost or discarded. dlt records each completed load in
     `bronze/_dlt_loads/<pipeline>__<load_id>.jsonl`; a reader of bronze must never see the others."""
@@ -819,7 +843,7 @@ def unfinished_files(lake: Lake, p: dlt.Pipeline, table: str) -> list[str]:
     keep = completed | set(p.list_normalized_load_packages()) | set(p.list_extracted_load_packages())
     found = [
         f
-        for f in _listing(lake, f"{root}/{table}")
+        for f in _listing(lake, f"{root}/{table}" + (f"/{partition}" if partition else ""))
         if (load_id := _load_id(PurePosixPath(f).name)) is not None and load_id not in keep
     ]
     found += [
@@ -847,32 +871,32 @@ def stray_extracts(p: dlt.Pipeline) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.is_dir() and _EXTRACT_FOLDER.fullmatch(f.name))
 
 
-def discard_unfinished(lake: Lake, p: dlt.Pipeline, table: str) -> list[str]:
+def discard_unfinished(lake: Lake, p: dlt.Pipeline, table: str, partition: str | None = None) -> list[str]:
     """Abort dlt's pending packages (dlt restores its state as it was before them, so their files are
     not marked loaded) and remove from bronze every file of a load that did not complete."""
     if p.has_pending_data:
         p.abort_packages()
-    removed = unfinished_files(lake, p, table)
+    removed = unfinished_files(lake, p, table, partition)
     for path in removed:
         lake.fs.rm(path)
     return removed
 
 
-def load(lake: Lake, dlt_dir: str, table: str, resource: Any) -> list[str]:
+def load(lake: Lake, dlt_dir: str, table: str, resource: Any, partition: str | None = None) -> list[str]:
     """Run dlt for one feed, crash-safe; returns the ids of the loads now in bronze.
 
     First what a killed run left: `run()` without data syncs the state with the lake and loads the
     packages that were extracted or normalized but not loaded (their rows were taken from the landing
     zone and marked loaded in dlt's state: they must arrive, once); then bronze files of loads that never
     completed (a lost package) are removed. A full disk discards the load whole and says so."""
-    p = pipeline(lake, dlt_dir, table)
+    p = pipeline(lake, dlt_dir, table, partition)
     try:
         load_ids: list[str] = []
         pending = p.run()
         if pending is not None:
             pending.raise_on_failed_jobs()
             load_ids += pending.loads_ids
-        for path in unfinished_files(lake, p, table):
+        for path in unfinished_files(lake, p, table, partition):
             lake.fs.rm(path)
         for folder in stray_extracts(p):  # the bronze pool's slot: no other extraction of this feed runs
             shutil.rmtree(folder, ignore_errors=True)
@@ -887,7 +911,7 @@ def load(lake: Lake, dlt_dir: str, table: str, resource: Any) -> list[str]:
         if full is None:
             raise
         try:
-            discard_unfinished(lake, p, table)
+            discard_unfinished(lake, p, table, partition)
         except Exception as cleanup:  # noqa: BLE001 - still full: the next run retries the clean-up
             raise DiskFullError(f"disk full while loading {table}: {full}; clean-up not finished ({cleanup})") from None
         raise DiskFullError(
@@ -896,11 +920,18 @@ def load(lake: Lake, dlt_dir: str, table: str, resource: Any) -> list[str]:
 
 
 def ingest(
-    feed: Feed, landing: Landing, lake: Lake, dlt_dir: str, settle_seconds: float = SETTLE_SECONDS
+    feed: Feed,
+    landing: Landing,
+    lake: Lake,
+    dlt_dir: str,
+    settle_seconds: float = SETTLE_SECONDS,
+    partition: str | None = None,
 ) -> IngestReport:
+    """Load the settled files of `feed` (already `under` its province's folder) into bronze, in the
+    province's `partition` of the table when there is one."""
     report = IngestReport()
     candidates, fates = survey(feed, landing, settle_seconds)
     report.fates.extend(fates)
     resource = file_resource(feed, landing, report, candidates=candidates, refused=refused_earlier(lake, feed.table))
-    report.load_ids = load(lake, dlt_dir, feed.table, resource)
+    report.load_ids = load(lake, dlt_dir, feed.table, resource, partition)
     return report

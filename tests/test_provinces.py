@@ -1,0 +1,191 @@
+"""Several former provinces in one deployment (issue 15, item 1): Cần Thơ city = old Cần Thơ (92), Hậu Giang
+(93) and Sóc Trăng (94). Three provinces' deliveries under `<landing>/<code>/`, one run, gold and the
+scorecard per former province and for the merged city; Sóc Trăng's figures are the legacy run's; a broken
+delivery of one province holds back none of the others. (The legacy layout is the rest of the suite.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ioc_pipeline import provinces, units
+from ioc_pipeline.sample import province as sample
+from ioc_pipeline.sample.__main__ import SEED
+from ioc_pipeline.sample.__main__ import main as write_sample
+from tests.conftest import LOCAL_INSTANCE, Pipeline, failure_messages, succeeded
+
+CODES = ("92", "93", "94")
+
+
+def three_provinces(root: Path) -> Pipeline:
+    pipeline = Pipeline(root, {"IOC_PROVINCES": ",".join(CODES)})
+    pipeline.home.mkdir(parents=True)
+    shutil.copy(LOCAL_INSTANCE, pipeline.home / "dagster.yaml")
+    write_sample(["--province", ",".join(CODES), "--out", str(pipeline.landing)])
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def merged(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    pipeline = three_provinces(tmp_path_factory.mktemp("provinces") / "data")
+    results = pipeline.refresh()
+    assert succeeded(results), failure_messages(results)
+    return pipeline
+
+
+def scorecard(pipeline: Pipeline, code: str, scope: str = provinces.SCOPE_FORMER) -> dict[str, float]:
+    """One scope's newest figures (`code`, `scope` are this file's constants, never user input)."""
+    where = f"province_code = '{code}' and province_scope = '{scope}'"
+    return dict(pipeline.query(f"select indicator_code, value from gold.ioc_scorecard_latest where {where}"))
+
+
+def test_the_province_list_comes_from_the_unit_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IOC_PROVINCES", raising=False)
+    assert provinces.codes() == ("94",) and not provinces.partitioned()
+    monkeypatch.setenv("IOC_PROVINCES", "93, 92,93")
+    assert provinces.codes() == ("93", "92")
+    assert [p.name for p in provinces.configured()] == ["Tỉnh Hậu Giang", "Thành phố Cần Thơ"]
+    assert sorted(units.merged_into("92")) == list(CODES)
+    monkeypatch.setenv("IOC_PROVINCES", "92,95")
+    with pytest.raises(ValueError, match="95"):
+        provinces.codes()
+
+
+@pytest.mark.parametrize("code", ["92", "93"])
+def test_units_resolve_against_the_rows_former_province(code: str) -> None:
+    """Each province's own commune names resolve there, to Cần Thơ city's new units (92)."""
+    place = sample.places(code)[0]
+    resolved = units.UnitResolver(code).resolve(place.commune, place.district)
+    assert resolved.error is None and resolved.unit_name == place.commune
+    new = units.admin_units(CODES).filter(era="post_2025")
+    assert resolved.new_unit_code in set(new["unit_code"]) and set(new["province_code"]) == {"92"}
+    assert units.UnitResolver("94").resolve(place.commune, place.district).error is not None
+
+
+def test_each_province_lands_in_its_own_paths(merged: Pipeline) -> None:
+    lake = merged.root / "lake"
+    for code in CODES:
+        assert list((lake / "bronze" / "procedures" / code).glob("*.parquet")), code
+        assert (lake / "silver" / "bts_stations" / code / "data.parquet").exists(), code
+        assert (merged.root / "dlt" / f"ioc_procedures_{code}").is_dir(), code
+    assert not list((lake / "bronze" / "procedures").glob("*.parquet"))  # nothing at the table's root
+    silver = dict(merged.query("select province_code, count(*) from silver.procedures group by 1"))
+    assert silver == {"92": sample.PROCEDURES, "93": sample.PROCEDURES, "94": 1843}
+    for code in CODES:  # dossiers: a month partition holds each former province's own file
+        assert (lake / "silver" / "dossiers" / "month=2022-04" / code / "data.parquet").exists(), code
+        assert list((lake / "bronze" / "dossiers" / code).glob("*.parquet")), code
+    dossiers = dict(merged.query("select province_code, count(*) from silver.dossiers group by 1"))
+    assert dossiers["92"] == dossiers["93"] == sample.DOSSIERS  # each province's names resolved against its own
+    assert merged.query("select count(*) from quarantine.dossiers where province_code in ('92', '93')") == [(0,)]
+
+
+def test_gold_and_scorecard_per_former_province_and_for_the_merged_city(merged: Pipeline, sample_run: Pipeline) -> None:
+    legacy = sample_run.scorecard()
+    assert scorecard(merged, "94") == pytest.approx(legacy)  # Sóc Trăng's figures, as in the legacy layout
+    per_province = {code: scorecard(merged, code) for code in CODES}
+    for code in ("92", "93"):
+        for indicator, value in sample.figures(code, SEED).items():
+            assert per_province[code][indicator] == value, (code, indicator)
+    city = scorecard(merged, "92", provinces.SCOPE_MERGED)
+    summed = ("procedures_total", "bts_sites", "bts_sites_4g", "postal_enterprises", "postal_service_points")
+    for indicator in (*summed, "dossiers_received"):
+        assert city[indicator] == sum(per_province[c][indicator] for c in CODES), indicator
+    # gold: the merged city's units are Cần Thơ city's new units, each province's old communes its own
+    by_unit = merged.query(
+        "select province_scope, province_code, count(distinct new_unit_code), sum(sites) "
+        "from gold.telecom_coverage_by_new_unit_latest group by 1, 2 order by 1, 2"
+    )
+    sites = {(scope, code): total for scope, code, _, total in by_unit}
+    assert sites[(provinces.SCOPE_MERGED, "92")] == sum(sites[(provinces.SCOPE_FORMER, c)] for c in CODES)
+    communes = dict(
+        merged.query("select province_code, count(*) from gold.telecom_coverage_by_commune_latest "
+                     "where province_scope = 'former_province' group by 1")
+    )  # fmt: skip
+    for code in CODES:
+        expected = units.admin_units((code,)).filter(era="pre_2025", level="commune", province_code=code).height
+        assert communes[code] == expected, code
+
+
+def test_the_province_columns_are_documented(merged: Pipeline) -> None:
+    missing = merged.query(
+        "select table_name, column_name from duckdb_columns() where column_name in ('province_code', "
+        "'province_scope') and (comment is null or comment = '')"
+    )
+    assert missing == []
+
+
+def test_a_broken_delivery_of_one_province_holds_back_none_of_the_others(merged: Pipeline, tmp_path: Path) -> None:
+    pipeline = merged.copy(tmp_path / "data")
+    newer = "tthc_20220531.json"
+    catalog_92 = json.loads((pipeline.landing / "92" / "procedures" / "tthc_20220430.json").read_text("utf-8"))
+    (pipeline.landing / "92" / "procedures" / newer).write_text(json.dumps(catalog_92[1:]), encoding="utf-8")
+    broken = [{**row, "MaTTHC": f"X{i}"} for i, row in enumerate(catalog_92)]  # every code breaks the pattern
+    (pipeline.landing / "93" / "procedures" / newer).write_text(json.dumps(broken), encoding="utf-8")
+    (pipeline.landing / "93" / "telecom" / "bts" / "viettel_20220531.csv").write_text('not;a\n"register', "utf-8")
+
+    results = pipeline.refresh()
+    assert succeeded(results), failure_messages(results)
+
+    latest = dict(pipeline.query("select province_code, max(snapshot_date)::varchar from silver.procedures group by 1"))
+    assert latest == {"92": "2022-05-31", "93": "2022-04-30", "94": "2022-04-30"}  # 93 keeps its last good
+    assert scorecard(pipeline, "92")["procedures_total"] == sample.PROCEDURES - 1
+    assert scorecard(pipeline, "93")["procedures_total"] == sample.PROCEDURES
+    assert scorecard(pipeline, "94") == scorecard(merged, "94")
+    decisions = pipeline.query("select batch, decision from ops.gate_results where feed = 'procedures' order by 1")
+    assert ("2022-05-31_93", "blocked") in decisions and ("2022-05-31_92", "published") in decisions
+    quarantined = pipeline.query("select distinct province_code, rule from quarantine.procedures")
+    assert ("93", "procedure_code_pattern") in quarantined
+    refused = pipeline.query("select path from ops.refused_files")
+    assert ("93/telecom/bts/viettel_20220531.csv",) in refused
+    states = {
+        (code, feed): state
+        for code, feed, state in pipeline.query(
+            "select province_code, feed || coalesce('/' || carrier, ''), state from ops.feed_status"
+        )
+    }
+    assert states[("93", "procedures")] == "blocked" and states[("92", "procedures")] != "blocked"
+    assert states[("93", "bts_stations/viettel")] == "file_refused"
+    assert states[("92", "bts_stations/viettel")] != "file_refused"
+    bts = dict(pipeline.query("select province_code, count(*) from silver.bts_stations group by 1"))
+    assert bts == dict(merged.query("select province_code, count(*) from silver.bts_stations group by 1"))
+
+
+def test_validate_judges_a_file_by_its_own_province(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cli validate --province 93`: Hậu Giang's register is publishable there, refused rows as Sóc Trăng's."""
+    from ioc_pipeline.validate import EXIT_BLOCKED, EXIT_PUBLISHABLE, validate
+
+    monkeypatch.delenv("IOC_PROVINCES", raising=False)
+    write_sample(["--province", "93", "--out", str(tmp_path / "landing")])
+    register = str(tmp_path / "landing" / "telecom" / "bts" / "viettel_20220430.csv")
+    with provinces.gating("93"):
+        assert validate([register], str(tmp_path / "feedback")) == EXIT_PUBLISHABLE
+    assert validate([register], str(tmp_path / "feedback")) == EXIT_BLOCKED  # judged as Sóc Trăng's (94)
+
+
+def test_a_province_whose_load_fails_outright_holds_back_none_of_the_others(merged: Pipeline, tmp_path: Path) -> None:
+    """Not a bad file but a broken load (93's dlt state unreadable): logged, alerted, the check fails, and the
+    other provinces' new deliveries are loaded, gated and published in the same run."""
+    pipeline = merged.copy(tmp_path / "data")
+    (pipeline.root / "dlt" / "ioc_procedures_93" / "state.json").write_text('{"broken', encoding="utf-8")
+    for code in ("92", "93"):
+        folder = pipeline.landing / code / "procedures"
+        catalog = json.loads((folder / "tthc_20220430.json").read_text("utf-8"))
+        (folder / "tthc_20220531.json").write_text(json.dumps(catalog[1:]), encoding="utf-8")
+
+    results = pipeline.refresh()
+    assert succeeded(results), failure_messages(results)
+
+    latest = dict(pipeline.query("select province_code, max(snapshot_date)::varchar from silver.procedures group by 1"))
+    assert latest == {"92": "2022-05-31", "93": "2022-04-30", "94": "2022-04-30"}
+    alerts = pipeline.query("select alert_id from ops.alerts where kind = 'province_load_failed'")
+    assert alerts == [("province_load_failed:procedures/93",)]
+    readable = [
+        check
+        for result in results
+        for check in result.get_asset_check_evaluations()
+        if check.asset_key.path == ["bronze", "procedures"] and check.check_name == "delivered_files_readable"
+    ]
+    assert readable and not readable[0].passed and "93" in (readable[0].description or "")
