@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -512,6 +513,15 @@ def targets(result: dict) -> dict:
     return checks
 
 
+def save(result: dict, stem: Path, render: Callable[[dict], str]) -> dict:
+    """Write a result as `<stem>.json` and `<stem>.md` (its rendering), and print the markdown."""
+    stem.with_name(f"{stem.name}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    stem.with_name(f"{stem.name}.md").write_text(render(result))
+    log(f"wrote {stem}.json and .md")
+    print(render(result))
+    return result
+
+
 def markdown(result: dict) -> str:
     full = result["pipeline"]["full"]
     loaded = result.get("loaded") or []
@@ -757,11 +767,7 @@ def main(argv: list[str] | None = None) -> dict:
         + ("_procedures-only" if feeds == ["procedures"] else "")
         + ("_LOADED" if result["loaded"] else "")
     )
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(result))
-    log(f"wrote {args.out / stem}.json and .md")
-    print(markdown(result))
-    return result
+    return save(result, args.out / stem, markdown)
 
 
 if __name__ == "__main__":

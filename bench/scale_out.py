@@ -38,6 +38,7 @@ from bench.run import (
     machine,
     part_done,
     pipeline_env,
+    save,
     versions,
     wait_for_quiet,
 )
@@ -275,11 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{started:%Y%m%dT%H%M%SZ}_scale-out_S{args.scale:g}" + ("_LOADED" if result["loaded"] else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(result))
-    log(f"wrote {args.out / stem}.json and .md")
-    print(markdown(result))
-    return result
+    return save(result, args.out / stem, markdown)
 
 
 if __name__ == "__main__":
