@@ -174,6 +174,7 @@ def run(job_name: str | None = None, everything: bool = False) -> int:
     published = any(published_in(r) for r in results)
     states = show_feeds()
     troubled = [f"{feed} ({state})" for feed, state in states if state in NOT_PUBLISHED_STATES]
+    troubled += failed_checks(results)
     failed = [f"{r.job_def.name} {r.run_id[:8]}" for r in results if not r.success]
     print(f"\n{len(results)} run(s) in {elapsed:.1f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
     if not published:
@@ -183,6 +184,17 @@ def run(job_name: str | None = None, everything: bool = False) -> int:
         print(f"published, but not every feed: {', '.join(troubled) or 'a step failed (see above)'}")
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def failed_checks(results: list[ExecutionResult]) -> list[str]:
+    """The checks of severity ERROR that failed (a province's load that failed outright fails
+    `delivered_files_readable` while every feed still shows its last good data): `cli run` says so, exit 3."""
+    return [
+        f"{e.asset_key.to_user_string()} (check {e.check_name} failed)"
+        for r in results
+        for e in r.get_asset_check_evaluations()
+        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+    ]
 
 
 def show_feeds() -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ioc_pipeline import provinces, units
+from ioc_pipeline import cli, provinces, units
 from ioc_pipeline.sample import province as sample
 from ioc_pipeline.sample.__main__ import SEED
 from ioc_pipeline.sample.__main__ import main as write_sample
@@ -165,7 +165,9 @@ def test_validate_judges_a_file_by_its_own_province(tmp_path: Path, monkeypatch:
     assert validate([register], str(tmp_path / "feedback")) == EXIT_BLOCKED  # judged as Sóc Trăng's (94)
 
 
-def test_a_province_whose_load_fails_outright_holds_back_none_of_the_others(merged: Pipeline, tmp_path: Path) -> None:
+def test_a_province_whose_load_fails_outright_holds_back_none_of_the_others(
+    merged: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Not a bad file but a broken load (93's dlt state unreadable): logged, alerted, the check fails, and the
     other provinces' new deliveries are loaded, gated and published in the same run."""
     pipeline = merged.copy(tmp_path / "data")
@@ -189,3 +191,7 @@ def test_a_province_whose_load_fails_outright_holds_back_none_of_the_others(merg
         if check.asset_key.path == ["bronze", "procedures"] and check.check_name == "delivered_files_readable"
     ]
     assert readable and not readable[0].passed and "93" in (readable[0].description or "")
+
+    with pipeline.environment():  # `cli run --all` meets the broken state again: published, and says so (exit 3)
+        assert cli.run(everything=True) == cli.EXIT_PARTIAL
+    assert "bronze/procedures (check delivered_files_readable failed)" in capsys.readouterr().out
