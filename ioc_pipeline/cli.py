@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import sys
 import time
 from datetime import UTC, datetime
@@ -230,13 +231,13 @@ def show_scorecard() -> None:
             "order by as_of_date desc) = 1 order by province_scope, province_code, indicator_code"
         ).fetchall()
     print(f"\ngold.ioc_scorecard in {path} (latest value of each indicator):")
-    scopes = sorted({(scope, province) for scope, province, *_ in rows})
-    for scope, province in scopes:
-        if len(scopes) > 1:
+    blocks = [
+        (scope, list(block)) for scope, block in itertools.groupby(rows, key=lambda row: row[:2])
+    ]  # the query sorts by them
+    for (scope, province), block in blocks:
+        if len(blocks) > 1:
             print(f"  [{scope} {province}]")
-        for row_scope, row_province, code, amount, unit, as_of in rows:
-            if (row_scope, row_province) != (scope, province):
-                continue
+        for *_, code, amount, unit, as_of in block:
             if amount is None:
                 shown = "-"
             elif unit == "percent":

@@ -16,11 +16,10 @@ no table for that feed and the scorecard no row for its indicators (unknown, not
 other feeds are published as usual.
 """
 
-import dataclasses
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, TypeVar
 
 import dagster as dg
 import polars as pl
@@ -284,7 +283,6 @@ def gate_batch(
     (default: the first configured); silver and quarantine rows carry it (`province_code`)."""
     code = province or provinces.codes()[0]
     where = f"{spec.table} {partition}" if partition else spec.table
-    spec = dataclasses.replace(spec, rules=for_province(spec.rules, code))
     with provinces.gating(code):
         result = spec.gate(delivered, store)
     previous = store.row_count("silver", spec.table, partition) or None
@@ -312,7 +310,7 @@ def gate_batch(
         quarantine,
         result,
         decision,
-        spec.rules,
+        for_province(spec.rules, code),  # as `spec.gate` judged them inside `gating(code)`
         context.run_id,
         per_file=not partition or partition == provinces.lake_partition(code),
         province=provinces.lake_partition(code),
@@ -618,17 +616,24 @@ def keep_history(previous: pl.DataFrame | None, current: pl.DataFrame) -> pl.Dat
 REFERENCE_TABLES = frozenset({"admin_units", "admin_unit_crosswalk"})
 
 
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def rows_of_scope(frame: Frame, scope: provinces.Scope) -> Frame:
+    """The rows of a table (with `province_code`) that belong to `scope`: a former province's own rows, or
+    every former province's (the merged city); of a gold table (with `province_scope`), its rows of that very
+    scope. Rows written before provinces were known are the first listed province's."""
+    frame = frame.with_columns(pl.col(PROVINCE_COLUMN).fill_null(provinces.codes()[0]))
+    if SCOPE_COLUMN in frame.collect_schema().names():
+        return frame.filter((pl.col(SCOPE_COLUMN) == scope.scope) & (pl.col(PROVINCE_COLUMN) == scope.province_code))
+    return frame.filter(pl.col(PROVINCE_COLUMN).is_in(list(scope.members)))
+
+
 def _scoped_input(frame: pl.DataFrame, table: str, scope: provinces.Scope) -> pl.DataFrame:
-    """The rows of one input that a scope's table is built from: a former province's own rows, or every
-    former province's (the merged city); a gold input, its rows of that very scope."""
+    """The rows of one input that a scope's table is built from, without the province columns."""
     if table in REFERENCE_TABLES or PROVINCE_COLUMN not in frame.columns:
         return frame
-    frame = frame.with_columns(pl.col(PROVINCE_COLUMN).fill_null(provinces.codes()[0]))  # rows written before
-    if SCOPE_COLUMN in frame.columns:
-        return frame.filter(
-            (pl.col(SCOPE_COLUMN) == scope.scope) & (pl.col(PROVINCE_COLUMN) == scope.province_code)
-        ).drop(PROVINCE_COLUMN, SCOPE_COLUMN)
-    return frame.filter(pl.col(PROVINCE_COLUMN).is_in(list(scope.members))).drop(PROVINCE_COLUMN)
+    return rows_of_scope(frame, scope).drop(PROVINCE_COLUMN, SCOPE_COLUMN, strict=False)
 
 
 def build_by_scope(

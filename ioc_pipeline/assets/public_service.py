@@ -813,20 +813,16 @@ def _kpi_table(store: Lake, by: list[str]) -> pl.DataFrame:
     """The KPIs of each scope (provinces.scopes: each former province, and the merged city when there are
     several), its rows marked with `province_code` and `province_scope`."""
     extracted = extracted_at(store)
-    province = pl.col(PROVINCE_COLUMN).fill_null(provinces.codes()[0])  # silver written before provinces
     if store.exists("silver", TABLE):
-        silver = store.scan("silver", TABLE).with_columns(province.alias(PROVINCE_COLUMN))
-        silver = silver.select(PROVINCE_COLUMN, *KPI_INPUTS)
+        silver = store.scan("silver", TABLE).select(PROVINCE_COLUMN, *KPI_INPUTS)
     else:
         silver = pl.LazyFrame(schema={PROVINCE_COLUMN: pl.String, **KPI_INPUT_SCHEMA})
     catalog = store.read("silver", "procedures") if store.exists("silver", "procedures") else None
-    if catalog is not None:
-        catalog = catalog.with_columns(province.alias(PROVINCE_COLUMN))
     tables = []
     for scope in provinces.scopes():
-        mine = pl.col(PROVINCE_COLUMN).is_in(list(scope.members))
-        scoped = silver.filter(mine).drop(PROVINCE_COLUMN)
-        table = _scope_kpis(scoped, catalog.filter(mine) if catalog is not None else None, by, extracted)
+        scoped = layers.rows_of_scope(silver, scope).drop(PROVINCE_COLUMN)
+        mine = layers.rows_of_scope(catalog, scope) if catalog is not None else None
+        table = _scope_kpis(scoped, mine, by, extracted)
         if table.is_empty() and scope.scope == provinces.SCOPE_FORMER and provinces.several():
             continue  # a former province with no dossier yet
         marks = [pl.lit(scope.province_code).alias(PROVINCE_COLUMN), pl.lit(scope.scope).alias(SCOPE_COLUMN)]

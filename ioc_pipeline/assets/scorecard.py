@@ -19,7 +19,14 @@ import dagster as dg
 import polars as pl
 
 from ioc_pipeline import provinces
-from ioc_pipeline.assets.layers import OWNERS, PROVINCE_COLUMN, PROVINCE_DOCS, SCOPE_COLUMN, SCOPE_DOCS
+from ioc_pipeline.assets.layers import (
+    OWNERS,
+    PROVINCE_COLUMN,
+    PROVINCE_DOCS,
+    SCOPE_COLUMN,
+    SCOPE_DOCS,
+    rows_of_scope,
+)
 from ioc_pipeline.feeds import DOMAINS
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc, table_metadata
@@ -84,11 +91,7 @@ class ScopedLake(Lake):
         if PROVINCE_COLUMN not in frame.columns:
             whole = self.scope.scope == provinces.SCOPE_MERGED or not provinces.several()
             return frame if whole else frame.clear()
-        frame = frame.with_columns(pl.col(PROVINCE_COLUMN).fill_null(provinces.codes()[0]))  # rows written before
-        if SCOPE_COLUMN in frame.columns:
-            mine = (pl.col(SCOPE_COLUMN) == self.scope.scope) & (pl.col(PROVINCE_COLUMN) == self.scope.province_code)
-            return frame.filter(mine)
-        return frame.filter(pl.col(PROVINCE_COLUMN).is_in(list(self.scope.members)))
+        return rows_of_scope(frame, self.scope)
 
 
 def merge_history(previous: pl.DataFrame | None, current: pl.DataFrame) -> pl.DataFrame:
