@@ -11,16 +11,14 @@ Dagster's step events carry); the first has the warehouse resource (`--resources
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ioc_pipeline.sample.s3 import free_port
+from ioc_pipeline.sample.s3 import free_port, wait_for_port
 
 WAREHOUSE_WORKER = "worker-0"
 
@@ -33,20 +31,6 @@ class Cluster:
 
     def log_text(self, tail: int = 3000) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-tail:]}" for p in sorted(self.logs.glob("*.log")))
-
-
-def _wait_port(port: int, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the scheduler exited: {log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on {port}: {log.read_text()}") from None
-            time.sleep(0.2)
 
 
 @contextmanager
@@ -72,7 +56,7 @@ def local_cluster(
 
         try:
             scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), *quiet)
-            _wait_port(port, scheduler, logs / "scheduler.log", timeout)
+            wait_for_port(port, scheduler, logs / "scheduler.log", timeout)
             pids = {}
             for number in range(workers):
                 name = f"worker-{number}"

@@ -24,6 +24,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Until something listens on loopback `port`; fails with `process`'s log if it exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the process meant to listen on {port} exited: {log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on {port}: {log.read_text()}") from None
+            time.sleep(0.2)
+
+
 @contextmanager
 def local_s3(log: Path, timeout: float = 60) -> Iterator[dict[str, str]]:
     """moto's S3 server on a free loopback port until the block ends; yields the AWS variables that reach it."""
@@ -33,17 +48,7 @@ def local_s3(log: Path, timeout: float = 60) -> Iterator[dict[str, str]]:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
         )
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"moto's server exited: {log.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto's server did not start: {log.read_text()}") from None
-                time.sleep(0.2)
+        wait_for_port(port, server, log, timeout)
         yield {
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
             "AWS_ACCESS_KEY_ID": "ioc-test",
