@@ -325,5 +325,10 @@ def run_step(task: StepTask) -> str:
             job, run_config=task.run_config, step_keys_to_execute=[task.step_key], known_state=known_state
         )
         with claimed(instance, run, task.step_key, task.pools):
-            events = execute_plan(plan, job, instance, run, run_config=task.run_config, retry_mode=RETRY_MODE)
+            # deferred: a RetryRequested ends the task with STEP_UP_FOR_RETRY and the run's process schedules the retry
+            # (as Dagster's multiprocess executor does); retried inside the task, the run's bookkeeping would see
+            # the success of a step it had already put up for retry
+            events = execute_plan(
+                plan, job, instance, run, run_config=task.run_config, retry_mode=RETRY_MODE.for_inner_plan()
+            )
             return serialize_value(list(events))
