@@ -56,7 +56,10 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # waiting (Dagster's backfill daemon loops every 30 s), and a third worker uses it (10.4 -> 8.7 min measured).
 # PYTEST_WORKERS=0 runs in this process; PYTEST_ARGS adds options (-x, -k ...).
 PYTEST_WORKERS ?= 3
-PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
+# The tests' files (every test's data folder, its SQLite instance, DuckDB files) in memory when the machine has a
+# tmpfs at /dev/shm: no fsync at each of Dagster's event writes (test_changes.py: 81 -> 66 s measured).
+TEST_TMPDIR ?= $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo $${TMPDIR:-/tmp})
+PYTEST := TMPDIR=$(TEST_TMPDIR) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## test: set up (Python packages, then Chromium and PostgreSQL when missing), then run the whole test suite (CI)
 test: $(STAMP) system-packages
