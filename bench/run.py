@@ -2,7 +2,8 @@
 
     python -m bench.run --scale 1 [--feeds procedures,dossiers] [--skip-baseline] [--skip-api]
                         [--skip-nightly] [--regenerate] [--out bench/results] [--work bench/work]
-    python -m bench.run --scenario scale-out --scale 0.2 --months 3 [--workers 1,2]   (bench/scale_out.py)
+    python -m bench.run --scenario scale-out --scale 3 --months 3 --provinces 92,93,94 [--workers 1,2]
+                                                                                  (bench/scale_out.py)
 
 One invocation, on one delivery (generated once per scale into `bench/work/S<scale>/landing`):
 1. the bare-engine baseline (bench/baseline.sql through DuckDB, bench/baseline.py) over the landing files;
@@ -662,6 +663,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--months", type=int, default=3, help="scale-out: months of dossiers (the partitions)")
     parser.add_argument("--workers", default="1,2", help="scale-out: worker counts to compare")
+    parser.add_argument("--provinces", default="", help="scale-out: former provinces (92,93,94), S each")
     args = parser.parse_args(argv)
     if args.scenario == "scale-out":
         from bench import scale_out
@@ -671,6 +673,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"--scale={args.scale:g}",
                 f"--months={args.months}",
                 f"--workers={args.workers}",
+                f"--provinces={args.provinces}",
                 f"--quiet-wait={args.quiet_wait:g}",
                 f"--out={args.out}",
                 f"--work={args.work}",

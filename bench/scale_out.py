@@ -1,10 +1,11 @@
 """`python -m bench.run --scenario scale-out` (or `python -m bench.scale_out`): the partitioned work on a Dask
 cluster of one worker process against two, the lake in a bucket of the local S3 server (moto, 127.0.0.1).
 
-    python -m bench.scale_out --scale 0.2 --months 3 [--workers 1,2] [--out bench/results] [--work bench/work]
+    python -m bench.scale_out --scale 0.2 --months 3 [--provinces 92,93,94] [--workers 1,2] [--out bench/results]
 
 One delivery (`python -m ioc_pipeline.sample --scale S --months M`: the dossiers scaled, the other feeds the
-sample's), then for each worker count a fresh data dir, a fresh lake prefix and a fresh cluster
+sample's; with `--provinces`, each former province's delivery at that scale under `<landing>/<code>/`, run with
+`IOC_PROVINCES`), then for each worker count a fresh data dir, a fresh lake prefix and a fresh cluster
 (`ioc_pipeline.sample.cluster`: `dask scheduler` and N × `dask worker`, one thread each), and
 `IOC_EXECUTOR=dask python -m ioc_pipeline.cli run` measured: the run's wall time, the partitioned phase's wall
 time (first partition run's start to the last one's end, from the Dagster instance), each partition's step
@@ -46,10 +47,10 @@ from bench.run import (
 BUCKET = "ioc-bench"
 
 
-def generate(landing: Path, scale: float, months: int) -> dict:
+def generate(landing: Path, scale: float, months: int, provinces: list[str] | None = None) -> dict:
     """The delivery, once per parameters."""
     marker = landing / ".scale-out.json"
-    params = {"scale": scale, "months": months}
+    params = {"scale": scale, "months": months} | ({"provinces": provinces} if provinces else {})
     if marker.exists() and json.loads(marker.read_text())["params"] == params:
         log(f"reusing the delivery in {landing}")
         return json.loads(marker.read_text())
@@ -64,7 +65,7 @@ def generate(landing: Path, scale: float, months: int) -> dict:
         str(scale),
         "--months",
         str(months),
-    ]
+    ] + (["--province", ",".join(provinces)] if provinces else [])
     log(f"generating: {' '.join(command[1:])}")
     started = time.monotonic()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -151,14 +152,17 @@ def partitioned_runs(data: Path) -> list[dict]:
     return sorted(found, key=lambda r: r["start"] or 0)
 
 
-def run_with_workers(workers: int, landing: Path, work: Path, aws: dict[str, str], quiet_wait: float) -> dict:
+def run_with_workers(
+    workers: int, landing: Path, work: Path, aws: dict[str, str], quiet_wait: float, provinces: list[str] | None = None
+) -> dict:
     from ioc_pipeline.sample.cluster import local_cluster
 
     data = work / f"workers-{workers}"
     shutil.rmtree(data, ignore_errors=True)
     (data / "dagster_home").mkdir(parents=True)
     shutil.copy(REPO / "deploy" / "dagster.local.yaml", data / "dagster_home" / "dagster.yaml")
-    env = pipeline_env(data, landing, {**aws, "IOC_LAKE_DIR": f"s3://{BUCKET}/workers-{workers}"})
+    lake = {"IOC_LAKE_DIR": f"s3://{BUCKET}/{work.name}/workers-{workers}"}
+    env = pipeline_env(data, landing, aws | lake | ({"IOC_PROVINCES": ",".join(provinces)} if provinces else {}))
     with local_cluster(env, data / "dask-logs", cwd=data, workers=workers) as cluster:
         env = {**env, "IOC_EXECUTOR": "dask", "IOC_DASK_SCHEDULER": cluster.address}
         quiet = wait_for_quiet(f"{workers} worker(s)", quiet_wait)
@@ -194,7 +198,9 @@ def run_with_workers(workers: int, landing: Path, work: Path, aws: dict[str, str
 
 def markdown(result: dict) -> str:
     lines = [
-        f"# Scale-out: S={result['scale']:g}, {result['months']} month(s), lake on the local S3 server",
+        f"# Scale-out: S={result['scale']:g}, {result['months']} month(s)"
+        + (f", former provinces {', '.join(result['provinces'])} (S each)" if result.get("provinces") else "")
+        + ", lake on the local S3 server",
         "",
         f"{result['started_at']}, {result['machine']['cores']} cores ({result['machine']['cpu_model']}), "
         f"commit {result['versions'].get('git_commit')}" + (" (LOADED: not to be quoted)" if result["loaded"] else ""),
@@ -236,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--scale", type=float, default=0.2, help="about S million dossier versions a year")
     parser.add_argument("--months", type=int, default=3, help="months of dossiers from January 2022 (partitions)")
     parser.add_argument("--workers", default="1,2", help="worker counts to compare, comma-separated")
+    parser.add_argument("--provinces", default="", help="former provinces (92,93,94), each delivering S: IOC_PROVINCES")
     parser.add_argument("--quiet-wait", type=float, default=600, help=f"seconds to wait for load {QUIET_LOAD}")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work")
@@ -243,16 +250,18 @@ def main(argv: list[str] | None = None) -> dict:
     from ioc_pipeline.sample.s3 import bucket_client, local_s3
 
     started = datetime.now(UTC)
-    work = (args.work / f"scale-out-S{args.scale:g}-M{args.months}").resolve()
+    provinces = [c.strip() for c in args.provinces.split(",") if c.strip()]
+    work = (args.work / (f"scale-out-S{args.scale:g}-M{args.months}" + "".join(f"-{c}" for c in provinces))).resolve()
     landing = work / "landing"
     result: dict = {
         "scenario": "scale-out",
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "scale": args.scale,
         "months": args.months,
+        "provinces": provinces,
         "machine": machine(),
         "versions": versions(),
-        "delivery": generate(landing, args.scale, args.months),
+        "delivery": generate(landing, args.scale, args.months, provinces),
         "parts": [],
         "note": NOTE,
     }
@@ -260,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     with local_s3(work / "moto.log") as aws:
         bucket_client(aws).mkdir(BUCKET)
         for count in [int(n) for n in args.workers.split(",") if n]:
-            result["parts"].append(run_with_workers(count, landing, work, aws, args.quiet_wait))
+            result["parts"].append(run_with_workers(count, landing, work, aws, args.quiet_wait, provinces))
     base = result["parts"][0]
     result["speed_up"] = {
         str(p["workers"]): {
@@ -275,7 +284,8 @@ def main(argv: list[str] | None = None) -> dict:
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
     result["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{started:%Y%m%dT%H%M%SZ}_scale-out_S{args.scale:g}" + ("_LOADED" if result["loaded"] else "")
+    stem = f"{started:%Y%m%dT%H%M%SZ}_scale-out_S{args.scale:g}" + "".join(f"-{c}" for c in provinces)
+    stem += "_LOADED" if result["loaded"] else ""
     return save(result, args.out / stem, markdown)
 
 

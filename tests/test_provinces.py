@@ -195,3 +195,34 @@ def test_a_province_whose_load_fails_outright_holds_back_none_of_the_others(
     with pipeline.environment():  # `cli run --all` meets the broken state again: published, and says so (exit 3)
         assert cli.run(everything=True) == cli.EXIT_PARTIAL
     assert "bronze/procedures (check delivered_files_readable failed)" in capsys.readouterr().out
+
+
+def test_a_scaled_delivery_of_each_province_has_its_own_codes_catalog_and_units(tmp_path: Path) -> None:
+    """`sample --province 92,93 --scale S --months 2` (the scale-out benchmark's delivery): each province's
+    dossiers at that scale, numbered by its own one-stop shop, for its own catalog's procedures and units."""
+    write_sample(["--province", "92,93", "--scale", "0.01", "--months", "2", "--out", str(tmp_path)])
+    for code in ("92", "93"):
+        folder = tmp_path / code
+        exports = sorted(p.name for p in (folder / "public_service").iterdir())
+        assert exports == ["dossiers_202201.ndjson", "dossiers_202202.ndjson"]
+        catalog = {row["MaTTHC"] for row in json.loads(next((folder / "procedures").glob("*.json")).read_text())}
+        lines = [
+            line for export in exports for line in (folder / "public_service" / export).read_text("utf-8").splitlines()
+        ]
+        records = [record for line in lines if isinstance(record := _parsed(line), dict)]
+        assert len(lines) - len(records) < 10  # the export's few deliberately broken lines
+        expected = 0.01 * 1_000_000 / 12 * 2  # about S million versions a year, two months of it
+        assert 0.7 * expected < len(records) < 1.3 * expected, len(records)
+        assert all(r["MaHoSo"].startswith(f"H{code}-") for r in records if r.get("MaHoSo"))  # one blank on purpose
+        assert sum(r.get("MaTTHC") in catalog for r in records) > 0.9 * len(records)  # a few unknown on purpose
+        resolver = units.UnitResolver(code)
+        places = {r.get("DonViHanhChinh") for r in records}
+        resolved = {p for p in places if isinstance(p, str) and resolver.resolve(p, allow_district=True).unit_code}
+        assert len(resolved) > 0.9 * len(places), places - resolved
+
+
+def _parsed(line: str) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None

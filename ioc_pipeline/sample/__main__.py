@@ -6,6 +6,8 @@ larger delivery on demand (dossiers: about S million versions a year, a whole ye
 With `--province`, the delivery of those former provinces of the merged Cần Thơ city: 94 (Sóc Trăng) is
 the committed sample, 92 and 93 a small delivery of their own (`sample/province.py`); one province is
 written at `--out`, several each under `--out/<code>/` (the multi-province landing layout, provinces.py).
+`--scale` with `--province`: each province's dossiers at that scale, for its own catalog and units (the
+scale-out benchmark's three provinces).
 """
 
 from __future__ import annotations
@@ -43,19 +45,21 @@ def main(argv: list[str] | None = None) -> None:
         for code in codes:
             out = args.out / code if len(codes) > 1 else args.out
             if code == LEGACY_PROVINCE:
-                paths = [p for name in args.feeds.split(",") for p in FEEDS[name](out, args.seed)]
+                paths = [p for name in args.feeds.split(",") for p in _write(name, out, args)]
             else:
-                paths = province.write(out, code, args.seed)
+                paths = province.write(out, code, args.seed, args.scale, args.months)
             for path in paths:
                 print(path)
         return
     for name in args.feeds.split(","):
-        if args.scale is not None and name in SCALED:
-            paths = SCALED[name](args.out, args.seed, args.scale, args.months)
-        else:
-            paths = FEEDS[name](args.out, args.seed)
-        for path in paths:
+        for path in _write(name, args.out, args):
             print(path)
+
+
+def _write(feed: str, out: Path, args: argparse.Namespace) -> list[Path]:
+    if args.scale is not None and feed in SCALED:
+        return SCALED[feed](out, args.seed, args.scale, args.months)
+    return FEEDS[feed](out, args.seed)
 
 
 if __name__ == "__main__":

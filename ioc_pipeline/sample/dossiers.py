@@ -35,6 +35,10 @@ SAMPLE_MONTHS = 4
 SAMPLE_DOSSIERS = 1000
 VERSIONS_PER_DOSSIER = 4.6  # the scaled generator's average (every status change delivered), measured
 FOLDER = "public_service"
+SAMPLE_PROVINCE = "94"  # Sóc Trăng: the committed sample's
+CODE_PREFIXES = {"94": "H60"}  # of a province's dossier codes; another province: H<code>
+# district name prefixes and the short forms clerks type ("TP. Vị Thanh", "Q. Ninh Kiều")
+DISTRICT_ABBREVIATIONS = {"Thành phố": "TP.", "Thị xã": "TX.", "Quận": "Q.", "Huyện": "H."}
 
 TRUE_FORMS: list[Any] = [True, "true", 1, "1", "Có", "có", "CÓ", "Co", "TRUE"]
 FALSE_FORMS: list[Any] = [False, "false", 0, "0", "Không", "không", "KHONG", "False"]
@@ -205,23 +209,23 @@ class Context:
     district_units: list[list[str]]  # spellings per district
     commune_units: list[list[str]]  # spellings per commune
     people: list[Person]
+    prefix: str = "H60"  # of the dossier codes: Sóc Trăng's one-stop shop
 
 
-def _unit_spellings() -> tuple[list[str], list[list[str]], list[list[str]]]:
-    """Spellings of each unit that the resolver accepts (checked here, so the sample is consistent)."""
+def _unit_spellings(province: str = SAMPLE_PROVINCE) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """Spellings of each unit of the former province that its resolver accepts (checked here, so the sample is
+    consistent)."""
     from ioc_pipeline.units import UnitResolver, admin_units
 
-    resolver = UnitResolver()
-    units = admin_units()
-    old = units.filter(units["era"] == "pre_2025")
+    resolver = UnitResolver(province)
+    units = admin_units((province,))
+    old = units.filter((units["era"] == "pre_2025") & (units["province_code"] == province))
     names = dict(old.select("unit_code", "unit_name").iter_rows())
     districts: list[list[str]] = []
     communes: list[list[str]] = []
     for code, name in old.filter(old["level"] == "district").select("unit_code", "unit_name").iter_rows():
         short = name.split(" ", 2)[-1] if name.startswith(("Thành phố", "Thị xã")) else name.split(" ", 1)[-1]
-        prefix = {"Thành phố": "TP.", "Thị xã": "TX.", "Huyện": "H."}[
-            next(p for p in ("Thành phố", "Thị xã", "Huyện") if name.startswith(p))
-        ]
+        prefix = DISTRICT_ABBREVIATIONS[next(p for p in DISTRICT_ABBREVIATIONS if name.startswith(p))]
         options = [name, f"{prefix} {short}", name.upper(), code]
         districts.append([o for o in options if resolver.resolve(o, allow_district=True).unit_code == code])
     for code, name, parent in (
@@ -238,16 +242,19 @@ def _unit_spellings() -> tuple[list[str], list[list[str]], list[list[str]]]:
     return districts[0], districts, communes
 
 
-def context(seed: int) -> Context:
-    catalog = procedures.catalog(random.Random(seed))  # the same catalog the procedure sample delivers
+def context(seed: int, province: str = SAMPLE_PROVINCE, catalog: list[dict[str, Any]] | None = None) -> Context:
+    """What the dossiers refer to: the procedures of the catalog the province delivers (Sóc Trăng's: the
+    procedure sample's), the province's own units."""
+    if catalog is None:
+        catalog = procedures.catalog(random.Random(seed))  # the same catalog the procedure sample delivers
     tiers = {"Cấp tỉnh": "province", "Cấp huyện": "district", "Cấp xã": "commune"}
     procs = []
     for row in catalog:
         tier = str(row["CapThucHien"]).replace(",", ";").split(";")[0].strip()
         level = int(str(row["MucDoDVC"])[-1])
         procs.append(Procedure(str(row["MaTTHC"]), str(row["CoQuanThucHien"]), tiers[tier], level))
-    provincial, districts, communes = _unit_spellings()
-    return Context(procs, provincial, districts, communes, [])
+    provincial, districts, communes = _unit_spellings(province)
+    return Context(procs, provincial, districts, communes, [], CODE_PREFIXES.get(province, f"H{province}"))
 
 
 def _person(rng: random.Random) -> Person:
@@ -434,9 +441,9 @@ def _bad(rng: random.Random, ctx: Context, n: int, change: dict[str, Any], month
     due = _add_working_days(received, 5)
     finished = received + timedelta(days=2)
     record: dict[str, Any] = {
-        "MaHoSo": f"H60-{received:%y%m%d}-X{n:04d}",
-        "MaTTHC": ctx.procedures[n].code,
-        "DonViXuLy": ctx.procedures[n].agency,
+        "MaHoSo": f"{ctx.prefix}-{received:%y%m%d}-X{n:04d}",
+        "MaTTHC": ctx.procedures[n % len(ctx.procedures)].code,
+        "DonViXuLy": ctx.procedures[n % len(ctx.procedures)].agency,
         "DonViHanhChinh": ctx.provincial_units[0],
         "KenhThucHien": 1,
         "NgayTiepNhan": _moment(rng, received),
@@ -517,15 +524,20 @@ def _receipts(rng: random.Random, months: list[date], per_month: int) -> Iterato
             yield from sorted(_working_time(rng, date(month.year, month.month, day)) for _ in range(count))
 
 
-def generate(out: Path, seed: int, dossiers_per_month: int, months: int, every_change: bool) -> list[Path]:
+def generate(
+    out: Path, seed: int, dossiers_per_month: int, months: int, every_change: bool, ctx: Context | None = None
+) -> list[Path]:
+    """`ctx` names another former province's procedures and units (`context`); the dossier codes stay unique
+    across provinces (each one-stop shop numbers its own)."""
     rng = random.Random(seed + 4)
-    ctx = context(seed)
+    if ctx is None:
+        ctx = context(seed)
     month_list = _months(date(YEAR, 1, 1), months)
     horizon = _end(month_list[-1])
     files = _Files(out, month_list)
     try:
         for n, received in enumerate(_receipts(rng, month_list, dossiers_per_month), start=1):
-            code = f"H60-{received:%y%m%d}-{n:07d}"
+            code = f"{ctx.prefix}-{received:%y%m%d}-{n:07d}"
             for moment, record in dossier(rng, ctx, code, received, horizon, every_change):
                 if n % 97 == 0 and len(record) and rng.random() < 0.5:
                     record = {**record, "MaTTHC": rng.choice(UNKNOWN_PROCEDURES)}
@@ -547,7 +559,8 @@ def write(out: Path, seed: int) -> list[Path]:
     return generate(out, seed, SAMPLE_DOSSIERS // SAMPLE_MONTHS, SAMPLE_MONTHS, every_change=False)
 
 
-def write_scaled(out: Path, seed: int, scale: float, months: int = 12) -> list[Path]:
-    """About `scale` million dossier versions a year (every status change), streamed to disk."""
+def write_scaled(out: Path, seed: int, scale: float, months: int = 12, ctx: Context | None = None) -> list[Path]:
+    """About `scale` million dossier versions a year (every status change), streamed to disk; `ctx`: another
+    former province's (`context`)."""
     per_month = int(scale * 1_000_000 / VERSIONS_PER_DOSSIER / 12)
-    return generate(out, seed, per_month, months, every_change=True)
+    return generate(out, seed, per_month, months, every_change=True, ctx=ctx)

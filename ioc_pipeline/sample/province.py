@@ -126,8 +126,10 @@ def _csv(path: Path, rows: list[dict[str, str]], headers: list[str]) -> Path:
     return path
 
 
-def write(out: Path, code: str, seed: int) -> list[Path]:
-    """Write the province's delivery under `out` (its landing folder: the landing root, or `<root>/<code>`)."""
+def write(out: Path, code: str, seed: int, scale: float | None = None, months: int = 12) -> list[Path]:
+    """Write the province's delivery under `out` (its landing folder: the landing root, or `<root>/<code>`);
+    with `scale`, its dossiers are the benchmark's (about `scale` million versions a year over `months`, the
+    scaled generator's shapes and habits) for its own catalog and units."""
     name = _bare(code)
     written = []
     catalog = [
@@ -182,7 +184,13 @@ def write(out: Path, code: str, seed: int) -> list[Path]:
         for k in range(2)
     ]
     written.append(_csv(out / "postal" / f"service_points_{AS_OF:%Y%m%d}.csv", points, list(points[0])))
-    written.append(_dossiers(out, code, seed, catalog))
+    if scale is None:
+        written.append(_dossiers(out, code, seed, catalog))
+    else:
+        from ioc_pipeline.sample import dossiers
+
+        own = dossiers.context(seed, code, catalog)
+        written.extend(dossiers.write_scaled(out, seed + int(code), scale, months, own))
     return written
 
 
