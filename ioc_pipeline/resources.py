@@ -16,7 +16,7 @@ import dagster as dg
 from ioc_pipeline.lake import Lake, Landing
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.pii import resolve_key
-from ioc_pipeline.warehouse import build
+from ioc_pipeline.warehouse import Published, build
 
 
 def data_dir() -> str:
@@ -72,7 +72,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def publish(
         self, store: Lake, docs: dict[str, TableDoc], on_orphan: Callable[[str], None] | None = None
-    ) -> dict[str, int]:
+    ) -> Published:
         return build(store, self.path, docs, on_orphan)
 
 

@@ -14,6 +14,12 @@ replay into the new file ("WAL does not match database file"). So the publish
 Analysts who want tables of their own use a scratch database that attaches the warehouse read-only
 (`make sql`, `ioc_pipeline/sql.py`): their tables live there and survive every refresh.
 
+A publish carries over what did not change: it starts from a copy of the published file and rebuilds only
+the tables whose lake files (names, sizes, modification times), documentation or this module's code changed
+since that file was built (`ops.warehouse_build.lake_fingerprint`), dropping the tables the lake no longer has;
+the copy is then swapped in like a fresh build. A published file a client wrote to (`set_aside`), one built
+before fingerprints, or one half free space is not copied: the build starts from an empty file.
+
 Moments are stored in the lake as instants (UTC-based `TIMESTAMP WITH TIME ZONE`); the warehouse
 shows them as Vietnam wall-clock time (`TIMESTAMP`, Asia/Ho_Chi_Minh), so every client shows local
 time without a `SET TimeZone`. Month partitions (`month=YYYY-MM`) become a `DATE` (first day).
@@ -22,14 +28,19 @@ time without a `SET TimeZone`. Month partitions (`month=YYYY-MM`) become a `DATE
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 
-from ioc_pipeline import faults
+from ioc_pipeline import faults, metadata
 from ioc_pipeline.lake import Lake
 from ioc_pipeline.metadata import TableDoc
 
@@ -50,8 +61,18 @@ BUILD_DOC = TableDoc(
         "published_at": ("Thời điểm xuất bản", "published at"),
         "table_name": ("Bảng (lược đồ.bảng)", "table (schema.table)"),
         "row_count": ("Số dòng", "rows of the table in this publication"),
+        "lake_fingerprint": (
+            "Dấu vân tay của các tệp Parquet, tài liệu và mã tạo bảng (bảng không đổi thì được giữ nguyên)",
+            "fingerprint of the table's Parquet files, docs and building code (an unchanged table is carried over)",
+        ),
     },
 )
+# A copied warehouse is rebuilt from empty once this share of it is free space (dropped tables' blocks)
+MAX_FREE_SHARE = 0.5
+# How a table is presented and documented (this module, the docs' rendering) and stored: part of every fingerprint
+_CODE = hashlib.sha256(
+    b"".join(Path(m).read_bytes() for m in (__file__, metadata.__file__)) + duckdb.__version__.encode()
+).hexdigest()[:16]
 OFFLINE = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 # Analysts' tools lag behind the engine (the DuckDB CLI on PyPI is 1.5, DBeaver ships older
 # drivers): write a storage format they can all open.
@@ -76,11 +97,20 @@ def leftovers(path: str) -> list[str]:
     return sorted(glob.glob(pattern) + glob.glob(f"{pattern}.wal"))
 
 
+@dataclass(frozen=True)
+class Published:
+    """What a publish wrote: the rows of each table, and the tables carried over unchanged."""
+
+    counts: dict[str, int]
+    carried: list[str]
+
+
 def build(
     store: Lake, path: str, docs: dict[str, TableDoc], on_orphan: Callable[[str], None] | None = None
-) -> dict[str, int]:
-    """Write every silver, gold and quarantine table of the lake into a new DuckDB file at `path`;
-    `on_orphan(folder)` hears where a client's leftover warehouse was kept (see `set_aside`).
+) -> Published:
+    """Write every silver, gold and quarantine table of the lake into a new DuckDB file at `path` (the unchanged
+    ones carried over from the published file); `on_orphan(folder)` hears where a client's leftover warehouse was
+    kept (see `set_aside`).
 
     Files a killed publish left beside `path` are removed first: the publish step holds the
     `warehouse` pool's only slot, so no other build is running and every such file is dead."""
@@ -89,7 +119,9 @@ def build(
         os.remove(leftover)
     building = f"{path}.{uuid.uuid4().hex}.building"
     counts: dict[str, int] = {}
+    carried: list[str] = []
     try:
+        previous = _copy_of_published(path, building)
         con = duckdb.connect(
             building,
             config={
@@ -101,10 +133,18 @@ def build(
         try:
             if (remote := store.object_store()) is not None:
                 con.register_filesystem(remote)  # `read_parquet('s3://…')` through s3fs: no httpfs here
+            fingerprints: dict[str, str] = {}
             for schema in SCHEMAS:
-                con.execute(f"create schema {schema}")
+                con.execute(f"create schema if not exists {schema}")
                 for table in store.tables(schema):
                     name = f"{schema}.{table}"
+                    fingerprints[name] = fingerprint(store, schema, table, docs.get(name))
+                    if name in previous and previous[name][0] == fingerprints[name]:
+                        counts[name] = previous[name][1]
+                        carried.append(name)
+                        continue
+                    con.execute(f"drop view if exists {name}_latest")
+                    con.execute(f"drop table if exists {name}")
                     con.execute(
                         f"create view _lake as select * from read_parquet("
                         f"{_quote(store.glob(schema, table))}, hive_partitioning = true, union_by_name = true)"
@@ -115,7 +155,10 @@ def build(
                     _comment(con, name, docs.get(name))
                     if schema == "gold":
                         _latest_view(con, name, docs.get(name))
-            _stamp(con, counts)
+            for gone in set(previous) - set(counts):  # tables the lake no longer has
+                con.execute(f"drop view if exists {gone}_latest")
+                con.execute(f"drop table if exists {gone}")
+            _stamp(con, counts, fingerprints)
             faults.point("publish")  # the file built aside (and its .wal) exists, not yet swapped in
             con.execute("checkpoint")
         finally:
@@ -129,7 +172,39 @@ def build(
         for leftover in (building, f"{building}.wal"):
             if os.path.exists(leftover):
                 os.remove(leftover)
-    return counts
+    return Published(counts, sorted(carried))
+
+
+def fingerprint(store: Lake, schema: str, table: str, doc: TableDoc | None) -> str:
+    """What a table of the warehouse is built from: its lake files (name, size, modification time), its docs
+    and this module's code (how it is presented). Equal fingerprints, equal tables."""
+    files = [
+        (f.rsplit(f"/{schema}/{table}/", 1)[-1], info.get("size"), info.get("mtime") or info.get("LastModified"))
+        + ((info["ETag"],) if "ETag" in info else ())  # object stores: the content's hash (times are to the second)
+        for f, info in ((f, store.fs.info(f)) for f in store.files(schema, table))
+    ]  # names relative to the table: a lake copied or moved elsewhere keeps its fingerprints
+    text = json.dumps([_CODE, files, repr(doc)], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _copy_of_published(path: str, building: str) -> dict[str, tuple[str, int]]:
+    """Copy the published file to `building` and return its tables' (fingerprint, rows); nothing (and no copy)
+    when it cannot be the start of the next one: absent, written to by a client, built before fingerprints, or
+    mostly free space."""
+    if not os.path.isfile(path) or _real_wal(path) or _write_locked(path):
+        return {}
+    shutil.copyfile(path, building)
+    try:
+        with connect(building, read_only=True) as con:
+            columns = {r[0] for r in con.execute(f"describe {BUILD_TABLE}").fetchall()}
+            blocks = con.execute("select total_blocks, free_blocks from pragma_database_size()").fetchone()
+            if "lake_fingerprint" in columns and blocks and blocks[1] <= MAX_FREE_SHARE * blocks[0]:
+                rows = con.execute(f"select table_name, lake_fingerprint, row_count from {BUILD_TABLE}").fetchall()
+                return {name: (mark, count) for name, mark, count in rows}
+    except duckdb.Error:
+        pass  # not a warehouse of ours (damaged, another format): start from empty
+    os.remove(building)
+    return {}
 
 
 def _presented(source: str, con: duckdb.DuckDBPyConnection) -> str:
@@ -183,16 +258,18 @@ def _latest_view(con: duckdb.DuckDBPyConnection, name: str, doc: TableDoc | None
                 con.execute(f'comment on column {view}."{column}" is {_quote(comment)}')
 
 
-def _stamp(con: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> None:
+def _stamp(con: duckdb.DuckDBPyConnection, counts: dict[str, int], fingerprints: dict[str, str]) -> None:
     """`ops.warehouse_build`: which publication a reader sees, and what it holds (compare in one query)."""
     build_id = uuid.uuid4().hex
+    con.execute(f"drop table if exists {BUILD_TABLE}")
     con.execute(
-        f"create table {BUILD_TABLE} (build_id varchar, published_at timestamp, table_name varchar, row_count bigint)"
+        f"create table {BUILD_TABLE} (build_id varchar, published_at timestamp, table_name varchar, row_count bigint, "
+        "lake_fingerprint varchar)"
     )
     now = datetime.now(UTC)
     con.executemany(
-        f"insert into {BUILD_TABLE} values (?, timezone('{TIMEZONE}', ?::timestamptz), ?, ?)",
-        [(build_id, now, name, count) for name, count in sorted(counts.items())],
+        f"insert into {BUILD_TABLE} values (?, timezone('{TIMEZONE}', ?::timestamptz), ?, ?, ?)",
+        [(build_id, now, name, count, fingerprints.get(name)) for name, count in sorted(counts.items())],
     )
     _comment(con, BUILD_TABLE, BUILD_DOC)
 

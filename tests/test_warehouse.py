@@ -20,8 +20,9 @@ import pytest
 
 from ioc_pipeline import sql
 from ioc_pipeline.assets.layers import QUARANTINE_DOC
+from ioc_pipeline.assets.publish import DOCS, STEP_DOCS
 from ioc_pipeline.definitions import build_defs
-from ioc_pipeline.warehouse import ORPHANED, connect
+from ioc_pipeline.warehouse import BUILD_TABLE, ORPHANED, build, connect
 from tests.conftest import Pipeline, failure_messages
 
 DUCKDB_CLI = str(Path(sys.executable).with_name("duckdb"))
@@ -376,3 +377,51 @@ def test_the_readmes_trend_queries_answer(sample_run: Pipeline) -> None:
     sites, on_time = (sample_run.query(q) for q in queries)
     assert sites and all(n > 0 for _, n in sites)  # BTS sites with 4G per snapshot month
     assert len(on_time) == 4 and all(0 <= pct <= 100 for _, pct in on_time)  # on-time rate per month
+
+
+def _contents(path: Path) -> dict[str, object]:
+    """Everything an analyst can read from a warehouse file but its publication's id and time: each table's
+    and view's sorted rows, and every comment."""
+    with connect(str(path), read_only=True) as con:
+        relations = con.execute(
+            "select schema_name || '.' || table_name from duckdb_tables() where database_name = current_database() "
+            "union all select schema_name || '.' || view_name from duckdb_views() "
+            "where database_name = current_database() and not internal"
+        ).fetchall()
+        found: dict[str, object] = {
+            "comments": sorted(
+                con.execute(
+                    "select schema_name, table_name, column_name, comment from duckdb_columns() "
+                    "where database_name = current_database()"
+                ).fetchall(),
+                key=repr,
+            )
+        }
+        for (name,) in relations:
+            rows = (
+                con.execute(f"select * exclude (build_id, published_at) from {name}").fetchall()
+                if (name == BUILD_TABLE)
+                else con.execute(f"select * from {name}").fetchall()
+            )
+            found[name] = sorted(rows, key=repr)
+        return found
+
+
+def test_a_publish_carries_over_the_unchanged_tables_and_equals_a_fresh_build(published: Pipeline) -> None:
+    """A new catalog only: the publish rebuilds the tables whose lake files changed, carries the others over
+    from the published file, and the result equals a warehouse built from empty out of the same lake."""
+    published.deliver_catalog()
+    results = published.refresh()
+    assert all(r.success for r in results), failure_messages(results)
+    with published.environment(), dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["publish", "warehouse"]))
+    metadata = event.asset_materialization.metadata
+    carried = set(metadata["carried_over_tables"].value)
+    assert "silver.dossiers" in carried and "silver.bts_stations" in carried  # untouched feeds
+    assert "silver.procedures" not in carried and "gold.ioc_scorecard" not in carried  # the new catalog's
+    assert metadata["rebuilt_tables"].value == len(metadata["tables"].value) - len(carried) > 0
+
+    fresh = published.root / "fresh.duckdb"
+    with published.environment():
+        build(published.lake, str(fresh), {**DOCS, **STEP_DOCS})
+    assert _contents(published.warehouse) == _contents(fresh)

@@ -59,13 +59,18 @@ def publish_warehouse(
         alert = alerting.Alert(ORPHAN_ALERT, context.job_name, context.run_id, message, subject=folder)
         alerting.raise_alert(store, alert, alerts.webhook_url or None)
 
-    counts = warehouse.publish(store, {**DOCS, **STEP_DOCS}, orphaned)
-    context.log.info(f"published {len(counts)} tables to {warehouse.path}")
+    published = warehouse.publish(store, {**DOCS, **STEP_DOCS}, orphaned)
+    counts = published.counts
+    context.log.info(
+        f"published {len(counts)} tables to {warehouse.path} ({len(published.carried)} carried over unchanged)"
+    )
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(warehouse.path),
             "tables": dg.MetadataValue.json(counts),
             "dagster/row_count": sum(counts.values()),
+            "rebuilt_tables": len(counts) - len(published.carried),
+            "carried_over_tables": published.carried,  # their lake files, docs and code unchanged
             "orphaned": kept,
         }
     )
