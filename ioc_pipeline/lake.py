@@ -15,6 +15,7 @@ the standard AWS variables), which is why nothing else in the project opens lake
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import io
 import os
 import posixpath
@@ -95,9 +96,19 @@ class Lake:
             return []
         return sorted(PurePosixPath(p).name for p in self.fs.ls(base, detail=False) if "=" in PurePosixPath(p).name)
 
-    def write(self, data: pl.DataFrame | pa.Table, layer: str, table: str, partition: str | None = None) -> str:
-        """Replace a table (or one partition of it) atomically; returns the file's URL."""
+    def write(
+        self,
+        data: pl.DataFrame | pa.Table,
+        layer: str,
+        table: str,
+        partition: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Replace a table (or one partition of it) atomically; returns the file's URL. `metadata`: key-value
+        pairs stored in the Parquet file itself (written, and replaced, with the data)."""
         arrow = data.to_arrow() if isinstance(data, pl.DataFrame) else data
+        if metadata:
+            arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **metadata})
         folder = f"{self.root}/{layer}/{table}" + (f"/{partition}" if partition else "")
         target = f"{folder}/{DATA_FILE}"
         self.fs.makedirs(folder, exist_ok=True)
@@ -171,6 +182,29 @@ class Lake:
         """The table's Parquet files (fsspec paths), hidden and temporary files left out."""
         found = self.fs.glob(f"{self.root}/{layer}/{table}/**/*.parquet")
         return sorted(f for f in found if not PurePosixPath(f).name.startswith((".", "_")))
+
+    def file_metadata(self, layer: str, table: str) -> dict[str, str]:
+        """The key-value metadata `write(metadata=...)` stored in an unpartitioned table's file ({} without)."""
+        target = f"{self.root}/{layer}/{table}/{DATA_FILE}"
+        if not self.fs.exists(target):
+            return {}
+        with self.fs.open(target) as handle:
+            stored = pq.read_schema(handle).metadata or {}
+        return {k.decode(): v.decode() for k, v in stored.items() if not k.startswith(b"ARROW")}
+
+    def fingerprints(self, layer: str, table: str) -> dict[str, str]:
+        """A fingerprint of each partition of a table (its first-level `key=value` folder; "" for the files outside
+        any): its files' names, sizes and modification times (and object stores' content hashes). A partition
+        rewritten gets a new one; a lake copied elsewhere keeps them (names are relative to the table)."""
+        files: dict[str, list[tuple]] = {}
+        prefix = f"{self.root}/{layer}/{table}/"
+        for path in self.files(layer, table):
+            relative = path.removeprefix(prefix)
+            head = relative.split("/", 1)[0]
+            info = self.fs.info(path)
+            stamp = (relative, info.get("size"), str(info.get("mtime") or info.get("LastModified")), info.get("ETag"))
+            files.setdefault(head if "=" in head and "/" in relative else "", []).append(stamp)
+        return {part: hashlib.sha256(repr(sorted(stamps)).encode()).hexdigest()[:32] for part, stamps in files.items()}
 
     def read(self, layer: str, table: str) -> pl.DataFrame:
         return self.scan(layer, table).collect()

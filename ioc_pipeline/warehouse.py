@@ -176,14 +176,9 @@ def build(
 
 
 def fingerprint(store: Lake, schema: str, table: str, doc: TableDoc | None) -> str:
-    """What a table of the warehouse is built from: its lake files (name, size, modification time), its docs
-    and this module's code (how it is presented). Equal fingerprints, equal tables."""
-    files = [
-        (f.rsplit(f"/{schema}/{table}/", 1)[-1], info.get("size"), info.get("mtime") or info.get("LastModified"))
-        + ((info["ETag"],) if "ETag" in info else ())  # object stores: the content's hash (times are to the second)
-        for f, info in ((f, store.fs.info(f)) for f in store.files(schema, table))
-    ]  # names relative to the table: a lake copied or moved elsewhere keeps its fingerprints
-    text = json.dumps([_CODE, files, repr(doc)], default=str)
+    """What a table of the warehouse is built from: its lake files (`Lake.fingerprints`), its docs and this
+    module's code (how it is presented). Equal fingerprints, equal tables."""
+    text = json.dumps([_CODE, sorted(store.fingerprints(schema, table).items()), repr(doc)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -27,8 +27,11 @@ newest change, which a quiet week would hold back. Each formula sits in `KPI_DOC
 import calendar
 import datetime as dt
 import functools
+import hashlib
+import json
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import dagster as dg
@@ -809,38 +812,95 @@ def extracted_at(store: Lake) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(float(load_id), source.TZ)
 
 
-def _kpi_table(store: Lake, by: list[str]) -> pl.DataFrame:
+def _kpi_table(
+    store: Lake, by: list[str], extracted: dt.datetime | None, months: set[str] | None = None
+) -> pl.DataFrame:
     """The KPIs of each scope (provinces.scopes: each former province, and the merged city when there are
-    several), its rows marked with `province_code` and `province_scope`."""
-    extracted = extracted_at(store)
+    several), its rows marked with `province_code` and `province_scope`; only `months` (YYYY-MM) when given.
+    Agencies by their folded name (`_named` shows them)."""
     if store.exists("silver", TABLE):
-        silver = store.scan("silver", TABLE).select(PROVINCE_COLUMN, *KPI_INPUTS)
+        silver = store.scan("silver", TABLE)
+        if months is not None:
+            silver = silver.filter(pl.col(PARTITION_COLUMN).is_in(sorted(months)))  # only their partitions read
+        silver = silver.select(PROVINCE_COLUMN, *KPI_INPUTS)
     else:
         silver = pl.LazyFrame(schema={PROVINCE_COLUMN: pl.String, **KPI_INPUT_SCHEMA})
     catalog = store.read("silver", "procedures") if store.exists("silver", "procedures") else None
     tables = []
     for scope in provinces.scopes():
         scoped = layers.rows_of_scope(silver, scope).drop(PROVINCE_COLUMN)
+        if by:
+            scoped = scoped.with_columns(parsing.folded(pl.col("agency")).alias("agency"))
         mine = layers.rows_of_scope(catalog, scope) if catalog is not None else None
-        table = _scope_kpis(scoped, mine, by, extracted)
+        table = kpis(scoped, mine, by, extracted)
         if table.is_empty() and scope.scope == provinces.SCOPE_FORMER and provinces.several():
-            continue  # a former province with no dossier yet
+            continue  # a former province with no dossier yet (in these months)
         marks = [pl.lit(scope.province_code).alias(PROVINCE_COLUMN), pl.lit(scope.scope).alias(SCOPE_COLUMN)]
         tables.append(table.select(*marks, pl.all()))
     return pl.concat(tables, how="diagonal_relaxed")
 
 
-def _scope_kpis(
-    silver: pl.LazyFrame, catalog: pl.DataFrame | None, by: list[str], extracted: dt.datetime | None
-) -> pl.DataFrame:
-    if by:
-        agency_key = parsing.folded(pl.col("agency")).alias("_agency_key")
-        names = silver.group_by(agency_key).agg(pl.col("agency").first()).collect()
-        silver = silver.with_columns(agency_key).drop("agency").rename({"_agency_key": "agency"})
-        table = kpis(silver, catalog, ["agency"], extracted)
-        display = dict(names.iter_rows())
-        return table.with_columns(pl.col("agency").replace_strict(display, default=pl.col("agency")))
-    return kpis(silver, catalog, [], extracted)
+def _named(table: pl.DataFrame, store: Lake) -> pl.DataFrame:
+    """Each scope's agencies shown as written in the scope's first dossier of that agency (all months)."""
+    if not store.exists("silver", TABLE):
+        return table
+    silver = store.scan("silver", TABLE).select(PROVINCE_COLUMN, "agency")
+    parts = []
+    for scope in provinces.scopes():
+        rows = table.filter((pl.col(PROVINCE_COLUMN) == scope.province_code) & (pl.col(SCOPE_COLUMN) == scope.scope))
+        first = layers.rows_of_scope(silver, scope).group_by(parsing.folded(pl.col("agency")).alias("_key"))
+        names = dict(first.agg(pl.col("agency").first()).collect().iter_rows())
+        parts.append(
+            rows.with_columns(parsing.folded(pl.col("agency")).replace_strict(names, default=pl.col("agency")))
+        )
+    return pl.concat(parts)
+
+
+def _ordered(table: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """Scope by scope (in `provinces.scopes()` order), then month and `by` (agencies by folded name)."""
+    rank = {f"{s.province_code}|{s.scope}": i for i, s in enumerate(provinces.scopes())}
+    scope = pl.concat_str(PROVINCE_COLUMN, SCOPE_COLUMN, separator="|").replace_strict(rank, default=len(rank))
+    return table.sort([scope, pl.col("month"), *[parsing.folded(pl.col(b)) for b in by]], maintain_order=True)
+
+
+# What a KPI table was computed from, stored in its own Parquet file (written with it): the next run recomputes
+# only the months whose inputs changed and keeps the other rows (`_months_to_recompute`).
+GOLD_INPUTS = "ioc_gold_inputs"
+_KPI_CODE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]  # the KPI rules: changed, every month again
+
+
+def _kpi_inputs(store: Lake, extracted: dt.datetime | None) -> dict[str, Any]:
+    return {
+        "code": _KPI_CODE,
+        "scopes": [repr(scope) for scope in provinces.scopes()],
+        "catalog": store.fingerprints("silver", "procedures"),
+        "months": store.fingerprints("silver", TABLE),
+        "extracted_at": extracted.isoformat() if extracted else None,
+    }
+
+
+def _months_to_recompute(previous: dict[str, Any], current: dict[str, Any]) -> set[str] | None:
+    """The months (YYYY-MM) whose KPIs may differ from the previous table's; None: every month. A month's
+    figures depend on its own dossiers (its partition), the catalog, the scopes, the rules, and the moment it is
+    judged at: its end, or the extraction while it is not over."""
+    if not previous or previous.get("extracted_at") is None or current["extracted_at"] is None:
+        return None
+    if any(previous.get(part) != current[part] for part in ("code", "scopes", "catalog")):
+        return None
+    before = dt.datetime.fromisoformat(previous["extracted_at"])
+    if dt.datetime.fromisoformat(current["extracted_at"]) < before:
+        return None
+    old, new = previous.get("months", {}), current["months"]
+    changed = {p for p in set(old) | set(new) if old.get(p) != new.get(p)}
+    if "" in changed:
+        return None  # files outside the month partitions
+    months = {p.removeprefix(f"{PARTITION_COLUMN}=") for p in changed}
+    for partition in new:  # a month not over at the previous extraction was judged as of it: judge it again
+        month = dt.date.fromisoformat(partition.removeprefix(f"{PARTITION_COLUMN}=") + "-01")
+        end = dt.datetime(month.year, month.month, calendar.monthrange(month.year, month.month)[1], tzinfo=source.TZ)
+        if end + dt.timedelta(days=1) > before:
+            months.add(f"{month:%Y-%m}")
+    return months
 
 
 def _gold_asset(name: str, by: list[str], description: str) -> dg.AssetsDefinition:
@@ -855,10 +915,24 @@ def _gold_asset(name: str, by: list[str], description: str) -> dg.AssetsDefiniti
     )
     def _gold(lake: LakeResource) -> dg.MaterializeResult:
         store = lake.lake()
-        table = _kpi_table(store, by)
-        store.write(table, "gold", name)
+        extracted = extracted_at(store)
+        inputs = _kpi_inputs(store, extracted)
+        previous = json.loads(store.file_metadata("gold", name).get(GOLD_INPUTS, "{}"))
+        months = _months_to_recompute(previous, inputs) if store.exists("gold", name) else None
+        table = _kpi_table(store, by, extracted, months)
+        if months is not None:  # the other months' rows as the previous run computed them
+            kept = store.read("gold", name).filter(~pl.col("month").dt.strftime("%Y-%m").is_in(sorted(months)))
+            table = pl.concat([kept, table.select(kept.columns)], how="vertical_relaxed")
+        table = _ordered(_named(table, store) if by else table, by)
+        store.write(table, "gold", name, metadata={GOLD_INPUTS: json.dumps(inputs)})
         faults.point("gold")
-        return dg.MaterializeResult(metadata=table_metadata(table, preview_rows=12, doc=DOCS[f"gold.{name}"]))
+        recomputed = sorted(months) if months is not None else "all"
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(table, preview_rows=12, doc=DOCS[f"gold.{name}"]),
+                "recomputed_months": dg.MetadataValue.json(recomputed),
+            }
+        )
 
     return _gold
 
