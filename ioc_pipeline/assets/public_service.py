@@ -27,17 +27,15 @@ newest change, which a quiet week would hold back. Each formula sits in `KPI_DOC
 import calendar
 import datetime as dt
 import functools
-import hashlib
 import json
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import dagster as dg
 import polars as pl
 
-from ioc_pipeline import automation, faults, gate, parsing, provinces, recovery, vocabularies
+from ioc_pipeline import automation, faults, gate, parsing, provinces, recovery, versions, vocabularies
 from ioc_pipeline.assets import deliveries, layers
 from ioc_pipeline.assets.layers import (
     OWNERS,
@@ -866,12 +864,11 @@ def _ordered(table: pl.DataFrame, by: list[str]) -> pl.DataFrame:
 # What a KPI table was computed from, stored in its own Parquet file (written with it): the next run recomputes
 # only the months whose inputs changed and keeps the other rows (`_months_to_recompute`).
 GOLD_INPUTS = "ioc_gold_inputs"
-_KPI_CODE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]  # the KPI rules: changed, every month again
 
 
 def _kpi_inputs(store: Lake, extracted: dt.datetime | None) -> dict[str, Any]:
     return {
-        "code": _KPI_CODE,
+        "code": versions.code_version(),  # new code (the KPI rules among it): every month again
         "scopes": [repr(scope) for scope in provinces.scopes()],
         "catalog": store.fingerprints("silver", "procedures"),
         "months": store.fingerprints("silver", TABLE),
