@@ -75,6 +75,7 @@ class Delivery:
 DELIVERIES: list[Delivery] = [Delivery(spec.source, domain.group) for domain in DOMAINS for spec in domain.feeds]
 PUBLISH_GROUPS = ("scorecard", "ops", "publish", "report")
 PUBLISH_KEY = dg.AssetKey(["publish", "warehouse"])
+PROVINCES_JOB = "refresh_provinces"
 
 
 @dataclass
@@ -97,8 +98,10 @@ MONTH_FORMAT = "%Y-%m"
 
 
 def month_partitions(assets: Sequence[dg.AssetsDefinition]) -> dg.DynamicPartitionsDefinition | None:
-    """The one month partitioning among `assets` (a Dagster job can have only one)."""
+    """The one month partitioning among `assets` (a Dagster job can have only one); the province partitions
+    (static, `province_partitions`) are another job's."""
     found = {a.partitions_def for a in assets if a.partitions_def is not None}
+    found -= {p for p in found if isinstance(p, dg.StaticPartitionsDefinition)}
     if not found:
         return None
     if len(found) > 1 or not isinstance(next(iter(found)), dg.DynamicPartitionsDefinition):
@@ -106,6 +109,17 @@ def month_partitions(assets: Sequence[dg.AssetsDefinition]) -> dg.DynamicPartiti
             f"the refresh jobs support one partitioning, dynamic months: found {', '.join(map(str, found))}"
         )
     return cast(dg.DynamicPartitionsDefinition, next(iter(found)))
+
+
+def province_partitions(assets: Sequence[dg.AssetsDefinition]) -> dg.StaticPartitionsDefinition | None:
+    """The former provinces' partitioning among `assets` (layers.province_partitions), if any of them has it."""
+    found = {a.partitions_def for a in assets if isinstance(a.partitions_def, dg.StaticPartitionsDefinition)}
+    return cast(dg.StaticPartitionsDefinition, next(iter(found))) if found else None
+
+
+def province_keys(assets: Sequence[dg.AssetsDefinition]) -> set[dg.AssetKey]:
+    """The assets partitioned by former province."""
+    return {key for a in assets if isinstance(a.partitions_def, dg.StaticPartitionsDefinition) for key in a.keys}
 
 
 def month_key(when: datetime) -> str:
@@ -233,6 +247,42 @@ def nightly_schedule(
     return nightly_refresh
 
 
+def nightly_provinces_schedule(
+    job: UnresolvedAssetJobDefinition,
+    partitions: dg.StaticPartitionsDefinition | None,
+    selection: Sequence[dg.AssetKey],
+) -> dg.ScheduleDefinition:
+    """At the nightly hour, one run per former province of the province job: a province whose delivery is bad
+    or whose load fails fails its own run; the others, and their gold and publish, go on."""
+    codes = list(partitions.get_partition_keys()) if partitions else []
+
+    @dg.schedule(
+        name="nightly_provinces",
+        cron_schedule=NIGHTLY_CRON,
+        execution_timezone=TIMEZONE,
+        job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Each former province's snapshot feeds at {NIGHTLY_HOUR:02d}:00 {TIMEZONE}, a run per "
+        "province partition, each going on downstream (gold, the scorecard, the warehouse).",
+    )
+    def nightly_provinces(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        when = context.scheduled_execution_time
+        local = when.astimezone(ZoneInfo(TIMEZONE)) if when else None
+        if local is None or (local.hour, local.minute) != (NIGHTLY_HOUR, 0):
+            return dg.SkipReason(f"not a nightly tick ({local}): the refresh runs at {NIGHTLY_CRON} {TIMEZONE}")
+        return [
+            dg.RunRequest(
+                run_key=f"nightly-{local:%Y-%m-%d}-{code}",
+                partition_key=code,
+                tags={"ioc/trigger": "nightly"},
+                asset_selection=list(selection),
+            )
+            for code in codes
+        ]
+
+    return nightly_provinces
+
+
 # --- delivery sensors -------------------------------------------------------------------------
 
 
@@ -241,8 +291,12 @@ def delivery_sensor(
     job: UnresolvedAssetJobDefinition,
     partitions: dg.DynamicPartitionsDefinition | None,
     unpartitioned: Sequence[dg.AssetKey] = (),
+    by_province: bool = False,
 ) -> dg.SensorDefinition:
     """One run request per batch of complete new or changed files; each file version picked once.
+
+    A group partitioned by former province (`by_province`) gets one run per province that delivered, its
+    partition: one province's bad delivery fails that run only, and each run goes on downstream.
 
     A partitioned group's run takes the months the files name that are delivered already (a corrected
     month); a month never delivered before is no partition yet, so the run then takes `unpartitioned`
@@ -293,6 +347,15 @@ def delivery_sensor(
             waiting = f"; waiting for {len(pending)} file(s) to stop changing" if pending else ""
             yield dg.SkipReason(f"no new complete file{waiting}")
             return
+        if by_province:
+            for code, files in _by_province(ready):
+                signatures = "\n".join(f"{path}={picked[path]}" for path in files)
+                yield dg.RunRequest(
+                    run_key=f"{feed.table}:{code}:{hashlib.sha256(signatures.encode()).hexdigest()[:16]}",
+                    partition_key=code,
+                    tags={"ioc/trigger": "delivery", "ioc/feed": feed.table, "ioc/files": _files_tag(files)},
+                )
+            return
         signatures = "\n".join(f"{path}={picked[path]}" for path in ready)
         months = _partition_range(ready, partitions, context.instance)
         yield dg.RunRequest(
@@ -326,6 +389,14 @@ def _partition_range(
         except DeliveryError:
             continue  # no date in the name: the run's bronze step refuses it and says why
     return span_tags([m for m in months if m in keys], keys)
+
+
+def _by_province(files: list[str]) -> list[tuple[str, list[str]]]:
+    """The files grouped by the former province whose landing folder they are in (provinces.of_path)."""
+    grouped: dict[str, list[str]] = {}
+    for path in files:
+        grouped.setdefault(provinces.of_path(path), []).append(path)
+    return sorted(grouped.items())
 
 
 def _files_tag(files: list[str], limit: int = 200) -> str:
@@ -367,10 +438,12 @@ class PartitionedFeed:
     sensor_name: str
     description: str = ""
 
-    def job(self) -> UnresolvedAssetJobDefinition:
+    def job(self, also: dg.AssetSelection | None = None) -> UnresolvedAssetJobDefinition:
+        """`also`: other assets the job may run (`cli run`'s last range goes on with every unpartitioned asset
+        downstream of the province partitions too)."""
         return dg.define_asset_job(
             self.job_name,
-            selection=self.assets.downstream(),
+            selection=self.assets.downstream() | also if also is not None else self.assets.downstream(),
             partitions_def=self.partitions,
             description=self.description,
         )
@@ -532,6 +605,7 @@ def build(
     range of them and the other assets once); `extra_jobs` are added as they are, and each of
     `changed` becomes a sensor that catches up partitions changed outside the nightly's range."""
     partitions = month_partitions(assets)
+    by_province = province_keys(assets)
     partitioned = {key for a in assets if a.partitions_def is not None for key in a.keys}
     gold = gold_keys(assets)
     checks = (
@@ -539,10 +613,29 @@ def build(
     )
     refresh_all = dg.define_asset_job(
         "refresh_all",
-        selection=dg.AssetSelection.all(),
+        selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*by_province),
         partitions_def=partitions,
-        description="Every asset, with its checks (the nightly refresh)"
+        description="Every asset but the former provinces' partitions (`refresh_provinces`), with its checks (the "
+        "nightly refresh)"
         + (": for a range of months of the partitioned ones, the others once." if partitions else "."),
+    )
+    # a province's run at night: its feeds and what is downstream of them (not the dossier months: another job's)
+    provincial_downstream = sorted(
+        dg.AssetSelection.assets(*by_province).downstream().resolve(assets) - (partitioned - by_province)
+    )
+    province_jobs = (
+        [
+            dg.define_asset_job(
+                PROVINCES_JOB,
+                selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*(partitioned - by_province)),
+                partitions_def=province_partitions(assets),
+                description="One former province's snapshot feeds (bronze, silver, quarantine: its partition) with "
+                "the unpartitioned assets (the nightly's runs: the feeds and everything downstream of them, gold, "
+                "the scorecard, the warehouse; `cli run`: with what is upstream of the dossier months).",
+            )
+        ]
+        if by_province
+        else []
     )
     domain_jobs = {
         group: dg.define_asset_job(
@@ -558,7 +651,7 @@ def build(
         description="The scorecard, the feed status and the warehouse from every feed's last good lake state "
         "(after a run that failed before publishing).",
     )
-    jobs = [refresh_all, *extra_jobs, *domain_jobs.values(), publish_job]
+    jobs = [refresh_all, *province_jobs, *extra_jobs, *domain_jobs.values(), publish_job]
     sensors = [run_failure_alert, publish_after_failure_sensor(publish_job)]
     for delivery in deliveries:
         if delivery.group not in domain_jobs:
@@ -566,7 +659,8 @@ def build(
         members = [a for a in assets if delivery.group in a.group_names_by_key.values()]
         job = domain_jobs[delivery.group]
         others = sorted(set(job.selection.resolve(assets)) - partitioned)
-        sensors.append(delivery_sensor(delivery, job, month_partitions(members), others))
+        provincial = province_partitions(members) is not None
+        sensors.append(delivery_sensor(delivery, job, month_partitions(members), others, provincial))
     if changed:
         writers = {job.name: set(job.selection.resolve(assets)) for job in jobs}
         sensors.extend(changed_partitions_sensor(spec, writers) for spec in changed)
@@ -594,7 +688,11 @@ def build(
         assets=freshness_policy(assets),
         jobs=[*jobs, *freshness_jobs],
         schedules=[
-            nightly_schedule(refresh_all, partitions, sorted(set(refresh_all.selection.resolve(assets)) - partitioned))
+            nightly_schedule(refresh_all, partitions, sorted(set(refresh_all.selection.resolve(assets)) - partitioned)),
+            *(
+                nightly_provinces_schedule(job, province_partitions(assets), provincial_downstream)
+                for job in province_jobs
+            ),
         ],
         sensors=sensors,
         asset_checks=checks,
