@@ -1,7 +1,10 @@
 """Running by itself: the nightly refresh, delivery sensors, freshness, alerts, jobs per domain.
 
-    01:00 Asia/Ho_Chi_Minh ──nightly_refresh──► refresh_all (every asset; month partitions: this and last month)
-    landing/<feed files>, complete ──<table>_delivery sensor──► refresh_<group> (the feed's group and downstream)
+    01:00 Asia/Ho_Chi_Minh ──nightly_refresh──► refresh_all (every asset but the provinces' partitions; month
+                              partitions: this and last month, of every former province)
+                           ──nightly_provinces──► refresh_provinces, a run per former province (and downstream)
+    landing/<feed files>, complete ──<table>_delivery sensor──► refresh_<group> (the feed's group and downstream;
+                              a run per former province that delivered, its partition)
     bronze months new or changed ──<name> sensor──► registers new months, a partitioned job per range of changed ones
     gold/* older than 26 h ──freshness checks + gold_freshness sensor──► stale shown in the UI
     a run fails ──run_failure_alert──► alerts.py (lake ops/alerts, log, webhook)
@@ -23,7 +26,10 @@ the first time, and months that a delivery or the nightly touched beyond those (
 dossier received months ago), are registered and caught up by a `changed_partitions_sensor`.
 
 Dagster keeps dynamic keys in the order they were added and resolves a range by that order, so a month
-delivered after newer ones sits after them: `partition_ranges` never lets a range span that gap.
+delivered after newer ones sits after them: `partition_ranges` never lets a range span that gap. Months ×
+former provinces (the dossiers, `MultiPartitionsDefinition`) run as a rectangle: the range of months, of every
+province (`month_range_tags`). The provinces alone (static, the feeds' bronze and the snapshot feeds' silver)
+are another job's, `refresh_provinces`: Dagster runs one partitions definition per run.
 """
 
 import hashlib
@@ -95,20 +101,43 @@ class Automation:
 # Dagster instance (in the order they were first delivered): a month without any delivery is no partition,
 # so the UI never shows it as missing work.
 MONTH_FORMAT = "%Y-%m"
+MONTH_DIMENSION = "month"  # of a partitioning by months × former provinces (provinces.PROVINCE_DIMENSION)
 
 
-def month_partitions(assets: Sequence[dg.AssetsDefinition]) -> dg.DynamicPartitionsDefinition | None:
-    """The one month partitioning among `assets` (a Dagster job can have only one); the province partitions
-    (static, `province_partitions`) are another job's."""
+MonthPartitions = dg.DynamicPartitionsDefinition | dg.MultiPartitionsDefinition
+
+
+def month_partitions(assets: Sequence[dg.AssetsDefinition]) -> MonthPartitions | None:
+    """The one month partitioning among `assets` (a Dagster job can have only one): dynamic months, or months ×
+    former provinces (the dossiers); the province partitions alone (static) are another job's."""
     found = {a.partitions_def for a in assets if a.partitions_def is not None}
     found -= {p for p in found if isinstance(p, dg.StaticPartitionsDefinition)}
     if not found:
         return None
-    if len(found) > 1 or not isinstance(next(iter(found)), dg.DynamicPartitionsDefinition):
+    if len(found) > 1 or months_of(next(iter(found))) is None:
         raise dg.DagsterInvalidDefinitionError(
             f"the refresh jobs support one partitioning, dynamic months: found {', '.join(map(str, found))}"
         )
-    return cast(dg.DynamicPartitionsDefinition, next(iter(found)))
+    return cast(MonthPartitions, next(iter(found)))
+
+
+def months_of(partitions: dg.PartitionsDefinition | None) -> dg.DynamicPartitionsDefinition | None:
+    """The dynamic months of a job's partitions: themselves, or the month dimension of months × provinces."""
+    if isinstance(partitions, dg.MultiPartitionsDefinition):
+        if MONTH_DIMENSION not in partitions.partition_dimension_names:
+            return None
+        partitions = partitions.get_partitions_def_for_dimension(MONTH_DIMENSION)
+    return partitions if isinstance(partitions, dg.DynamicPartitionsDefinition) else None
+
+
+def month_range_tags(partitions: dg.PartitionsDefinition | None, first: str, last: str) -> dict[str, str]:
+    """Tags of one run over the months `first` to `last`: of a months × provinces job, every former province of
+    them (a rectangle of the two dimensions: `2022-01|92` to `2022-04|94`; the provinces of `IOC_PROVINCES`)."""
+    if isinstance(partitions, dg.MultiPartitionsDefinition):
+        codes = provinces.codes()
+        first = str(dg.MultiPartitionKey({MONTH_DIMENSION: first, provinces.PROVINCE_DIMENSION: codes[0]}))
+        last = str(dg.MultiPartitionKey({MONTH_DIMENSION: last, provinces.PROVINCE_DIMENSION: codes[-1]}))
+    return {RANGE_START: first, RANGE_END: last}
 
 
 def province_partitions(assets: Sequence[dg.AssetsDefinition]) -> dg.StaticPartitionsDefinition | None:
@@ -127,26 +156,27 @@ def month_key(when: datetime) -> str:
     return when.astimezone(ZoneInfo(TIMEZONE)).strftime(MONTH_FORMAT)
 
 
-def partition_keys(partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance) -> list[str]:
-    """The registered keys, in Dagster's order: the order they were added (not the calendar's)."""
-    return list(partitions.get_partition_keys(dynamic_partitions_store=instance))
+def partition_keys(partitions: dg.PartitionsDefinition, instance: dg.DagsterInstance) -> list[str]:
+    """The registered months, in Dagster's order: the order they were added (not the calendar's)."""
+    months = months_of(partitions)
+    return list(months.get_partition_keys(dynamic_partitions_store=instance)) if months else []
 
 
 def keys_to_add(
-    partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]
+    partitions: dg.PartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]
 ) -> list[str]:
     """The delivered keys the instance does not know yet, oldest first (the order they are to be added in)."""
     known = set(partition_keys(partitions, instance))
     return sorted(set(delivered) - known)
 
 
-def register(
-    partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]
-) -> list[str]:
+def register(partitions: dg.PartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]) -> list[str]:
     """Add the delivered months the instance does not know yet (a fresh instance: all of them); the new ones."""
     new = keys_to_add(partitions, instance, delivered)
     if new:
-        instance.add_dynamic_partitions(cast(str, partitions.name), new)
+        instance.add_dynamic_partitions(
+            cast(str, cast(dg.DynamicPartitionsDefinition, months_of(partitions)).name), new
+        )
     return new
 
 
@@ -169,16 +199,16 @@ def range_tags(keys: Sequence[str]) -> dict[str, str]:
     return {RANGE_START: keys[0], RANGE_END: keys[-1]} if keys else {}
 
 
-def span_tags(chosen: Sequence[str], keys: Sequence[str]) -> dict[str, str]:
-    """Tags of one run over `chosen` keys: from the first to the last of them in Dagster's order (the keys
-    between are rebuilt too, idempotently)."""
+def span_tags(
+    chosen: Sequence[str], keys: Sequence[str], partitions: dg.PartitionsDefinition | None = None
+) -> dict[str, str]:
+    """Tags of one run over `chosen` months: from the first to the last of them in Dagster's order (the months
+    between are rebuilt too, idempotently), of every former province when `partitions` has them."""
     ordered = sorted(set(chosen), key=list(keys).index)
-    return range_tags([ordered[0], ordered[-1]]) if ordered else {}
+    return month_range_tags(partitions, ordered[0], ordered[-1]) if ordered else {}
 
 
-def recent_months(
-    partitions: dg.DynamicPartitionsDefinition, when: datetime, instance: dg.DagsterInstance
-) -> list[str]:
+def recent_months(partitions: dg.PartitionsDefinition, when: datetime, instance: dg.DagsterInstance) -> list[str]:
     """The delivered months among the one that holds `when` and the one before; if neither was delivered,
     the newest delivered month (a feed that is behind); none before the first delivery."""
     keys = partition_keys(partitions, instance)
@@ -189,13 +219,13 @@ def recent_months(
 
 
 def recent_range_tags(
-    partitions: dg.DynamicPartitionsDefinition | None, when: datetime, instance: dg.DagsterInstance
+    partitions: dg.PartitionsDefinition | None, when: datetime, instance: dg.DagsterInstance
 ) -> dict[str, str]:
     """Tags for a run now (the nightly, a manual run): `recent_months` as one range; nothing when the job
     is not partitioned or no month was delivered yet (the run then leaves the months out)."""
     if partitions is None:
         return {}
-    return span_tags(recent_months(partitions, when, instance), partition_keys(partitions, instance))
+    return span_tags(recent_months(partitions, when, instance), partition_keys(partitions, instance), partitions)
 
 
 def unpartitioned_keys(job: dg.JobDefinition) -> list[dg.AssetKey]:
@@ -208,7 +238,7 @@ def recent_run(job: dg.JobDefinition, when: datetime, instance: dg.DagsterInstan
     """`execute_in_process` arguments for a manual run of `job` now: the recent months when it is partitioned
     (a partitioned job refuses to run without them), or its other assets when no month was delivered yet."""
     partitions = job.partitions_def
-    if not isinstance(partitions, dg.DynamicPartitionsDefinition):
+    if months_of(partitions) is None:
         return {"tags": {}}
     tags = recent_range_tags(partitions, when, instance)
     return {"tags": tags} if tags else {"tags": {}, "asset_selection": unpartitioned_keys(job)}
@@ -219,7 +249,7 @@ def recent_run(job: dg.JobDefinition, when: datetime, instance: dg.DagsterInstan
 
 def nightly_schedule(
     job: UnresolvedAssetJobDefinition,
-    partitions: dg.DynamicPartitionsDefinition | None,
+    partitions: MonthPartitions | None,
     unpartitioned: Sequence[dg.AssetKey] = (),
 ):
     """`unpartitioned`: the job's other assets, what the nightly runs before any month was delivered."""
@@ -289,7 +319,7 @@ def nightly_provinces_schedule(
 def delivery_sensor(
     delivery: Delivery,
     job: UnresolvedAssetJobDefinition,
-    partitions: dg.DynamicPartitionsDefinition | None,
+    partitions: MonthPartitions | None,
     unpartitioned: Sequence[dg.AssetKey] = (),
     by_province: bool = False,
 ) -> dg.SensorDefinition:
@@ -375,7 +405,7 @@ def _last_load_started(instance: dg.DagsterInstance, feed: Feed) -> float | None
 
 
 def _partition_range(
-    files: list[str], partitions: dg.DynamicPartitionsDefinition | None, instance: dg.DagsterInstance
+    files: list[str], partitions: MonthPartitions | None, instance: dg.DagsterInstance
 ) -> dict[str, str]:
     """One range over the delivered months that `files` name (their snapshot dates); none when the job is
     not partitioned or no file names a month delivered before."""
@@ -388,7 +418,7 @@ def _partition_range(
             months.add(month_key(datetime.fromisoformat(snapshot_of(path)).replace(tzinfo=ZoneInfo(TIMEZONE))))
         except DeliveryError:
             continue  # no date in the name: the run's bronze step refuses it and says why
-    return span_tags([m for m in months if m in keys], keys)
+    return span_tags([m for m in months if m in keys], keys, partitions)
 
 
 def _by_province(files: list[str]) -> list[tuple[str, list[str]]]:
@@ -417,7 +447,7 @@ class ChangedPartitions:
     name: str
     job: UnresolvedAssetJobDefinition
     watched: dg.AssetKey
-    partitions: dg.DynamicPartitionsDefinition
+    partitions: MonthPartitions
     delivered: Callable[[], list[str]]
     changed: Callable[[dg.DagsterInstance], list[str]]
 
@@ -431,7 +461,7 @@ class PartitionedFeed:
 
     job_name: str
     assets: dg.AssetSelection  # the partitioned assets
-    partitions: dg.DynamicPartitionsDefinition
+    partitions: MonthPartitions  # months, or months × former provinces (the provinces: of the environment now)
     watched: dg.AssetKey  # the append-only upstream whose loads change partitions
     delivered: Callable[[], list[str]]  # every month with rows upstream (configured lake)
     changed: Callable[[dg.DagsterInstance], list[str]]
@@ -441,10 +471,9 @@ class PartitionedFeed:
     def job(self, also: dg.AssetSelection | None = None) -> UnresolvedAssetJobDefinition:
         """`also`: other assets the job may run (`cli run`'s last range goes on with every unpartitioned asset
         downstream of the province partitions too)."""
-        return dg.define_asset_job(
+        return dg.define_asset_job(  # partitioned like its assets (their province partitions: layers.by_province)
             self.job_name,
             selection=self.assets.downstream() | also if also is not None else self.assets.downstream(),
-            partitions_def=self.partitions,
             description=self.description,
         )
 
@@ -485,7 +514,8 @@ def changed_partitions_sensor(spec: ChangedPartitions, writers: dict[str, set[dg
             return dg.SensorResult(skip_reason=f"waiting for run(s) {', '.join(b[:8] for b in busy)} to finish")
         new = keys_to_add(spec.partitions, instance, spec.delivered())
         # the daemon adds them, in this order, before it launches the runs below
-        added = [spec.partitions.build_add_request(new)] if new else []
+        months = cast(dg.DynamicPartitionsDefinition, months_of(spec.partitions))
+        added = [months.build_add_request(new)] if new else []
         keys = [*partition_keys(spec.partitions, instance), *new]
         changed = spec.changed(instance)
         if not changed:
@@ -495,7 +525,7 @@ def changed_partitions_sensor(spec: ChangedPartitions, writers: dict[str, set[dg
         requests = [
             dg.RunRequest(
                 run_key=f"{spec.name}:{first}..{last}@{version}",
-                tags={**range_tags([first, last]), "ioc/trigger": "changed_partitions"},
+                tags={**month_range_tags(spec.partitions, first, last), "ioc/trigger": "changed_partitions"},
             )
             for first, last in partition_ranges(changed, keys)
         ]
@@ -637,10 +667,19 @@ def build(
         if by_province
         else []
     )
+    monthly = dg.AssetSelection.assets(*(partitioned - by_province))
+
+    def domain_selection(group: str) -> dg.AssetSelection:
+        """The group and what is downstream of it; a group whose bronze is partitioned by province (the dossiers)
+        leaves its month partitions to their own job (one partitions definition per job)."""
+        selection = dg.AssetSelection.groups(group).downstream()
+        keys = selection.resolve(assets)
+        return selection - monthly if keys & by_province and keys & (partitioned - by_province) else selection
+
     domain_jobs = {
         group: dg.define_asset_job(
             f"refresh_{group}",
-            selection=dg.AssetSelection.groups(group).downstream(),
+            selection=domain_selection(group),
             description=f"The {group} group and everything downstream of it (scorecard, warehouse).",
         )
         for group in groups(assets)

@@ -5,14 +5,15 @@
     validate   a department's file(s), offline: the same readers and rules as the pipeline, a feedback workbook
 
 `run` records every run in the Dagster instance of `DAGSTER_HOME` (they show in the UI like any
-other): the part of `refresh_all` upstream of the dossier months (every feed's ingestion, the
-catalog, the reference units), then `dossier_months` over the months whose dossiers changed (one
-single-run backfill per contiguous range), the last of these runs going on with what is downstream of
-them (gold, the scorecard, the feed status, the warehouse, the report; a run of `refresh_all` when no
-month changed): two runs for a first load or a nightly. Bronze and silver steps run only for what
-changed since the last run (a new delivery, a new quality policy, new code: Dagster's stale status,
-see versions.py); `run --all` rebuilds them all. A feed's blocked batch or refused file does not stop
-the others: its last good version is published. If a step failed outright, the runs after it still go, and a last
+other): a run of `refresh_provinces` per former province (its partition of every feed's ingestion and
+gate; the first one also the reference units), then `dossier_months` over the months whose dossiers
+changed (one single-run backfill per contiguous range, of every province), the last of these runs going
+on with what is downstream of them (gold, the scorecard, the feed status, the warehouse, the report; a
+run of `refresh_all` when no month changed): two runs for a first load or a nightly of one province.
+Bronze and silver steps run only for what changed since the last run (a new delivery, a new quality
+policy, new code: Dagster's stale status, see versions.py); `run --all` rebuilds them all. A feed's blocked
+batch or refused file does not stop the others: its last good version is published. If a step failed
+outright, the runs after it still go, and a last
 `publish` run publishes every feed's last good state.
 
 Exit codes of `run`: 0 every delivered feed published; 3 the warehouse was published but some feed
@@ -36,7 +37,15 @@ import dagster as dg
 from dagster._core.execution.execution_result import ExecutionResult
 
 from ioc_pipeline import executors, progress, provinces, recovery, versions
-from ioc_pipeline.automation import PROVINCES_JOB, PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_run
+from ioc_pipeline.automation import (
+    PROVINCES_JOB,
+    PUBLISH_KEY,
+    RANGE_END,
+    RANGE_START,
+    month_range_tags,
+    range_tags,
+    recent_run,
+)
 from ioc_pipeline.pii import PiiKeyError, resolve_key
 from ioc_pipeline.resources import resolved
 
@@ -100,13 +109,16 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool
     partitioned = PARTITIONED.resolve(graph)
     job = defs.resolve_job_def("refresh_all")
     provincial = {k for k in graph.get_all_asset_keys() if isinstance(graph.get(k).partitions_def, PROVINCE_PARTITIONS)}
-    selectable = set(job.asset_layer.executable_asset_keys) - partitioned
+    unpartitioned = set(job.asset_layer.executable_asset_keys) - partitioned
+    selectable = unpartitioned
     by_province = {code: set(provincial) for code in provinces.codes()}
     if not everything:
         landing = resolved("landing")
         versions.observe(instance, landing.landing(), landing.settle_seconds)
-        selectable = versions.outdated(graph, instance, selectable)
         by_province = {code: versions.outdated(graph, instance, provincial, code) for code in by_province}
+        rebuilt = set().union(*by_province.values())  # and what is below a province's rebuilt partition
+        below = dg.AssetSelection.assets(*rebuilt).downstream().resolve(graph) if rebuilt else set()
+        selectable = versions.outdated(graph, instance, unpartitioned) | (below & unpartitioned)
     downstream = (PARTITIONED | dg.AssetSelection.assets(*provincial)).downstream().resolve(graph) & selectable
     upstream = selectable - downstream
     province_runs = [(code, keys) for code, keys in by_province.items() if keys]
@@ -128,7 +140,7 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool
         chunked = [
             (ranged, selection, range_tags(chunk))
             for ranged, selection, start, end in ranged_runs
-            for chunk in executors.chunks(ranged.partitions_def, start, end, instance)
+            for chunk in executors.chunks(ranged.partitions_def, *_range(ranged, start, end), instance)
         ]
         for ranged, _, tags in chunked:
             print(f"run {ranged.name} [{tags[RANGE_START]}..{tags[RANGE_END]}] (side by side):", flush=True)
@@ -142,13 +154,20 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool
     for number, (ranged, selection, start, end) in enumerate(ranged_runs, 1):
         if number == len(ranged_runs) and downstream <= set(ranged.asset_layer.executable_asset_keys):
             selection, downstream = selection | downstream, set()  # the last range's run goes on downstream
-        results.append(_execute(ranged, instance, tags=range_tags([start, end]), asset_selection=sorted(selection)))
+        tags = month_range_tags(ranged.partitions_def, start, end)  # of every former province
+        results.append(_execute(ranged, instance, tags=tags, asset_selection=sorted(selection)))
     if downstream:  # no range changed (or the last range's job cannot take it): downstream in a run of its own
         results.append(_execute(job, instance, asset_selection=sorted(downstream)))
     if not published_in(results[-1]):
         print("the warehouse was not published by that run: publishing every feed's last good data", flush=True)
         results.append(_execute(defs.resolve_job_def("publish"), instance))
     return results
+
+
+def _range(job: dg.JobDefinition, start: str, end: str) -> tuple[str, str]:
+    """The first and last partition keys of a run over the months `start` to `end` (of every former province)."""
+    tags = month_range_tags(job.partitions_def, start, end)
+    return tags[RANGE_START], tags[RANGE_END]
 
 
 def _province_runs(

@@ -5,13 +5,15 @@ imports each, and only the publish step writes DuckDB, so nothing is gained by f
 with more machines sets `IOC_EXECUTOR=dask` and `IOC_DASK_SCHEDULER` (executors.py): every run's steps
 go to the Dask cluster, and a backfill of partitioned assets becomes a run per partition.
 
-Jobs: `refresh_all` materializes every asset: a range of the delivered dossier months (the nightly:
-those among this and last month; a manual launch asks which), everything else once. `dossier_months`
+Jobs (Dagster runs one partitions definition per job): `refresh_provinces` is the former provinces'
+partitions (the feeds' bronze, the snapshot feeds' silver) with the unpartitioned assets, a run per
+province; `refresh_all` every other asset: a range of the delivered dossier months of every province (the
+nightly: those among this and last month; a manual launch asks which), everything else once. `dossier_months`
 rebuilds a range of dossier months and what is downstream of them (gold KPIs, the scorecard, the
 warehouse): the `dossier_months_changed` sensor registers the months bronze brought and launches it
 for months a load changed outside the nightly's range (a new month, a late update of an old dossier).
-`python -m ioc_pipeline.cli run` chains the same steps for a first load: everything upstream, the
-months that changed, everything downstream.
+`python -m ioc_pipeline.cli run` chains the same steps for a first load: each province's partitions (and
+what else is upstream), the months that changed, everything downstream.
 Schedules, sensors, freshness checks, alerts and per-domain jobs come from automation.py.
 """
 

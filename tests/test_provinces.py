@@ -211,14 +211,18 @@ def test_a_province_whose_load_fails_outright_holds_back_none_of_the_others(
 
 
 PROVINCE_PARTITIONED = [
-    f"{layer}/{table}"
-    for table in ("procedures", "bts_stations", "postal_enterprises", "postal_service_points")
-    for layer in ("bronze", "silver", "quarantine")
+    *(
+        f"{layer}/{table}"
+        for table in ("procedures", "bts_stations", "postal_enterprises", "postal_service_points")
+        for layer in ("bronze", "silver", "quarantine")
+    ),
+    "bronze/dossiers",
 ]
 
 
-def test_the_snapshot_feeds_are_partitioned_by_province_in_dagster(merged: Pipeline) -> None:
-    """A partition per former province, each materialized by a run of its own carrying that province's figures."""
+def test_the_snapshot_feeds_and_dossiers_are_partitioned_by_province_in_dagster(merged: Pipeline) -> None:
+    """A partition per former province, each materialized by a run of its own carrying that province's figures;
+    the dossiers' silver by month × province, each partition with its own figures."""
     with merged.environment():
         graph = build_defs().resolve_asset_graph()
         with dg.DagsterInstance.get() as instance:
@@ -235,11 +239,33 @@ def test_the_snapshot_feeds_are_partitioned_by_province_in_dagster(merged: Pipel
                 run = instance.get_run_by_id(record.run_id)
                 assert run.job_name == "refresh_provinces" and run.tags[PARTITION_TAG] == code
                 silver[code] = record.asset_materialization.metadata["delivered_rows"].value
+            dossiers = dg.AssetKey(["silver", "dossiers"])
+            partitions = graph.get(dossiers).partitions_def
+            assert partitions.partition_dimension_names == ["month", "province"]
+            materialized = instance.get_materialized_partitions(dossiers)
+            months = {code: sorted(k.split("|")[0] for k in materialized if k.endswith(f"|{code}")) for code in CODES}
+            # the runs take the delivered months of every province (a rectangle): 92 and 93 delivered April only, their
+            # other months are built empty, and say so
+            assert months == {code: ["2022-01", "2022-02", "2022-03", "2022-04"] for code in CODES}
+            (january,) = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dossiers, asset_partitions=["2022-01|92"]), limit=1
+            ).records
+            assert january.asset_materialization.metadata["delivered"].value is False
+            april = {}
+            for code in CODES:
+                (record,) = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dossiers, asset_partitions=[f"2022-04|{code}"]), limit=1
+                ).records
+                april[code] = record.asset_materialization.metadata["dagster/row_count"].value
     expected = dict(merged.query(
         "select province_code, count(*) from (select province_code from silver.procedures union all "
         "select province_code from quarantine.procedures) group by 1"
     ))  # fmt: skip
     assert silver == expected
+    per_province = merged.query(
+        "select province_code, count(*) from silver.dossiers where received_month = '2022-04-01' group by 1"
+    )
+    assert april == dict(per_province)
 
 
 def test_deliveries_and_the_nightly_request_a_run_per_province_partition(

@@ -123,15 +123,22 @@ def by_province(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
     `IOC_PROVINCES` since."""
     current = province_partitions()
 
-    def stamped(spec: dg.AssetSpec) -> dg.AssetSpec:
-        return spec.replace_attributes(partitions_def=current)
+    def now(partitions: dg.PartitionsDefinition | None) -> dg.PartitionsDefinition | None:
+        if isinstance(partitions, dg.StaticPartitionsDefinition):
+            return current
+        if isinstance(partitions, dg.MultiPartitionsDefinition):  # the dossiers' month × province
+            dimensions = {d.name: d.partitions_def for d in partitions.partitions_defs}
+            if provinces.PROVINCE_DIMENSION in dimensions:
+                return dg.MultiPartitionsDefinition({**dimensions, provinces.PROVINCE_DIMENSION: current})
+        return partitions
 
-    return [
-        a.map_asset_specs(stamped)
-        if isinstance(a.partitions_def, dg.StaticPartitionsDefinition) and a.partitions_def != current
-        else a
-        for a in assets
-    ]
+    def stamp(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+        partitions = now(asset.partitions_def)
+        if partitions == asset.partitions_def:
+            return asset
+        return asset.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions))
+
+    return [stamp(a) for a in assets]
 
 
 def bronze_asset(feed: Feed, group: str, description: str, doc: TableDoc | None = None) -> dg.AssetsDefinition:
