@@ -122,6 +122,12 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool
     downstream = (PARTITIONED | dg.AssetSelection.assets(*provincial)).downstream().resolve(graph) & selectable
     upstream = selectable - downstream
     province_runs = [(code, keys) for code, keys in by_province.items() if keys]
+    if len(province_runs) == 1:
+        # one province (the legacy layout): its run goes on with what is below it but not below the months (the
+        # snapshot feeds' gold), as one run always did; with several, that waits for every province's run
+        below_provinces = downstream - PARTITIONED.downstream().resolve(graph)
+        code, keys = province_runs[0]
+        province_runs[0], downstream = (code, keys | below_provinces), downstream - below_provinces
     if province_runs:
         code, keys = province_runs[0]
         province_runs[0] = (code, keys | upstream)
