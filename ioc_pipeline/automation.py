@@ -1,7 +1,10 @@
 """Running by itself: the nightly refresh, delivery sensors, freshness, alerts, jobs per domain.
 
-    01:00 Asia/Ho_Chi_Minh ──nightly_refresh──► refresh_all (every asset; month partitions: this and last month)
-    landing/<feed files>, complete ──<table>_delivery sensor──► refresh_<group> (the feed's group and downstream)
+    01:00 Asia/Ho_Chi_Minh ──nightly_refresh──► refresh_all (every asset but the provinces' partitions; month
+                              partitions: this and last month, of every former province)
+                           ──nightly_provinces──► refresh_provinces, a run per former province (and downstream)
+    landing/<feed files>, complete ──<table>_delivery sensor──► refresh_<group> (the feed's group and downstream;
+                              a run per former province that delivered, its partition)
     bronze months new or changed ──<name> sensor──► registers new months, a partitioned job per range of changed ones
     gold/* older than 26 h ──freshness checks + gold_freshness sensor──► stale shown in the UI
     a run fails ──run_failure_alert──► alerts.py (lake ops/alerts, log, webhook)
@@ -23,7 +26,10 @@ the first time, and months that a delivery or the nightly touched beyond those (
 dossier received months ago), are registered and caught up by a `changed_partitions_sensor`.
 
 Dagster keeps dynamic keys in the order they were added and resolves a range by that order, so a month
-delivered after newer ones sits after them: `partition_ranges` never lets a range span that gap.
+delivered after newer ones sits after them: `partition_ranges` never lets a range span that gap. Months ×
+former provinces (the dossiers, `MultiPartitionsDefinition`) run as a rectangle: the range of months, of every
+province (`month_range_tags`). The provinces alone (static, the feeds' bronze and the snapshot feeds' silver)
+are another job's, `refresh_provinces`: Dagster runs one partitions definition per run.
 """
 
 import hashlib
@@ -75,6 +81,7 @@ class Delivery:
 DELIVERIES: list[Delivery] = [Delivery(spec.source, domain.group) for domain in DOMAINS for spec in domain.feeds]
 PUBLISH_GROUPS = ("scorecard", "ops", "publish", "report")
 PUBLISH_KEY = dg.AssetKey(["publish", "warehouse"])
+PROVINCES_JOB = "refresh_provinces"
 
 
 @dataclass
@@ -94,18 +101,54 @@ class Automation:
 # Dagster instance (in the order they were first delivered): a month without any delivery is no partition,
 # so the UI never shows it as missing work.
 MONTH_FORMAT = "%Y-%m"
+MONTH_DIMENSION = "month"  # of a partitioning by months × former provinces (provinces.PROVINCE_DIMENSION)
 
 
-def month_partitions(assets: Sequence[dg.AssetsDefinition]) -> dg.DynamicPartitionsDefinition | None:
-    """The one month partitioning among `assets` (a Dagster job can have only one)."""
+MonthPartitions = dg.DynamicPartitionsDefinition | dg.MultiPartitionsDefinition
+
+
+def month_partitions(assets: Sequence[dg.AssetsDefinition]) -> MonthPartitions | None:
+    """The one month partitioning among `assets` (a Dagster job can have only one): dynamic months, or months ×
+    former provinces (the dossiers); the province partitions alone (static) are another job's."""
     found = {a.partitions_def for a in assets if a.partitions_def is not None}
+    found -= {p for p in found if isinstance(p, dg.StaticPartitionsDefinition)}
     if not found:
         return None
-    if len(found) > 1 or not isinstance(next(iter(found)), dg.DynamicPartitionsDefinition):
+    if len(found) > 1 or months_of(next(iter(found))) is None:
         raise dg.DagsterInvalidDefinitionError(
             f"the refresh jobs support one partitioning, dynamic months: found {', '.join(map(str, found))}"
         )
-    return cast(dg.DynamicPartitionsDefinition, next(iter(found)))
+    return cast(MonthPartitions, next(iter(found)))
+
+
+def months_of(partitions: dg.PartitionsDefinition | None) -> dg.DynamicPartitionsDefinition | None:
+    """The dynamic months of a job's partitions: themselves, or the month dimension of months × provinces."""
+    if isinstance(partitions, dg.MultiPartitionsDefinition):
+        if MONTH_DIMENSION not in partitions.partition_dimension_names:
+            return None
+        partitions = partitions.get_partitions_def_for_dimension(MONTH_DIMENSION)
+    return partitions if isinstance(partitions, dg.DynamicPartitionsDefinition) else None
+
+
+def month_range_tags(partitions: dg.PartitionsDefinition | None, first: str, last: str) -> dict[str, str]:
+    """Tags of one run over the months `first` to `last`: of a months × provinces job, every former province of
+    them (a rectangle of the two dimensions: `2022-01|92` to `2022-04|94`; the provinces of `IOC_PROVINCES`)."""
+    if isinstance(partitions, dg.MultiPartitionsDefinition):
+        codes = provinces.codes()
+        first = str(dg.MultiPartitionKey({MONTH_DIMENSION: first, provinces.PROVINCE_DIMENSION: codes[0]}))
+        last = str(dg.MultiPartitionKey({MONTH_DIMENSION: last, provinces.PROVINCE_DIMENSION: codes[-1]}))
+    return {RANGE_START: first, RANGE_END: last}
+
+
+def province_partitions(assets: Sequence[dg.AssetsDefinition]) -> dg.StaticPartitionsDefinition | None:
+    """The former provinces' partitioning among `assets` (layers.province_partitions), if any of them has it."""
+    found = {a.partitions_def for a in assets if isinstance(a.partitions_def, dg.StaticPartitionsDefinition)}
+    return cast(dg.StaticPartitionsDefinition, next(iter(found))) if found else None
+
+
+def province_keys(assets: Sequence[dg.AssetsDefinition]) -> set[dg.AssetKey]:
+    """The assets partitioned by former province."""
+    return {key for a in assets if isinstance(a.partitions_def, dg.StaticPartitionsDefinition) for key in a.keys}
 
 
 def month_key(when: datetime) -> str:
@@ -113,26 +156,27 @@ def month_key(when: datetime) -> str:
     return when.astimezone(ZoneInfo(TIMEZONE)).strftime(MONTH_FORMAT)
 
 
-def partition_keys(partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance) -> list[str]:
-    """The registered keys, in Dagster's order: the order they were added (not the calendar's)."""
-    return list(partitions.get_partition_keys(dynamic_partitions_store=instance))
+def partition_keys(partitions: dg.PartitionsDefinition, instance: dg.DagsterInstance) -> list[str]:
+    """The registered months, in Dagster's order: the order they were added (not the calendar's)."""
+    months = months_of(partitions)
+    return list(months.get_partition_keys(dynamic_partitions_store=instance)) if months else []
 
 
 def keys_to_add(
-    partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]
+    partitions: dg.PartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]
 ) -> list[str]:
     """The delivered keys the instance does not know yet, oldest first (the order they are to be added in)."""
     known = set(partition_keys(partitions, instance))
     return sorted(set(delivered) - known)
 
 
-def register(
-    partitions: dg.DynamicPartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]
-) -> list[str]:
+def register(partitions: dg.PartitionsDefinition, instance: dg.DagsterInstance, delivered: Iterable[str]) -> list[str]:
     """Add the delivered months the instance does not know yet (a fresh instance: all of them); the new ones."""
     new = keys_to_add(partitions, instance, delivered)
     if new:
-        instance.add_dynamic_partitions(cast(str, partitions.name), new)
+        instance.add_dynamic_partitions(
+            cast(str, cast(dg.DynamicPartitionsDefinition, months_of(partitions)).name), new
+        )
     return new
 
 
@@ -155,16 +199,16 @@ def range_tags(keys: Sequence[str]) -> dict[str, str]:
     return {RANGE_START: keys[0], RANGE_END: keys[-1]} if keys else {}
 
 
-def span_tags(chosen: Sequence[str], keys: Sequence[str]) -> dict[str, str]:
-    """Tags of one run over `chosen` keys: from the first to the last of them in Dagster's order (the keys
-    between are rebuilt too, idempotently)."""
+def span_tags(
+    chosen: Sequence[str], keys: Sequence[str], partitions: dg.PartitionsDefinition | None = None
+) -> dict[str, str]:
+    """Tags of one run over `chosen` months: from the first to the last of them in Dagster's order (the months
+    between are rebuilt too, idempotently), of every former province when `partitions` has them."""
     ordered = sorted(set(chosen), key=list(keys).index)
-    return range_tags([ordered[0], ordered[-1]]) if ordered else {}
+    return month_range_tags(partitions, ordered[0], ordered[-1]) if ordered else {}
 
 
-def recent_months(
-    partitions: dg.DynamicPartitionsDefinition, when: datetime, instance: dg.DagsterInstance
-) -> list[str]:
+def recent_months(partitions: dg.PartitionsDefinition, when: datetime, instance: dg.DagsterInstance) -> list[str]:
     """The delivered months among the one that holds `when` and the one before; if neither was delivered,
     the newest delivered month (a feed that is behind); none before the first delivery."""
     keys = partition_keys(partitions, instance)
@@ -175,13 +219,13 @@ def recent_months(
 
 
 def recent_range_tags(
-    partitions: dg.DynamicPartitionsDefinition | None, when: datetime, instance: dg.DagsterInstance
+    partitions: dg.PartitionsDefinition | None, when: datetime, instance: dg.DagsterInstance
 ) -> dict[str, str]:
     """Tags for a run now (the nightly, a manual run): `recent_months` as one range; nothing when the job
     is not partitioned or no month was delivered yet (the run then leaves the months out)."""
     if partitions is None:
         return {}
-    return span_tags(recent_months(partitions, when, instance), partition_keys(partitions, instance))
+    return span_tags(recent_months(partitions, when, instance), partition_keys(partitions, instance), partitions)
 
 
 def unpartitioned_keys(job: dg.JobDefinition) -> list[dg.AssetKey]:
@@ -194,7 +238,7 @@ def recent_run(job: dg.JobDefinition, when: datetime, instance: dg.DagsterInstan
     """`execute_in_process` arguments for a manual run of `job` now: the recent months when it is partitioned
     (a partitioned job refuses to run without them), or its other assets when no month was delivered yet."""
     partitions = job.partitions_def
-    if not isinstance(partitions, dg.DynamicPartitionsDefinition):
+    if months_of(partitions) is None:
         return {"tags": {}}
     tags = recent_range_tags(partitions, when, instance)
     return {"tags": tags} if tags else {"tags": {}, "asset_selection": unpartitioned_keys(job)}
@@ -205,7 +249,7 @@ def recent_run(job: dg.JobDefinition, when: datetime, instance: dg.DagsterInstan
 
 def nightly_schedule(
     job: UnresolvedAssetJobDefinition,
-    partitions: dg.DynamicPartitionsDefinition | None,
+    partitions: MonthPartitions | None,
     unpartitioned: Sequence[dg.AssetKey] = (),
 ):
     """`unpartitioned`: the job's other assets, what the nightly runs before any month was delivered."""
@@ -233,16 +277,56 @@ def nightly_schedule(
     return nightly_refresh
 
 
+def nightly_provinces_schedule(
+    job: UnresolvedAssetJobDefinition,
+    partitions: dg.StaticPartitionsDefinition | None,
+    selection: Sequence[dg.AssetKey],
+) -> dg.ScheduleDefinition:
+    """At the nightly hour, one run per former province of the province job: a province whose delivery is bad
+    or whose load fails fails its own run; the others, and their gold and publish, go on."""
+    codes = list(partitions.get_partition_keys()) if partitions else []
+
+    @dg.schedule(
+        name="nightly_provinces",
+        cron_schedule=NIGHTLY_CRON,
+        execution_timezone=TIMEZONE,
+        job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Each former province's snapshot feeds at {NIGHTLY_HOUR:02d}:00 {TIMEZONE}, a run per "
+        "province partition, each going on downstream (gold, the scorecard, the warehouse).",
+    )
+    def nightly_provinces(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        when = context.scheduled_execution_time
+        local = when.astimezone(ZoneInfo(TIMEZONE)) if when else None
+        if local is None or (local.hour, local.minute) != (NIGHTLY_HOUR, 0):
+            return dg.SkipReason(f"not a nightly tick ({local}): the refresh runs at {NIGHTLY_CRON} {TIMEZONE}")
+        return [
+            dg.RunRequest(
+                run_key=f"nightly-{local:%Y-%m-%d}-{code}",
+                partition_key=code,
+                tags={"ioc/trigger": "nightly"},
+                asset_selection=list(selection),
+            )
+            for code in codes
+        ]
+
+    return nightly_provinces
+
+
 # --- delivery sensors -------------------------------------------------------------------------
 
 
 def delivery_sensor(
     delivery: Delivery,
     job: UnresolvedAssetJobDefinition,
-    partitions: dg.DynamicPartitionsDefinition | None,
+    partitions: MonthPartitions | None,
     unpartitioned: Sequence[dg.AssetKey] = (),
+    by_province: bool = False,
 ) -> dg.SensorDefinition:
     """One run request per batch of complete new or changed files; each file version picked once.
+
+    A group partitioned by former province (`by_province`) gets one run per province that delivered, its
+    partition: one province's bad delivery fails that run only, and each run goes on downstream.
 
     A partitioned group's run takes the months the files name that are delivered already (a corrected
     month); a month never delivered before is no partition yet, so the run then takes `unpartitioned`
@@ -293,6 +377,15 @@ def delivery_sensor(
             waiting = f"; waiting for {len(pending)} file(s) to stop changing" if pending else ""
             yield dg.SkipReason(f"no new complete file{waiting}")
             return
+        if by_province:
+            for code, files in _by_province(ready):
+                signatures = "\n".join(f"{path}={picked[path]}" for path in files)
+                yield dg.RunRequest(
+                    run_key=f"{feed.table}:{code}:{hashlib.sha256(signatures.encode()).hexdigest()[:16]}",
+                    partition_key=code,
+                    tags={"ioc/trigger": "delivery", "ioc/feed": feed.table, "ioc/files": _files_tag(files)},
+                )
+            return
         signatures = "\n".join(f"{path}={picked[path]}" for path in ready)
         months = _partition_range(ready, partitions, context.instance)
         yield dg.RunRequest(
@@ -312,7 +405,7 @@ def _last_load_started(instance: dg.DagsterInstance, feed: Feed) -> float | None
 
 
 def _partition_range(
-    files: list[str], partitions: dg.DynamicPartitionsDefinition | None, instance: dg.DagsterInstance
+    files: list[str], partitions: MonthPartitions | None, instance: dg.DagsterInstance
 ) -> dict[str, str]:
     """One range over the delivered months that `files` name (their snapshot dates); none when the job is
     not partitioned or no file names a month delivered before."""
@@ -325,7 +418,15 @@ def _partition_range(
             months.add(month_key(datetime.fromisoformat(snapshot_of(path)).replace(tzinfo=ZoneInfo(TIMEZONE))))
         except DeliveryError:
             continue  # no date in the name: the run's bronze step refuses it and says why
-    return span_tags([m for m in months if m in keys], keys)
+    return span_tags([m for m in months if m in keys], keys, partitions)
+
+
+def _by_province(files: list[str]) -> list[tuple[str, list[str]]]:
+    """The files grouped by the former province whose landing folder they are in (provinces.of_path)."""
+    grouped: dict[str, list[str]] = {}
+    for path in files:
+        grouped.setdefault(provinces.of_path(path), []).append(path)
+    return sorted(grouped.items())
 
 
 def _files_tag(files: list[str], limit: int = 200) -> str:
@@ -346,7 +447,7 @@ class ChangedPartitions:
     name: str
     job: UnresolvedAssetJobDefinition
     watched: dg.AssetKey
-    partitions: dg.DynamicPartitionsDefinition
+    partitions: MonthPartitions
     delivered: Callable[[], list[str]]
     changed: Callable[[dg.DagsterInstance], list[str]]
 
@@ -360,18 +461,19 @@ class PartitionedFeed:
 
     job_name: str
     assets: dg.AssetSelection  # the partitioned assets
-    partitions: dg.DynamicPartitionsDefinition
+    partitions: MonthPartitions  # months, or months × former provinces (the provinces: of the environment now)
     watched: dg.AssetKey  # the append-only upstream whose loads change partitions
     delivered: Callable[[], list[str]]  # every month with rows upstream (configured lake)
     changed: Callable[[dg.DagsterInstance], list[str]]
     sensor_name: str
     description: str = ""
 
-    def job(self) -> UnresolvedAssetJobDefinition:
-        return dg.define_asset_job(
+    def job(self, also: dg.AssetSelection | None = None) -> UnresolvedAssetJobDefinition:
+        """`also`: other assets the job may run (`cli run`'s last range goes on with every unpartitioned asset
+        downstream of the province partitions too)."""
+        return dg.define_asset_job(  # partitioned like its assets (their province partitions: layers.by_province)
             self.job_name,
-            selection=self.assets.downstream(),
-            partitions_def=self.partitions,
+            selection=self.assets.downstream() | also if also is not None else self.assets.downstream(),
             description=self.description,
         )
 
@@ -412,7 +514,8 @@ def changed_partitions_sensor(spec: ChangedPartitions, writers: dict[str, set[dg
             return dg.SensorResult(skip_reason=f"waiting for run(s) {', '.join(b[:8] for b in busy)} to finish")
         new = keys_to_add(spec.partitions, instance, spec.delivered())
         # the daemon adds them, in this order, before it launches the runs below
-        added = [spec.partitions.build_add_request(new)] if new else []
+        months = cast(dg.DynamicPartitionsDefinition, months_of(spec.partitions))
+        added = [months.build_add_request(new)] if new else []
         keys = [*partition_keys(spec.partitions, instance), *new]
         changed = spec.changed(instance)
         if not changed:
@@ -422,7 +525,7 @@ def changed_partitions_sensor(spec: ChangedPartitions, writers: dict[str, set[dg
         requests = [
             dg.RunRequest(
                 run_key=f"{spec.name}:{first}..{last}@{version}",
-                tags={**range_tags([first, last]), "ioc/trigger": "changed_partitions"},
+                tags={**month_range_tags(spec.partitions, first, last), "ioc/trigger": "changed_partitions"},
             )
             for first, last in partition_ranges(changed, keys)
         ]
@@ -532,6 +635,7 @@ def build(
     range of them and the other assets once); `extra_jobs` are added as they are, and each of
     `changed` becomes a sensor that catches up partitions changed outside the nightly's range."""
     partitions = month_partitions(assets)
+    by_province = province_keys(assets)
     partitioned = {key for a in assets if a.partitions_def is not None for key in a.keys}
     gold = gold_keys(assets)
     checks = (
@@ -539,15 +643,43 @@ def build(
     )
     refresh_all = dg.define_asset_job(
         "refresh_all",
-        selection=dg.AssetSelection.all(),
+        selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*by_province),
         partitions_def=partitions,
-        description="Every asset, with its checks (the nightly refresh)"
+        description="Every asset but the former provinces' partitions (`refresh_provinces`), with its checks (the "
+        "nightly refresh)"
         + (": for a range of months of the partitioned ones, the others once." if partitions else "."),
     )
+    # a province's run at night: its feeds and what is downstream of them (not the dossier months: another job's)
+    provincial_downstream = sorted(
+        dg.AssetSelection.assets(*by_province).downstream().resolve(assets) - (partitioned - by_province)
+    )
+    province_jobs = (
+        [
+            dg.define_asset_job(
+                PROVINCES_JOB,
+                selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*(partitioned - by_province)),
+                partitions_def=province_partitions(assets),
+                description="One former province's snapshot feeds (bronze, silver, quarantine: its partition) with "
+                "the unpartitioned assets (the nightly's runs: the feeds and everything downstream of them, gold, "
+                "the scorecard, the warehouse; `cli run`: with what is upstream of the dossier months).",
+            )
+        ]
+        if by_province
+        else []
+    )
+    monthly = dg.AssetSelection.assets(*(partitioned - by_province))
+
+    def domain_selection(group: str) -> dg.AssetSelection:
+        """The group and what is downstream of it; a group whose bronze is partitioned by province (the dossiers)
+        leaves its month partitions to their own job (one partitions definition per job)."""
+        selection = dg.AssetSelection.groups(group).downstream()
+        keys = selection.resolve(assets)
+        return selection - monthly if keys & by_province and keys & (partitioned - by_province) else selection
+
     domain_jobs = {
         group: dg.define_asset_job(
             f"refresh_{group}",
-            selection=dg.AssetSelection.groups(group).downstream(),
+            selection=domain_selection(group),
             description=f"The {group} group and everything downstream of it (scorecard, warehouse).",
         )
         for group in groups(assets)
@@ -558,7 +690,7 @@ def build(
         description="The scorecard, the feed status and the warehouse from every feed's last good lake state "
         "(after a run that failed before publishing).",
     )
-    jobs = [refresh_all, *extra_jobs, *domain_jobs.values(), publish_job]
+    jobs = [refresh_all, *province_jobs, *extra_jobs, *domain_jobs.values(), publish_job]
     sensors = [run_failure_alert, publish_after_failure_sensor(publish_job)]
     for delivery in deliveries:
         if delivery.group not in domain_jobs:
@@ -566,7 +698,8 @@ def build(
         members = [a for a in assets if delivery.group in a.group_names_by_key.values()]
         job = domain_jobs[delivery.group]
         others = sorted(set(job.selection.resolve(assets)) - partitioned)
-        sensors.append(delivery_sensor(delivery, job, month_partitions(members), others))
+        provincial = province_partitions(members) is not None
+        sensors.append(delivery_sensor(delivery, job, month_partitions(members), others, provincial))
     if changed:
         writers = {job.name: set(job.selection.resolve(assets)) for job in jobs}
         sensors.extend(changed_partitions_sensor(spec, writers) for spec in changed)
@@ -594,7 +727,11 @@ def build(
         assets=freshness_policy(assets),
         jobs=[*jobs, *freshness_jobs],
         schedules=[
-            nightly_schedule(refresh_all, partitions, sorted(set(refresh_all.selection.resolve(assets)) - partitioned))
+            nightly_schedule(refresh_all, partitions, sorted(set(refresh_all.selection.resolve(assets)) - partitioned)),
+            *(
+                nightly_provinces_schedule(job, province_partitions(assets), provincial_downstream)
+                for job in province_jobs
+            ),
         ],
         sensors=sensors,
         asset_checks=checks,

@@ -5,14 +5,15 @@
     validate   a department's file(s), offline: the same readers and rules as the pipeline, a feedback workbook
 
 `run` records every run in the Dagster instance of `DAGSTER_HOME` (they show in the UI like any
-other): the part of `refresh_all` upstream of the dossier months (every feed's ingestion, the
-catalog, the reference units), then `dossier_months` over the months whose dossiers changed (one
-single-run backfill per contiguous range), the last of these runs going on with what is downstream of
-them (gold, the scorecard, the feed status, the warehouse, the report; a run of `refresh_all` when no
-month changed): two runs for a first load or a nightly. Bronze and silver steps run only for what
-changed since the last run (a new delivery, a new quality policy, new code: Dagster's stale status,
-see versions.py); `run --all` rebuilds them all. A feed's blocked batch or refused file does not stop
-the others: its last good version is published. If a step failed outright, the runs after it still go, and a last
+other): a run of `refresh_provinces` per former province (its partition of every feed's ingestion and
+gate; the first one also the reference units), then `dossier_months` over the months whose dossiers
+changed (one single-run backfill per contiguous range, of every province), the last of these runs going
+on with what is downstream of them (gold, the scorecard, the feed status, the warehouse, the report; a
+run of `refresh_all` when no month changed): two runs for a first load or a nightly of one province.
+Bronze and silver steps run only for what changed since the last run (a new delivery, a new quality
+policy, new code: Dagster's stale status, see versions.py); `run --all` rebuilds them all. A feed's blocked
+batch or refused file does not stop the others: its last good version is published. If a step failed
+outright, the runs after it still go, and a last
 `publish` run publishes every feed's last good state.
 
 Exit codes of `run`: 0 every delivered feed published; 3 the warehouse was published but some feed
@@ -35,13 +36,23 @@ from typing import Any
 import dagster as dg
 from dagster._core.execution.execution_result import ExecutionResult
 
-from ioc_pipeline import executors, progress, recovery, versions
-from ioc_pipeline.automation import PUBLISH_KEY, RANGE_END, RANGE_START, range_tags, recent_run
+from ioc_pipeline import executors, progress, provinces, recovery, versions
+from ioc_pipeline.automation import (
+    PROVINCES_JOB,
+    PUBLISH_KEY,
+    RANGE_END,
+    RANGE_START,
+    month_range_tags,
+    range_tags,
+    recent_run,
+)
 from ioc_pipeline.pii import PiiKeyError, resolve_key
 from ioc_pipeline.resources import resolved
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL, EXIT_REFUSED = 0, 1, 2, 3, 4
 NOT_PUBLISHED_STATES = ("blocked", "file_refused")
+PARTITION_TAG = "dagster/partition"  # the former province of a province job's run
+PROVINCE_PARTITIONS = dg.StaticPartitionsDefinition  # the province partitions' kind (layers.province_partitions)
 
 
 def check_pii_key() -> None:
@@ -57,6 +68,7 @@ def _execute(
     asset_selection: list[dg.AssetKey] | None = None,
 ) -> ExecutionResult:
     label = f" [{tags[RANGE_START]}..{tags[RANGE_END]}]" if tags and RANGE_START in tags else ""
+    label = f" [{tags[PARTITION_TAG]}]" if tags and PARTITION_TAG in tags else label
     print(f"run {job.name}{label}:", flush=True)
     run_tags = {**(tags or {}), **recovery.run_tags()}  # whose process runs it: a dead one is recognised
     if executors.engine() != "in_process":  # IOC_EXECUTOR: the job's own executor (a Dask cluster) runs the steps
@@ -80,27 +92,48 @@ def published_in(result: ExecutionResult) -> bool:
 
 
 def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool = False) -> list[ExecutionResult]:
-    """Every asset that needs it, in order: upstream of the dossier months, the changed months,
-    downstream; then, if a failed step kept the warehouse from being published, the `publish` job from
-    the last good state. Bronze and silver steps run only where a delivery, the quality policy or the
-    code changed (versions.py), unless `everything`.
+    """Every asset that needs it, in order: each former province's partition of the snapshot feeds (with what
+    is upstream of the dossier months), the changed months, downstream; then, if a failed step kept the
+    warehouse from being published, the `publish` job from the last good state. Bronze and silver steps run
+    only where a delivery, the quality policy or the code changed (versions.py), unless `everything`.
 
-    Two runs, not one: a run's partition range is fixed when it is launched, and which months changed is
-    known only once the upstream run has loaded bronze. What is downstream of the months goes in the run
-    of the last range (one run fewer: each costs its run record, plan and events in the instance)."""
+    A run per province partition (Dagster runs one partitions definition per run; a province whose load fails
+    fails its own run only), the first one also taking the unpartitioned assets upstream of the months: one
+    run with the legacy single province. Then a run per range of months: its range is fixed when it is
+    launched, and which months changed is known only once bronze is loaded. What is downstream of every
+    partition goes in the run of the last range (one run fewer: each costs its run record, plan and events in
+    the instance)."""
     from ioc_pipeline.definitions import PARTITIONED, PARTITIONED_FEEDS
 
     graph = defs.resolve_asset_graph()
     partitioned = PARTITIONED.resolve(graph)
     job = defs.resolve_job_def("refresh_all")
-    selectable = set(job.asset_layer.executable_asset_keys) - partitioned
+    provincial = {k for k in graph.get_all_asset_keys() if isinstance(graph.get(k).partitions_def, PROVINCE_PARTITIONS)}
+    unpartitioned = set(job.asset_layer.executable_asset_keys) - partitioned
+    selectable = unpartitioned
+    by_province = {code: set(provincial) for code in provinces.codes()}
     if not everything:
         landing = resolved("landing")
         versions.observe(instance, landing.landing(), landing.settle_seconds)
-        selectable = versions.outdated(graph, instance, selectable)
-    downstream = PARTITIONED.downstream().resolve(graph) & selectable
+        by_province = {code: versions.outdated(graph, instance, provincial, code) for code in by_province}
+        rebuilt = set().union(*by_province.values())  # and what is below a province's rebuilt partition
+        below = dg.AssetSelection.assets(*rebuilt).downstream().resolve(graph) if rebuilt else set()
+        selectable = versions.outdated(graph, instance, unpartitioned) | (below & unpartitioned)
+    downstream = (PARTITIONED | dg.AssetSelection.assets(*provincial)).downstream().resolve(graph) & selectable
     upstream = selectable - downstream
-    results = [_execute(job, instance, asset_selection=sorted(upstream))]
+    province_runs = [(code, keys) for code, keys in by_province.items() if keys]
+    if len(province_runs) == 1:
+        # one province (the legacy layout): its run goes on with what is below it but not below the months (the
+        # snapshot feeds' gold), as one run always did; with several, that waits for every province's run
+        below_provinces = downstream - PARTITIONED.downstream().resolve(graph)
+        code, keys = province_runs[0]
+        province_runs[0], downstream = (code, keys | below_provinces), downstream - below_provinces
+    if province_runs:
+        code, keys = province_runs[0]
+        province_runs[0] = (code, keys | upstream)
+        results = _province_runs(defs.resolve_job_def(PROVINCES_JOB), province_runs, instance)
+    else:
+        results = [_execute(job, instance, asset_selection=sorted(upstream))]
     for feed in PARTITIONED_FEEDS:  # a fresh instance (new DAGSTER_HOME) knows no month: register before targeting
         feed.register(instance)
     ranged_runs = [  # the partitions each partitioned feed's loads changed (dossier months), one run per range
@@ -113,7 +146,7 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool
         chunked = [
             (ranged, selection, range_tags(chunk))
             for ranged, selection, start, end in ranged_runs
-            for chunk in executors.chunks(ranged.partitions_def, start, end, instance)
+            for chunk in executors.chunks(ranged.partitions_def, *_range(ranged, start, end), instance)
         ]
         for ranged, _, tags in chunked:
             print(f"run {ranged.name} [{tags[RANGE_START]}..{tags[RANGE_END]}] (side by side):", flush=True)
@@ -127,7 +160,8 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool
     for number, (ranged, selection, start, end) in enumerate(ranged_runs, 1):
         if number == len(ranged_runs) and downstream <= set(ranged.asset_layer.executable_asset_keys):
             selection, downstream = selection | downstream, set()  # the last range's run goes on downstream
-        results.append(_execute(ranged, instance, tags=range_tags([start, end]), asset_selection=sorted(selection)))
+        tags = month_range_tags(ranged.partitions_def, start, end)  # of every former province
+        results.append(_execute(ranged, instance, tags=tags, asset_selection=sorted(selection)))
     if downstream:  # no range changed (or the last range's job cannot take it): downstream in a run of its own
         results.append(_execute(job, instance, asset_selection=sorted(downstream)))
     if not published_in(results[-1]):
@@ -136,11 +170,45 @@ def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, everything: bool
     return results
 
 
+def _range(job: dg.JobDefinition, start: str, end: str) -> tuple[str, str]:
+    """The first and last partition keys of a run over the months `start` to `end` (of every former province)."""
+    tags = month_range_tags(job.partitions_def, start, end)
+    return tags[RANGE_START], tags[RANGE_END]
+
+
+def _province_runs(
+    job: dg.JobDefinition, runs: list[tuple[str, set[dg.AssetKey]]], instance: dg.DagsterInstance
+) -> list[ExecutionResult]:
+    """A run of the province job per (former province, its assets): one after the other in process, side by
+    side on a Dask cluster (`IOC_EXECUTOR=dask`)."""
+    tagged = [({PARTITION_TAG: code}, sorted(keys)) for code, keys in runs]
+    if executors.engine() != "dask" or len(runs) < 2:
+        return [_execute(job, instance, tags=tags, asset_selection=keys) for tags, keys in tagged]
+    for tags, _ in tagged:
+        print(f"run {job.name} [{tags[PARTITION_TAG]}] (side by side):", flush=True)
+    extra: dict[str, Any] = {"run_config": progress.RUN_CONFIG}
+    side_by_side = [
+        (job, {**extra, "tags": {**tags, **recovery.run_tags()}, "asset_selection": keys}) for tags, keys in tagged
+    ]
+    return list(executors.execute_side_by_side(side_by_side, instance))
+
+
+def job_runs(job: dg.JobDefinition, instance: dg.DagsterInstance) -> list[dict]:
+    """`_execute` arguments for the runs of `job` now: one per former province for a job partitioned by
+    province, else the one `job_run`."""
+    if isinstance(job.partitions_def, PROVINCE_PARTITIONS):
+        return [{"tags": {PARTITION_TAG: code}} for code in job.partitions_def.get_partition_keys()]
+    return [job_run(job, instance)]
+
+
 def job_run(job: dg.JobDefinition, instance: dg.DagsterInstance) -> dict:
-    """`_execute` arguments for one run of `job` now: for a partitioned job, the delivered months registered
-    first, then this and last month among them (else the newest delivered; none: the other assets only)."""
+    """`_execute` arguments for one run of `job` now: for a month-partitioned job, the delivered months
+    registered first, then this and last month among them (else the newest delivered; none: the other assets
+    only); for a job partitioned by province, the first province's (`job_runs`: each province's)."""
     from ioc_pipeline.definitions import PARTITIONED_FEEDS
 
+    if isinstance(job.partitions_def, PROVINCE_PARTITIONS):
+        return job_runs(job, instance)[0]
     if job.partitions_def is not None:
         for feed in PARTITIONED_FEEDS:
             feed.register(instance)
@@ -162,7 +230,7 @@ def run(job_name: str | None = None, everything: bool = False) -> int:
         recovery.recover(instance)  # what dead runs left: their runs failed, slots freed, temp files removed
         if job_name:
             job = defs.resolve_job_def(job_name)
-            results = [_execute(job, instance, **job_run(job, instance))]
+            results = [_execute(job, instance, **arguments) for arguments in job_runs(job, instance)]
         else:
             results = refresh(defs, instance, everything)
     elapsed = time.monotonic() - started

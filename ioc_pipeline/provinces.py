@@ -32,6 +32,7 @@ LEGACY = ("94",)  # the one province the project knew before issue 15: Sóc Tră
 MERGED_CITY = "92"  # Cần Thơ city after 1 July 2025: the new units of every former province
 SCOPE_FORMER = "former_province"
 SCOPE_MERGED = "merged_city"
+PROVINCE_DIMENSION = "province"  # the Dagster partitions dimension of the former provinces (dossiers: × month)
 
 
 @dataclass(frozen=True)

@@ -103,10 +103,13 @@ def _asks_its_source(graph: BaseAssetGraph, key: dg.AssetKey) -> bool:
     return key.path[0] == "bronze" and not any(p.path[0] == "landing" for p in graph.get(key).parent_keys)
 
 
-def outdated(graph: BaseAssetGraph, instance: dg.DagsterInstance, keys: set[dg.AssetKey]) -> set[dg.AssetKey]:
+def outdated(
+    graph: BaseAssetGraph, instance: dg.DagsterInstance, keys: set[dg.AssetKey], partition: str | None = None
+) -> set[dg.AssetKey]:
     """Of `keys`, what a run must materialize: every asset outside the change-driven layers, and the
     change-driven ones Dagster calls stale or missing, with what is downstream of them and the other
-    assets of their steps (a silver table is written with its quarantine)."""
+    assets of their steps (a silver table is written with its quarantine). `partition`: the former province
+    whose partition of the province-partitioned `keys` is judged (layers.province_partitions)."""
     view = AssetGraphView(
         temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
         instance=instance,
@@ -114,7 +117,11 @@ def outdated(graph: BaseAssetGraph, instance: dg.DagsterInstance, keys: set[dg.A
     )
     resolver = CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
     driven = {k for k in keys if k.path[0] in CHANGE_DRIVEN and not _asks_its_source(graph, k)}
-    stale = {k for k in driven if resolver.get_status(k) != StaleStatus.FRESH}
+
+    def status(key: dg.AssetKey) -> StaleStatus:
+        return resolver.get_status(key, partition if graph.get(key).partitions_def is not None else None)
+
+    stale = {k for k in driven if status(k) != StaleStatus.FRESH}
     below = dg.AssetSelection.assets(*stale).downstream().resolve(graph) if stale else set()
     wanted = (keys - driven) | stale | (below & driven)
     for key in list(wanted):

@@ -79,7 +79,7 @@ def test_a_failing_run_produces_an_alert_record_a_log_line_and_a_webhook_post(
 
     (alert,) = alerts.read(published.lake).to_dicts()
     assert alert["alert_id"] == f"run_failure:{failed.run_id}"
-    assert alert["job_name"] == "refresh_all" and alert["failed_steps"] == ["bronze__dossiers"]
+    assert alert["job_name"] == "refresh_provinces" and alert["failed_steps"] == ["bronze__dossiers"]  # its partition
     assert "dossier gateway kept failing" in alert["message"]
     assert alert["webhook_status"] == "posted (HTTP 200)"
     (posted,) = hook.received

@@ -53,8 +53,9 @@ def test_the_nightly_refresh_runs_every_asset_at_one_in_the_morning_vietnam_time
     result = _tick(schedule, datetime(2026, 11, 28, 1, 0, tzinfo=ICT), ("2026-09", "2026-10", "2026-11"))
     assert [(r.run_key, r.tags.get("ioc/trigger")) for r in result.run_requests] == [("nightly-2026-11-28", "nightly")]
     tags = result.run_requests[0].tags
-    assert (tags[automation.RANGE_START], tags[automation.RANGE_END]) == ("2026-10", "2026-11")  # dossier months
-    assert result.run_requests[0].asset_selection is None  # every asset
+    # the dossier months, of every former province (the default's one, 94)
+    assert (tags[automation.RANGE_START], tags[automation.RANGE_END]) == ("2026-10|94", "2026-11|94")
+    assert result.run_requests[0].asset_selection is None  # every asset but the province partitions' (their job's)
     # the daemon's ticks: 01:00 in Vietnam, which is 18:00 UTC the day before
     start = datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp()
     ticks = cron_string_iterator(start, schedule.cron_schedule, schedule.execution_timezone)
@@ -374,16 +375,16 @@ def test_the_nightly_run_rebuilds_everything_and_the_newest_delivered_month(publ
         ) as context,
     ):
         (request,) = nightly.evaluate_tick(context).run_requests
-    assert (request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]) == ("2022-04", "2022-04")
+    # the month of every former province (`month|province`; the sample's one, 94)
+    assert (request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]) == ("2022-04|94", "2022-04|94")
     result = published.run("refresh_all", tags=request.tags)
     assert result.success, failure_messages(result)
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert {"bronze/dossiers", "silver/dossiers", "gold/public_service_kpis_monthly", "publish/warehouse"} <= (
-        materialized
-    )
+    assert {"silver/dossiers", "gold/public_service_kpis_monthly", "publish/warehouse"} <= materialized
+    assert "bronze/dossiers" not in materialized  # partitioned by province: the nightly_provinces runs load it
     silver = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["silver", "dossiers"]]
     pages = [e for e in silver if "dagster/row_count" in e.materialization.metadata]  # each month's own figures
-    assert [e.partition for e in pages] == ["2022-04"] == sorted({e.partition for e in silver})
+    assert [e.partition for e in pages] == ["2022-04|94"] == sorted({e.partition for e in silver})
     april = published.query("select count(*) from silver.dossiers where month = date '2022-04-01'")[0][0]
     assert pages[0].materialization.metadata["dagster/row_count"].value == april > 0
 
@@ -424,7 +425,8 @@ def _months(pipeline: Pipeline) -> list[str]:
 def _unbuilt(pipeline: Pipeline) -> set[str]:
     """Partitions of silver/dossiers that Dagster shows as missing."""
     with pipeline.environment(), dg.DagsterInstance.get() as instance:
-        return set(_months(pipeline)) - set(instance.get_materialized_partitions(public_service.SILVER_KEY))
+        built = {key.split("|")[0] for key in instance.get_materialized_partitions(public_service.SILVER_KEY)}
+    return set(_months(pipeline)) - built  # `month|province` keys: the sample's one province
 
 
 def test_a_dossier_export_runs_its_month_and_a_sensor_catches_up_the_older_months(published: Pipeline) -> None:
@@ -434,8 +436,10 @@ def test_a_dossier_export_runs_its_month_and_a_sensor_catches_up_the_older_month
     # months' sensor then registers and runs them
     _, cursor = _sense(sensor, published.landing, None)
     (first,) = _sense(sensor, published.landing, cursor)[0]
-    assert automation.RANGE_START not in first.tags
-    assert public_service.BRONZE_KEY in first.asset_selection and public_service.SILVER_KEY not in first.asset_selection
+    assert automation.RANGE_START not in first.tags and first.partition_key == "94"  # the province's partition
+    job = defs.resolve_job_def(sensor.job_name)
+    keys = job.asset_layer.executable_asset_keys
+    assert public_service.BRONZE_KEY in keys and public_service.SILVER_KEY not in keys  # the months: their sensor's
     # the published instance's last bronze run loaded them: its sensor takes them as picked
     _, cursor = _sense(sensor, published.landing, None, pipeline=published)
     assert _sense(sensor, published.landing, cursor, pipeline=published)[0] == []
@@ -444,13 +448,13 @@ def test_a_dossier_export_runs_its_month_and_a_sensor_catches_up_the_older_month
     april.write_bytes(april.read_bytes() + b"\n")
     _, cursor = _sense(sensor, published.landing, cursor, pipeline=published)
     (corrected,) = _sense(sensor, published.landing, cursor, pipeline=published)[0]
-    assert (corrected.tags[automation.RANGE_START], corrected.tags[automation.RANGE_END]) == ("2022-04", "2022-04")
+    assert corrected.partition_key == "94" and automation.RANGE_START not in corrected.tags
     # May's export only changes dossiers received before May: May is no month with dossiers, not requested
     _export(published.landing, "dossiers_202205.ndjson", "2022-05-20T09:00:00+07:00", lines=40)
     _, cursor = _sense(sensor, published.landing, cursor, pipeline=published)
     (request,) = _sense(sensor, published.landing, cursor, pipeline=published)[0]
     assert sensor.job_name == "refresh_public_service"
-    assert automation.RANGE_START not in request.tags and public_service.SILVER_KEY not in request.asset_selection
+    assert automation.RANGE_START not in request.tags and request.partition_key == "94"
     result = published.run(sensor.job_name, tags=request.tags, asset_selection=request.asset_selection)
     assert result.success, failure_messages(result)
     assert _months(published) == ["2022-01", "2022-02", "2022-03", "2022-04"]  # no May: no dossier of May
@@ -461,6 +465,8 @@ def test_a_dossier_export_runs_its_month_and_a_sensor_catches_up_the_older_month
     assert requests, "no run requested for the months the export changed"
     assert not data.dynamic_partitions_requests  # no new month
     ranges = [(r.tags[automation.RANGE_START], r.tags[automation.RANGE_END]) for r in requests]
+    assert all(first.endswith("|94") and last.endswith("|94") for first, last in ranges), ranges  # every province
+    ranges = [(first.split("|")[0], last.split("|")[0]) for first, last in ranges]
     assert all(first <= last < "2022-05" for first, last in ranges), ranges
     assert {m for r in ranges for m in r} <= set(public_service.delivered_months(published.lake))  # delivered only
     with published.environment(), dg.DagsterInstance.get() as instance:
@@ -544,7 +550,7 @@ def test_a_month_delivered_late_is_registered_after_newer_ones_and_built_alone(t
     keys = _months(pipeline)
     asked = []
     for request in data.run_requests:
-        first, last = request.tags[automation.RANGE_START], request.tags[automation.RANGE_END]
+        first, last = (request.tags[tag].split("|")[0] for tag in (automation.RANGE_START, automation.RANGE_END))
         asked.extend(keys[keys.index(first) : keys.index(last) + 1])  # what Dagster runs for the range
         assert first <= last
     assert sorted(asked) == changed

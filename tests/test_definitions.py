@@ -102,7 +102,12 @@ def test_refresh_all_takes_a_range_of_dossier_months_and_dossier_months_rebuilds
     assert graph.get(silver).partitions_def is not None
     refresh = defs.resolve_job_def("refresh_all")
     assert refresh.partitions_def == graph.get(silver).partitions_def
-    assert {silver, dg.AssetKey(["bronze", "dossiers"])} <= refresh.asset_layer.executable_asset_keys
+    assert silver in refresh.asset_layer.executable_asset_keys
+    # bronze is partitioned by former province: a job of its own (one partitions definition per job)
+    assert dg.AssetKey(["bronze", "dossiers"]) not in refresh.asset_layer.executable_asset_keys
+    provinces = defs.resolve_job_def("refresh_provinces")
+    assert provinces.partitions_def == graph.get(dg.AssetKey(["bronze", "dossiers"])).partitions_def
+    assert silver not in provinces.asset_layer.executable_asset_keys
     months = defs.resolve_job_def("dossier_months").asset_layer.executable_asset_keys
     assert {silver, dg.AssetKey(["gold", "public_service_kpis_monthly"]), dg.AssetKey(["publish", "warehouse"])} <= (
         months

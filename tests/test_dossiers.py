@@ -241,7 +241,7 @@ def test_the_month_partitions_are_the_delivered_months_and_none_is_missing(sampl
     with sample_run.environment(), dg.DagsterInstance.get() as instance:
         assert automation.partition_keys(public_service.MONTHS, instance) == delivered
         for key in (public_service.SILVER_KEY, public_service.QUARANTINE_KEY):
-            assert instance.get_materialized_partitions(key) == set(delivered), key
+            assert instance.get_materialized_partitions(key) == {f"{m}|94" for m in delivered}, key  # month|province
 
 
 # --------------------------------------------------------------------------------------------------
@@ -642,7 +642,7 @@ def test_incremental_load_asks_only_for_changes_and_equals_a_full_reload(deliver
         third = nightly.refresh()
         assert succeeded(third), failure_messages(third)
         ranges = [r.dagster_run.tags.get(cli.RANGE_START) for r in third if r.job_def.name == "dossier_months"]
-        assert ranges == ["2022-01"] and [r.dagster_run.tags[cli.RANGE_END] for r in third[1:2]] == ["2022-01"]
+        assert ranges == ["2022-01|94"] and [r.dagster_run.tags[cli.RANGE_END] for r in third[1:2]] == ["2022-01|94"]
         status = nightly.query(f"select status_code from silver.dossiers where dossier_code = '{january['MaHoSo']}'")
         assert status == [("8",)]
 
@@ -746,6 +746,6 @@ def test_cli_run_of_the_months_job_on_a_fresh_dagster_home_registers_the_months_
         with dg.DagsterInstance.get() as instance:
             assert automation.partition_keys(public_service.MONTHS, instance) == MONTHS
             (run,) = instance.get_runs()
-            assert (run.tags[automation.RANGE_START], run.tags[automation.RANGE_END]) == ("2022-04", "2022-04")
-            assert instance.get_materialized_partitions(public_service.SILVER_KEY) == {"2022-04"}
-    assert "run dossier_months [2022-04..2022-04]" in capsys.readouterr().out
+            assert (run.tags[automation.RANGE_START], run.tags[automation.RANGE_END]) == ("2022-04|94", "2022-04|94")
+            assert instance.get_materialized_partitions(public_service.SILVER_KEY) == {"2022-04|94"}
+    assert "run dossier_months [2022-04|94..2022-04|94]" in capsys.readouterr().out

@@ -200,9 +200,9 @@ def test_the_quality_policy_is_a_file_with_warn_only_rules(
 def test_a_failing_step_does_not_keep_the_other_feeds_unpublished(
     published: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A feed's step that raises (here a mistyped policy of that feed) skips what is downstream of it in
-    its run; the CLI's later runs (and the `publish_after_failure` sensor, below, for a run that was to
-    publish) still publish every other feed's new data."""
+    """A feed's step that raises (here a mistyped policy of that feed) fails its province partition's run and
+    skips what is downstream of it in that run; the CLI's later runs (and the `publish_after_failure` sensor,
+    below, for a run that was to publish) still publish every other feed's new data."""
     policy = tmp_path / "policy.toml"
     policy.write_text('[default]\n\n[feeds.bts_stations]\nmin_refused_rows = "ten"\n', encoding="utf-8")
     published.extra_env["IOC_QUALITY_POLICY"] = str(policy)
@@ -213,7 +213,8 @@ def test_a_failing_step_does_not_keep_the_other_feeds_unpublished(
 
     assert code == cli.EXIT_PARTIAL, out
     assert "min_refused_rows = 'ten' is not a int" in out, out
-    assert "skipped gold/telecom_coverage_gaps" in " ".join(out.split())
+    shown = " ".join(out.split())
+    assert "failed: refresh_provinces" in shown and "skipped gold/telecom_coverage_gaps" in shown
     assert published.scorecard()["procedures_total"] < 1843  # the new catalog reached the warehouse
     assert published.query("select count(*) from silver.bts_stations")[0][0] > 0  # BTS kept its last good rows
 

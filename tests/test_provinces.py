@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import dagster as dg
 import pytest
+from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
-from ioc_pipeline import cli, provinces, units
+from ioc_pipeline import automation, cli, provinces, units
+from ioc_pipeline.cli import PARTITION_TAG
+from ioc_pipeline.definitions import build_defs
+from ioc_pipeline.resources import LandingResource
 from ioc_pipeline.sample import province as sample
 from ioc_pipeline.sample.__main__ import SEED
 from ioc_pipeline.sample.__main__ import main as write_sample
@@ -168,8 +175,8 @@ def test_validate_judges_a_file_by_its_own_province(tmp_path: Path, monkeypatch:
 def test_a_province_whose_load_fails_outright_holds_back_none_of_the_others(
     merged: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Not a bad file but a broken load (93's dlt state unreadable): logged, alerted, the check fails, and the
-    other provinces' new deliveries are loaded, gated and published in the same run."""
+    """Not a bad file but a broken load (93's dlt state unreadable): logged, alerted, 93's partition fails (its
+    run), and the other provinces' new deliveries are loaded, gated and published in their own runs."""
     pipeline = merged.copy(tmp_path / "data")
     (pipeline.root / "dlt" / "ioc_procedures_93" / "state.json").write_text('{"broken', encoding="utf-8")
     for code in ("92", "93"):
@@ -178,23 +185,123 @@ def test_a_province_whose_load_fails_outright_holds_back_none_of_the_others(
         (folder / "tthc_20220531.json").write_text(json.dumps(catalog[1:]), encoding="utf-8")
 
     results = pipeline.refresh()
-    assert succeeded(results), failure_messages(results)
+    failed = [r for r in results if not r.success]
+    assert [(r.job_def.name, r.dagster_run.tags.get(PARTITION_TAG)) for r in failed] == [("refresh_provinces", "93")]
+    assert "former province 93 failed" in failure_messages(failed)
+    assert cli.published_in(results[-1])
 
     latest = dict(pipeline.query("select province_code, max(snapshot_date)::varchar from silver.procedures group by 1"))
     assert latest == {"92": "2022-05-31", "93": "2022-04-30", "94": "2022-04-30"}
     alerts = pipeline.query("select alert_id from ops.alerts where kind = 'province_load_failed'")
     assert alerts == [("province_load_failed:procedures/93",)]
-    readable = [
-        check
-        for result in results
-        for check in result.get_asset_check_evaluations()
-        if check.asset_key.path == ["bronze", "procedures"] and check.check_name == "delivered_files_readable"
-    ]
-    assert readable and not readable[0].passed and "93" in (readable[0].description or "")
+    with pipeline.environment(), dg.DagsterInstance.get() as instance:
+        bronze = dg.AssetKey(["bronze", "procedures"])
+        status = instance.get_status_by_partition(
+            bronze, list(CODES), build_defs().resolve_asset_graph().get(bronze).partitions_def
+        )
+    assert status == {
+        "92": AssetPartitionStatus.MATERIALIZED,
+        "93": AssetPartitionStatus.FAILED,
+        "94": AssetPartitionStatus.MATERIALIZED,
+    }
 
     with pipeline.environment():  # `cli run --all` meets the broken state again: published, and says so (exit 3)
         assert cli.run(everything=True) == cli.EXIT_PARTIAL
-    assert "bronze/procedures (check delivered_files_readable failed)" in capsys.readouterr().out
+    assert "failed: refresh_provinces" in capsys.readouterr().out
+
+
+PROVINCE_PARTITIONED = [
+    *(
+        f"{layer}/{table}"
+        for table in ("procedures", "bts_stations", "postal_enterprises", "postal_service_points")
+        for layer in ("bronze", "silver", "quarantine")
+    ),
+    "bronze/dossiers",
+]
+
+
+def test_the_snapshot_feeds_and_dossiers_are_partitioned_by_province_in_dagster(merged: Pipeline) -> None:
+    """A partition per former province, each materialized by a run of its own carrying that province's figures;
+    the dossiers' silver by month × province, each partition with its own figures."""
+    with merged.environment():
+        graph = build_defs().resolve_asset_graph()
+        with dg.DagsterInstance.get() as instance:
+            for name in PROVINCE_PARTITIONED:
+                key = dg.AssetKey(name.split("/"))
+                assert graph.get(key).partitions_def.get_partition_keys() == list(CODES), name
+                assert instance.get_materialized_partitions(key) == set(CODES), name
+            silver = {}
+            for code in CODES:
+                (record,) = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(["silver", "procedures"]), asset_partitions=[code]),
+                    limit=1,
+                ).records
+                run = instance.get_run_by_id(record.run_id)
+                assert run.job_name == "refresh_provinces" and run.tags[PARTITION_TAG] == code
+                silver[code] = record.asset_materialization.metadata["delivered_rows"].value
+            dossiers = dg.AssetKey(["silver", "dossiers"])
+            partitions = graph.get(dossiers).partitions_def
+            assert partitions.partition_dimension_names == ["month", "province"]
+            materialized = instance.get_materialized_partitions(dossiers)
+            months = {code: sorted(k.split("|")[0] for k in materialized if k.endswith(f"|{code}")) for code in CODES}
+            # the runs take the delivered months of every province (a rectangle): 92 and 93 delivered April only, their
+            # other months are built empty, and say so
+            assert months == {code: ["2022-01", "2022-02", "2022-03", "2022-04"] for code in CODES}
+            (january,) = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dossiers, asset_partitions=["2022-01|92"]), limit=1
+            ).records
+            assert january.asset_materialization.metadata["delivered"].value is False
+            april = {}
+            for code in CODES:
+                (record,) = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dossiers, asset_partitions=[f"2022-04|{code}"]), limit=1
+                ).records
+                april[code] = record.asset_materialization.metadata["dagster/row_count"].value
+    expected = dict(merged.query(
+        "select province_code, count(*) from (select province_code from silver.procedures union all "
+        "select province_code from quarantine.procedures) group by 1"
+    ))  # fmt: skip
+    assert silver == expected
+    per_province = merged.query(
+        "select province_code, count(*) from silver.dossiers where received_month = '2022-04-01' group by 1"
+    )
+    assert april == dict(per_province)
+
+
+def test_deliveries_and_the_nightly_request_a_run_per_province_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files delivered by 92 and 93 make one run each, of their partition; the nightly runs every province."""
+    monkeypatch.setenv("IOC_PROVINCES", ",".join(CODES))
+    definitions = build_defs()
+    sensor = definitions.resolve_sensor_def("procedures_delivery")
+    for code in ("93", "92"):
+        (tmp_path / code / "procedures").mkdir(parents=True)
+        (tmp_path / code / "procedures" / "tthc_20220531.json").write_bytes(b"[]")
+    cursor = None
+    with dg.instance_for_test() as instance:
+        for _ in range(2):  # a file is complete when it looks the same on two evaluations
+            resources = {"landing": LandingResource(root=str(tmp_path))}
+            with dg.build_sensor_context(
+                cursor=cursor, resources=resources, definitions=definitions, instance=instance
+            ) as context:
+                data = sensor.evaluate_tick(context)
+            cursor = data.cursor
+        requested = {r.partition_key: r.tags["ioc/files"] for r in data.run_requests or []}
+        assert requested == {"92": "92/procedures/tthc_20220531.json", "93": "93/procedures/tthc_20220531.json"}
+        assert definitions.resolve_job_def(sensor.job_name).partitions_def.get_partition_keys() == list(CODES)
+
+        schedule = definitions.resolve_schedule_def("nightly_provinces")
+        when = datetime(2026, 11, 28, 1, 0, tzinfo=ZoneInfo(automation.TIMEZONE))
+        repository = definitions.get_repository_def()
+        with dg.build_schedule_context(instance, when, repository_def=repository) as context:
+            requests = schedule.evaluate_tick(context).run_requests
+    assert [(r.partition_key, r.run_key) for r in requests] == [(c, f"nightly-2026-11-28-{c}") for c in CODES]
+    job = definitions.resolve_job_def(schedule.job_name)
+    assert job.name == "refresh_provinces"
+    selected = set(requests[0].asset_selection or [])
+    assert dg.AssetKey(["bronze", "procedures"]) in selected and dg.AssetKey(["publish", "warehouse"]) in selected
+    assert dg.AssetKey(["silver", "dossiers"]) not in selected  # the dossier months are another job's
 
 
 def test_a_scaled_delivery_of_each_province_has_its_own_codes_catalog_and_units(tmp_path: Path) -> None:

@@ -106,12 +106,13 @@ def test_the_ui_materializes_everything_and_shows_the_checks_passed(dev_server: 
                 '{ assetNodes(assetKeys: [{path: ["silver", "dossiers"]}]) { partitionKeys '
                 "partitionStats { numMaterialized numPartitions numFailed } } }",
             )["assetNodes"]
-            assert silver["partitionKeys"] == list(SAMPLE_MONTHS)
+            assert silver["partitionKeys"] == [f"{m}|94" for m in SAMPLE_MONTHS]  # month × province (the one, 94)
             stats = silver["partitionStats"]
             assert (stats["numPartitions"], stats["numMaterialized"], stats["numFailed"]) == (4, 4, 0)
 
-            # the asset graph, then "Materialize all", as the engineer clicks them: the dossier months are
-            # partitioned, so the UI asks which months: none is missing; "All" is the sample's four, one backfill
+            # the asset graph, then "Materialize all", as the engineer clicks them: the root assets' partitions are
+            # the former provinces' (the snapshot feeds' bronze), so the UI asks which provinces: none is missing;
+            # "All" is the sample's one (94), one backfill, which takes the dossier months below it
             _graphql(dev_server, "mutation { setNuxSeen }")  # what the newsletter prompt's Skip does
             page.goto(f"{dev_server.url}/asset-groups", wait_until="networkidle")
             expect(page.get_by_text("Global asset lineage")).to_be_visible()
@@ -121,14 +122,15 @@ def test_the_ui_materializes_everything_and_shows_the_checks_passed(dev_server: 
             dialog.get_by_role("button", name="Missing", exact=True).click()
             expect(dialog.get_by_text("0 partitions")).to_be_visible()
             dialog.get_by_role("button", name="All", exact=True).click()
-            expect(dialog.get_by_text("4 partitions")).to_be_visible()
+            expect(dialog.get_by_text("1 partition")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "ui-materialize-all.png"))
             dialog.get_by_role("button", name="Launch backfill").click()
             toast = page.get_by_text(re.compile(r"Created backfill \w+"))
             expect(toast).to_be_visible()
             backfill_id = re.search(r"Created backfill (\w+)", toast.inner_text()).group(1)
 
-            # the daemon runs the backfill (the unpartitioned assets once, the four months in one run)
+            # the daemon runs the backfill (province 94's partitions, the unpartitioned assets once, the four months
+            # in one run)
             backfill = wait_for(
                 lambda: (found := _backfill(dev_server, backfill_id))["status"] != "REQUESTED" and found,
                 f"backfill {backfill_id} to finish",

@@ -313,7 +313,9 @@ def test_each_month_of_a_single_run_carries_its_own_figures(sample_run: Pipeline
             latest = {}
             for key in (["silver", "dossiers"], ["quarantine", "dossiers"]):
                 records = instance.fetch_materializations(
-                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[month]), limit=1
+                    # a partition is a month of a former province (`2022-01|94`: the sample's one)
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[f"{month}|94"]),
+                    limit=1,
                 ).records
                 latest[key[0]] = records[0].asset_materialization.metadata
             assert latest["silver"]["dagster/row_count"].value == rows[month]

@@ -70,16 +70,22 @@ def newest_refused(feed: Feed, fates: list[FileFate]) -> list[FileFate]:
 
 
 def report_deliveries(
-    context: dg.AssetExecutionContext, store: Lake, feed: Feed, report: IngestReport, webhook_url: str | None
+    context: dg.AssetExecutionContext,
+    store: Lake,
+    feed: Feed,
+    report: IngestReport,
+    webhook_url: str | None,
+    province: str | None = None,
 ) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
-    """Log, record and check what the run did with every file of the feed; returns metadata and checks."""
+    """Log, record and check what the run did with every file of the feed (of former province `province`'s lake
+    partition, when its step loads it alone); returns metadata and checks."""
     in_bronze = account(store, feed.table, report)
     fates = sorted(report.fates, key=lambda f: f.path)
     for fate in fates:
         log = context.log.warning if fate.fate in ("refused", "deferred", "ignored") else context.log.info
         log(fate.line())
-    record_fates(store, feed.table, fates)
-    new = record_refused(store, feed.table, fates, context.run_id)
+    record_fates(store, feed.table, fates, province=province)
+    new = record_refused(store, feed.table, fates, context.run_id, province)
     for fate in new:
         alert = Alert(  # one per refused file and content: `ops/alerts` keeps one row per alert id
             kind="file_refused",

@@ -41,7 +41,6 @@ from ioc_pipeline.sources.files import (
     SOURCE_FILE,
     SOURCE_ROW,
     Feed,
-    IngestReport,
     Reader,
     ingest,
     whole_file,
@@ -112,10 +111,42 @@ def quality_policy() -> dg.ObserveResult:
     return dg.ObserveResult(asset_key=versions.POLICY_KEY, data_version=dg.DataVersion(versions.policy_version()))
 
 
+def province_partitions() -> dg.StaticPartitionsDefinition:
+    """One partition per configured former province (`IOC_PROVINCES`; unset: the legacy one, 94): the snapshot
+    feeds' bronze, silver and quarantine, each province's step reading and writing only its own paths."""
+    return dg.StaticPartitionsDefinition(list(provinces.codes()))
+
+
+def by_province(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+    """`assets` with the province partitions of the environment now on those partitioned by province: the
+    assets are declared when their module is imported, a test (or `build_defs`) may have another
+    `IOC_PROVINCES` since."""
+    current = province_partitions()
+
+    def now(partitions: dg.PartitionsDefinition | None) -> dg.PartitionsDefinition | None:
+        if isinstance(partitions, dg.StaticPartitionsDefinition):
+            return current
+        if isinstance(partitions, dg.MultiPartitionsDefinition):  # the dossiers' month × province
+            dimensions = {d.name: d.partitions_def for d in partitions.partitions_defs}
+            if provinces.PROVINCE_DIMENSION in dimensions:
+                return dg.MultiPartitionsDefinition({**dimensions, provinces.PROVINCE_DIMENSION: current})
+        return partitions
+
+    def stamp(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+        partitions = now(asset.partitions_def)
+        if partitions == asset.partitions_def:
+            return asset
+        return asset.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions))
+
+    return [stamp(a) for a in assets]
+
+
 def bronze_asset(feed: Feed, group: str, description: str, doc: TableDoc | None = None) -> dg.AssetsDefinition:
-    """The dlt ingestion of one file feed into bronze (files loaded once, by content hash). A refused file
-    does not fail the step: it is recorded (ops/refused_files, an alert) and the `delivered_files_readable`
-    check fails while it is the feed's newest delivery (see assets/deliveries.py)."""
+    """The dlt ingestion of one file feed into bronze (files loaded once, by content hash), a partition per
+    former province. A refused file does not fail the step: it is recorded (ops/refused_files, an alert) and
+    the `delivered_files_readable` check fails while it is the feed's newest delivery (see
+    assets/deliveries.py). A province's load that fails outright (its dlt state, a bug) fails its partition
+    only, with an alert."""
     key = dg.AssetKey(["bronze", feed.table])
     LANDED[feed.table] = (feed, group)
 
@@ -128,36 +159,41 @@ def bronze_asset(feed: Feed, group: str, description: str, doc: TableDoc | None 
         description=description,
         pool=pool_for("bronze", feed.table),  # the feed's bronze files and its dlt state
         check_specs=deliveries.check_specs(key),
+        partitions_def=province_partitions(),  # each former province's folder, loaded by a step of its own
     )
     def _bronze(
         context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource, alerts: AlertsResource
     ) -> dg.MaterializeResult:
         store = lake.lake()
         where = landing.landing()
-        report = IngestReport()
-        failed: dict[str, str] = {}
-        for code, delivered_feed, partition in provinces.deliveries(feed, where):  # each former province's folder
-            try:
-                report.merge(ingest(delivered_feed, where, store, lake.dlt_dir, landing.settle_seconds, partition))
-            except Exception as error:  # noqa: BLE001 - one province's broken load never stops the others'
-                if not provinces.partitioned():
-                    raise
-                failed[code] = province_load_failed(context, store, feed, code, error, alerts.webhook_url or None)
-        files, checks = deliveries.report_deliveries(context, store, feed, report, alerts.webhook_url or None)
-        if failed:
-            checks = [with_failed_loads(check, failed) for check in checks]
-            files["provinces_load_failed"] = failed
-        delivered = store.exists("bronze", feed.table)
-        if not delivered:
+        table = ("bronze", feed.table)
+        code = context.partition_key  # the former province whose folder this partition loads
+        delivered_feed, partition = next((f, p) for c, f, p in provinces.deliveries(feed, where) if c == code)
+        try:
+            report = ingest(delivered_feed, where, store, lake.dlt_dir, landing.settle_seconds, partition)
+        except Exception as error:
+            if not provinces.partitioned():
+                raise
+            why = province_load_failed(context, store, feed, code, error, alerts.webhook_url or None)
+            raise dg.Failure(  # this province's partition fails; the other provinces' runs go on
+                description=f"{feed.table}: the load of former province {code} failed: {why}",
+                metadata={"provinces_load_failed": {code: why}},
+            ) from error
+        files, checks = deliveries.report_deliveries(
+            context, store, feed, report, alerts.webhook_url or None, provinces.lake_partition(code)
+        )
+        mine = store.scan("bronze", feed.table).filter(province_of_rows() == code) if store.exists(*table) else None
+        rows = mine.select(pl.len()).collect().item() if mine is not None else 0
+        if not rows:
             context.log.warning(not_delivered_message(feed))
-        preview = store.scan("bronze", feed.table).tail(5).collect() if delivered else pl.DataFrame()
+        preview = mine.tail(5).collect() if mine is not None and rows else pl.DataFrame()
         return dg.MaterializeResult(
             metadata=table_metadata(
                 preview,
                 doc=doc,
                 **{
-                    "dagster/row_count": store.row_count("bronze", feed.table),
-                    "delivered": delivered,
+                    "dagster/row_count": rows,
+                    "delivered": rows > 0,
                     "rows_loaded": report.rows,
                     "dlt_load_ids": report.load_ids,
                     **files,
@@ -332,10 +368,15 @@ def gate_and_write(
     spec: GatedTable,
     delivered: pl.DataFrame,
     webhook: str | None = None,
+    province: str | None = None,
 ) -> Iterator[dg.MaterializeResult]:
-    """Gate one snapshot, write silver and quarantine, and yield both materializations with the batch
-    check results (the decision, its numbers and the feedback workbooks in the metadata)."""
-    gated = gate_batch(context, store, spec, delivered, webhook=webhook)
+    """Gate one snapshot of former province `province` (default: the first configured) into its silver and
+    quarantine partition, and yield both materializations with the batch check results (the decision, its
+    numbers and the feedback workbooks in the metadata)."""
+    code = province or provinces.codes()[0]
+    partition = provinces.lake_partition(code)
+    label = f"{_batch_label(delivered)}_{code}" if partition else None
+    gated = gate_batch(context, store, spec, delivered, partition, label, webhook, code)
     yield dg.MaterializeResult(
         asset_key=spec.silver_key,
         metadata=table_metadata(
@@ -358,90 +399,6 @@ def province_of_rows() -> pl.Expr:
     row of the dossier gateway, or of the legacy layout, is the first listed province's)."""
     head = pl.col(SOURCE_FILE).str.split("/").list.first()
     return pl.when(head.is_in(list(provinces.codes()))).then(head).otherwise(pl.lit(provinces.codes()[0]))
-
-
-def gate_provinces(
-    context: dg.AssetExecutionContext,
-    store: Lake,
-    spec: GatedTable,
-    bronze: pl.DataFrame,
-    webhook: str | None = None,
-) -> Iterator[dg.MaterializeResult]:
-    """Each former province's batch in force gated on its own, into its own silver and quarantine
-    partition (provinces.py): a province whose batch is blocked keeps its last good silver, the others
-    publish theirs. One materialization of each table; each batch check fails when any province's
-    batch is blocked, with every province's numbers. The legacy layout is one province, as before."""
-    if not provinces.partitioned():
-        yield from gate_and_write(context, store, spec, spec.batch(bronze).with_row_index(gate.ROW_ID), webhook)
-        return
-    tagged = bronze.with_columns(province_of_rows().alias("_province"))
-    gated: dict[str, Gated] = {}
-    described: dict[str, Any] = {}
-    for code in provinces.codes():
-        rows = tagged.filter(pl.col("_province") == code).drop("_province")
-        if rows.is_empty():
-            context.log.warning(f"{spec.table}: former province {code} has delivered nothing yet")
-            continue
-        delivered = spec.batch(rows).with_row_index(gate.ROW_ID)
-        label = f"{_batch_label(delivered)}_{code}"
-        gated[code] = gate_batch(context, store, spec, delivered, provinces.lake_partition(code), label, webhook, code)
-        described[code] = spec.describe(delivered) if spec.describe else {}
-    if not gated:
-        yield from not_delivered(context, spec)
-        return
-    clean = pl.concat([g.clean for g in gated.values()], how="diagonal_relaxed")
-    quarantine = pl.concat([g.quarantine for g in gated.values()], how="diagonal_relaxed")
-    yield dg.MaterializeResult(
-        asset_key=spec.silver_key,
-        metadata=table_metadata(
-            clean,
-            doc=spec.doc,
-            delivered=True,
-            published=all(g.published for g in gated.values()),
-            provinces_published=[c for c, g in gated.items() if g.published],
-            provinces_blocked=[c for c, g in gated.items() if not g.published],
-            delivered_rows=sum(g.delivered for g in gated.values()),
-            quarantined_rows=quarantine.height,
-            **{  # each province's numbers and links, flat: `93_decision`, `93_quality_page`, …
-                f"{c}_{key}": value
-                for c, g in gated.items()
-                for key, value in {
-                    "delivered_rows": g.delivered,
-                    "quarantined_rows": g.quarantine.height,
-                    **g.outcome.metadata(),
-                    **described[c],
-                }.items()
-            },
-        ),
-        check_results=_combined_checks([g.checks for g in gated.values()], list(gated)),
-    )
-    yield dg.MaterializeResult(asset_key=spec.quarantine_key, metadata=quarantine_metadata(quarantine))
-
-
-def _combined_checks(per_province: list[list[dg.AssetCheckResult]], codes: list[str]) -> list[dg.AssetCheckResult]:
-    """One result per batch check over every province: failed when any province's failed, each province's
-    description and numbers in the metadata."""
-    combined = []
-    for results in zip(*per_province, strict=True):
-        first = results[0]
-        failed = [f"{code}: {r.description}" for code, r in zip(codes, results, strict=True) if not r.passed]
-        combined.append(
-            dg.AssetCheckResult(
-                asset_key=first.asset_key,
-                check_name=first.check_name,
-                passed=all(r.passed for r in results),
-                severity=first.severity,
-                description="; ".join(failed)
-                if failed
-                else "; ".join(f"{c}: {r.description}" for c, r in zip(codes, results, strict=True)),
-                metadata={
-                    f"{code}_{key}": value
-                    for code, r in zip(codes, results, strict=True)
-                    for key, value in (r.metadata or {}).items()
-                },
-            )
-        )
-    return combined
 
 
 def quarantine_metadata(quarantine: pl.DataFrame) -> dict[str, Any]:
@@ -549,23 +506,32 @@ def not_delivered_message(feed: Feed) -> str:
 def gated_silver(
     spec: GatedTable, group: str, description: str, deps: list[dg.AssetKey] | None = None
 ) -> dg.AssetsDefinition:
-    """The gated silver table (and its quarantine) of a file feed: the batch in force of its bronze, gated.
+    """The gated silver table (and its quarantine) of a file feed: the batch in force of its bronze, gated, a
+    partition per former province (its own silver and quarantine files: a province whose batch is blocked
+    keeps its last good silver, the others publish theirs).
 
-    Before the feed has delivered rows to bronze, the step succeeds without writing anything (see the
+    Before the province has delivered rows to bronze, the step succeeds without writing anything (see the
     module docstring), so one missing feed never holds back the publication of the others. `deps`
     defaults to the feed's bronze table."""
     feed = spec.feed
 
-    @dg.multi_asset(**gated_specs(spec, group, description, deps or [dg.AssetKey(["bronze", feed.table])]))
+    @dg.multi_asset(
+        **gated_specs(spec, group, description, deps or [dg.AssetKey(["bronze", feed.table])]),
+        partitions_def=province_partitions(),  # each former province's batch gated by a step of its own
+    )
     def _silver(
         context: dg.AssetExecutionContext, lake: LakeResource, alerts: AlertsResource
     ) -> Iterator[dg.MaterializeResult]:
         store = lake.lake()
+        code = context.partition_key
         if store.exists("bronze", feed.table):
-            yield from gate_provinces(
-                context, store, spec, store.read("bronze", feed.table), alerts.webhook_url or None
-            )
-            return
+            rows = store.scan("bronze", feed.table).filter(province_of_rows() == code).collect()
+            if not rows.is_empty():
+                delivered = spec.batch(rows).with_row_index(gate.ROW_ID)
+                yield from gate_and_write(context, store, spec, delivered, alerts.webhook_url or None, code)
+                return
+        if provinces.several():
+            context.log.warning(f"{spec.table}: former province {code} has delivered nothing yet")
         yield from not_delivered(context, spec)
 
     return _silver

@@ -2,21 +2,23 @@
 
     gateway API (incremental on NgayCapNhat) or landing/public_service/dossiers_YYYYMM.ndjson
         ▼ dlt, Arrow batches; ChuHoSo → applicant_id (HMAC) before anything is written
-    bronze/dossiers            every version as delivered, append-only, with its month of receipt
-        ▼ per month partition (month of receipt): newest version of each MaHoSo, typed, gated
-    silver/dossiers ─┬─────────► quarantine/dossiers (per month)
+    bronze/dossiers            every version as delivered, append-only, with its month of receipt; a partition
+        │                      per former province (its exports; the gateway: the first province's)
+        ▼ per month × former province partition (`2022-04|93`): newest version of each MaHoSo, typed, gated
+    silver/dossiers ─┬─────────► quarantine/dossiers (per month and province)
         │            └ check procedure_code_in_catalog (warning: unknown codes are kept)
         ▼ all months
     gold/public_service_kpis_monthly, gold/public_service_kpis_by_agency_monthly ──► gold/ioc_scorecard
 
 Which months to rebuild is derived from the data, not from what Dagster recorded (a run killed
-between dlt's load and the bronze materialization must not lose its versions): each silver month
-records the bronze loads it was built from (`ops/_silver_lineage/month=YYYY-MM`, bookkeeping, not
-published), and `months_to_refresh()` names the months whose bronze loads differ from that record;
-`python -m ioc_pipeline.cli run` (or the `dossier_months_changed` sensor) materializes exactly those
-partitions, so an update to an old dossier re-materializes its month, once. The partitions are the months
-bronze holds dossiers for (`MONTHS`, dynamic): the bronze step registers a month when its first dossier
-arrives, so the UI lists delivered months only, none of them missing once built.
+between dlt's load and the bronze materialization must not lose its versions): each silver month of a
+former province records the bronze loads it was built from (`ops/_silver_lineage/month=YYYY-MM[/<code>]`,
+bookkeeping, not published), and `months_to_refresh()` names the months whose bronze loads (of any province)
+differ from that record; `python -m ioc_pipeline.cli run` (or the `dossier_months_changed` sensor)
+materializes exactly those months, of every province (a rectangle of `PARTITIONS`), so an update to an old
+dossier re-materializes its month, once. The months are those bronze holds dossiers for (`MONTHS`, dynamic):
+the bronze step registers a month when its first dossier arrives, so the UI lists delivered months only, none
+of them missing once built.
 
 Indicators (Decision 766/QĐ-TTg's public-service scoring), per month of receipt, each month as of its
 end (a dossier still open then is late once NgayHenTra has passed), or as of the extraction (the
@@ -71,6 +73,10 @@ QUARANTINE_KEY = dg.AssetKey(["quarantine", TABLE])
 # The months of receipt that bronze holds rows for, `YYYY-MM`, registered by the bronze step (and by the
 # `dossier_months_changed` sensor, the CLI) as deliveries bring them: a month without a dossier is no partition.
 MONTHS = dg.DynamicPartitionsDefinition(name="dossier_months")
+# silver and quarantine: a partition per month × former province (`2022-04|93`; one province by default)
+PARTITIONS = dg.MultiPartitionsDefinition(
+    {automation.MONTH_DIMENSION: MONTHS, provinces.PROVINCE_DIMENSION: layers.province_partitions()}
+)
 PARTITION_COLUMN = "month"  # lake partitions month=YYYY-MM
 CATALOG_CHECK = "procedure_code_in_catalog"
 CATALOG_KEY = dg.AssetKey(["silver", "procedures"])
@@ -257,6 +263,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         owners=OWNERS,
         retry_policy=retry_policy,
         check_specs=deliveries.check_specs(BRONZE_KEY),
+        partitions_def=layers.province_partitions(),  # each former province's exports, loaded by a step of its own
         description=(
             "Every dossier version as delivered (gateway API, incremental on NgayCapNhat; or the ndjson "
             "export), pseudonymised: ChuHoSo is replaced by applicant_id before the lake. Append-only."
@@ -275,29 +282,25 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             key = pii.hmac_key()
         except PiiKeyError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
+        code = context.partition_key  # the former province whose exports (and, the first one, gateway) it loads
         try:
             where = landing.landing()
-            each = []
-            failed: dict[str, str] = {}
-            for i, (code, feed, partition) in enumerate(provinces.deliveries(source.FEED, where)):
-                # one gateway, read into the first former province's partition; every province's export files
-                api = source.Gateway.from_settings(gateway) if i == 0 else None
-                try:
-                    each.append(
-                        source.ingest(
-                            store, lake.dlt_dir, where, key, api, settle_seconds=landing.settle_seconds, feed=feed,
-                            partition=partition,
-                        )
-                    )  # fmt: skip
-                except Exception as error:  # one province's broken export load never stops the others'
-                    if api is not None or not provinces.partitioned() or len(failed) + 1 == len(provinces.codes()):
-                        raise  # the gateway's failures are retried as a whole step (NETWORK_RETRY)
-                    webhook = alerts.webhook_url or None
-                    failed[code] = layers.province_load_failed(context, store, source.FEED, code, error, webhook)
-            loaded = each[0]
-            for other in each[1:]:
-                loaded.report.merge(other.report)
-                loaded.months = sorted({*loaded.months, *other.months})
+            feed, partition = next((f, p) for c, f, p in provinces.deliveries(source.FEED, where) if c == code)
+            # one gateway, read into the first former province's partition; each province's own export files
+            api = source.Gateway.from_settings(gateway) if code == provinces.codes()[0] else None
+            try:
+                loaded = source.ingest(
+                    store, lake.dlt_dir, where, key, api, settle_seconds=landing.settle_seconds, feed=feed,
+                    partition=partition,
+                )  # fmt: skip
+            except Exception as error:  # one province's broken export load fails its own partition only
+                if api is not None or not provinces.partitioned():
+                    raise  # the gateway's failures are retried as a whole step (NETWORK_RETRY)
+                why = layers.province_load_failed(context, store, source.FEED, code, error, alerts.webhook_url or None)
+                raise dg.Failure(
+                    description=f"{TABLE}: the load of former province {code} failed: {why}",
+                    metadata={"provinces_load_failed": {code: why}},
+                ) from error
             faults.point("dlt_recorded")
         except Exception as error:  # dlt wraps the source's errors: report the cause, clearly
             cause = _root_cause(error)
@@ -307,17 +310,15 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
                 raise retry_network_failure(context, cause, gateway.step_retries) from cause
             raise
         report = loaded.report
-        files, checks = deliveries.report_deliveries(context, store, source.FEED, report, alerts.webhook_url or None)
-        if failed:
-            checks = [layers.with_failed_loads(check, failed) for check in checks]
-            files["provinces_load_failed"] = failed
+        webhook = alerts.webhook_url or None
+        files, checks = deliveries.report_deliveries(context, store, source.FEED, report, webhook, partition)
         gateway_stats = loaded.gateway
         context.log.info(f"dossiers: {report.rows} versions loaded ({loaded.mode}); months changed: {loaded.months}")
         registered = automation.register(MONTHS, context.instance, delivered_months(store))
         if registered:
             context.log.info(f"dossiers: new month partitions {', '.join(registered)}")
         metadata: dict[str, Any] = {
-            "dagster/row_count": store.row_count("bronze", TABLE),
+            "dagster/row_count": _rows(store.scan("bronze", TABLE).filter(layers.province_of_rows() == code)),
             "source": loaded.mode,
             "rows_loaded": report.rows,
             MONTHS_CHANGED: loaded.months,
@@ -331,6 +332,10 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _bronze
+
+
+def _rows(frame: pl.LazyFrame) -> int:
+    return frame.select(pl.len()).collect().item()
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -497,18 +502,40 @@ def _catalog_codes(store: Lake) -> pl.Series | None:
     return store.scan("silver", "procedures").select("procedure_code").collect().get_column("procedure_code")
 
 
+def partition_key(month: str, code: str) -> dg.MultiPartitionKey:
+    """The silver partition of a month of former province `code` (`2022-04|93`)."""
+    return dg.MultiPartitionKey({automation.MONTH_DIMENSION: month, provinces.PROVINCE_DIMENSION: code})
+
+
+def _lake_partition(month: str, code: str) -> str:
+    """Its files: `month=2022-04/` (the legacy layout), `month=2022-04/93/` (IOC_PROVINCES set)."""
+    return "/".join(filter(None, [_month_partition(month), provinces.lake_partition(code)]))
+
+
+def requested(context: dg.AssetExecutionContext) -> dict[str, list[str]]:
+    """Month -> the former provinces of it that the run asks for (in the run's order)."""
+    partitions = cast(dg.MultiPartitionsDefinition, context.assets_def.partitions_def)
+    wanted: dict[str, list[str]] = {}
+    for key in context.partition_keys:
+        dimensions = partitions.get_partition_key_from_str(key).keys_by_dimension
+        wanted.setdefault(dimensions[automation.MONTH_DIMENSION], []).append(dimensions[provinces.PROVINCE_DIMENSION])
+    return wanted
+
+
 def _month_pages(
-    store: Lake, month: str, gated: Gated | None, unknown: dict[str, int] | None
+    store: Lake, month: str, code: str, gated: Gated | None, unknown: dict[str, int] | None
 ) -> list[dg.AssetMaterialization]:
-    """One month's own materializations of silver and quarantine: its rows, quarantined rows, decision and
-    figures, whatever other months ran with it (Dagster records a single-run backfill's result on every
-    partition of the range; these events, logged after it, are each partition's latest)."""
+    """One month's own materializations of silver and quarantine, of former province `code`: its rows,
+    quarantined rows, decision and figures, whatever other partitions ran with it (Dagster records a
+    single-run backfill's result on every partition of the range; these events, logged after it, are each
+    partition's latest)."""
+    key = partition_key(month, code)
     if gated is None:
-        kept = store.row_count("silver", TABLE, _month_partition(month)) or 0
+        kept = store.row_count("silver", TABLE, _lake_partition(month, code)) or 0
         nothing = {"delivered": False, "dagster/row_count": kept, "delivered_rows": 0}
         return [
-            dg.AssetMaterialization(SILVER_KEY, partition=month, metadata={**nothing, "published": False}),
-            dg.AssetMaterialization(QUARANTINE_KEY, partition=month, metadata=nothing),
+            dg.AssetMaterialization(SILVER_KEY, partition=key, metadata={**nothing, "published": False}),
+            dg.AssetMaterialization(QUARANTINE_KEY, partition=key, metadata=nothing),
         ]
     figures: dict[str, Any] = {
         "delivered": True,
@@ -521,8 +548,8 @@ def _month_pages(
         figures["unknown_procedure_codes"] = dg.MetadataValue.json(unknown)
     silver = table_metadata(gated.clean, doc=SILVER.doc, **figures)
     return [
-        dg.AssetMaterialization(SILVER_KEY, partition=month, metadata=silver),
-        dg.AssetMaterialization(QUARANTINE_KEY, partition=month, metadata=quarantine_metadata(gated.quarantine)),
+        dg.AssetMaterialization(SILVER_KEY, partition=key, metadata=silver),
+        dg.AssetMaterialization(QUARANTINE_KEY, partition=key, metadata=quarantine_metadata(gated.quarantine)),
     ]
 
 
@@ -587,37 +614,43 @@ _silver_specs["check_specs"] = [
 ]
 
 
-@dg.multi_asset(**_silver_specs, partitions_def=MONTHS, backfill_policy=dg.BackfillPolicy.single_run())
+@dg.multi_asset(**_silver_specs, partitions_def=PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run())
 def silver_dossiers(
     context: dg.AssetExecutionContext, lake: LakeResource, alerts: AlertsResource
 ) -> Iterator[dg.MaterializeResult]:
     store = lake.lake()
     catalog = _catalog_codes(store)
-    months = context.partition_keys
+    wanted = requested(context)
+    months = list(wanted)
     has_bronze = store.exists("bronze", TABLE)
     unknown: dict[str, dict[str, int]] = {}
     summaries: dict[str, dict[str, Any]] = {}
     previews: list[pl.DataFrame] = []
     rejected: list[pl.DataFrame] = []
     checks_by_month: dict[str, list[dg.AssetCheckResult]] = {}
-    pages: list[dg.AssetMaterialization] = []  # each month's own figures (see `_month_pages`)
+    pages: list[dg.AssetMaterialization] = []  # each partition's own figures (see `_month_pages`)
     for month in months:
-        bronze = store.scan("bronze", TABLE).filter(pl.col(source.MONTH) == month) if has_bronze else None
-        # the loads, listed before the rows are read: one landing meanwhile is read again next time, never missed
-        loads = (
-            sorted(bronze.select(pl.col(LOAD_ID).unique()).collect().get_column(LOAD_ID)) if bronze is not None else []
-        )
-        rows = 0
-        for code in provinces.codes():  # each former province's month on its own (the legacy layout: one)
-            mine = bronze.filter(layers.province_of_rows() == code) if bronze is not None else None
+        for code in wanted[month]:  # each former province's month on its own (the legacy layout: one)
+            mine = (
+                store.scan("bronze", TABLE).filter(
+                    (pl.col(source.MONTH) == month) & (layers.province_of_rows() == code)
+                )
+                if has_bronze
+                else None
+            )
+            # the loads, listed before the rows are read: one landing meanwhile is read again next time, never missed
+            loads = (
+                sorted(mine.select(pl.col(LOAD_ID).unique()).collect().get_column(LOAD_ID)) if mine is not None else []
+            )
             delivered = current_versions(mine).with_row_index(ROW_ID) if mine is not None else pl.DataFrame()
             if delivered.is_empty():
+                context.log.info(f"dossiers {month} of {code}: no versions delivered, nothing to rebuild")
+                pages.extend(_month_pages(store, month, code, None, None))
                 continue
             batch = f"{month}_{code}" if provinces.partitioned() else month
-            partition = "/".join(filter(None, [_month_partition(month), provinces.lake_partition(code)]))
+            partition = _lake_partition(month, code)
             gated = gate_batch(context, store, SILVER, delivered, partition, batch, alerts.webhook_url or None, code)
             del delivered
-            rows += gated.delivered
             summary = summaries.setdefault(month, {"published": True, "rows": 0, "delivered": 0})
             summary["published"] = summary["published"] and gated.published
             summary["rows"] += gated.clean.height
@@ -625,22 +658,20 @@ def silver_dossiers(
             checks_by_month[batch] = gated.checks
             previews.append(gated.clean.head(5))
             rejected.append(gated.quarantine.select("source_file", "source_row", "rule", "reason"))
+            mine_unknown: dict[str, int] | None = None
             if catalog is not None:
                 codes = gated.clean.filter(
                     ~pl.col("procedure_code").is_in(catalog) | pl.col("procedure_code").is_null()
                 )
                 found = codes.group_by(pl.col("procedure_code").fill_null("(missing)")).len().iter_rows()
+                mine_unknown = dict(found)
                 month_unknown = unknown.setdefault(month, {})
-                for procedure, count in found:
+                for procedure, count in mine_unknown.items():
                     month_unknown[procedure] = month_unknown.get(procedure, 0) + count
-            pages.extend(_month_pages(store, month, gated, unknown.get(month)))
+            pages.extend(_month_pages(store, month, code, gated, mine_unknown))
+            record_lineage(store, month, code, loads, gated.delivered)
             del gated  # keep one month in memory at a time
-        if month not in summaries:
-            context.log.info(f"dossiers {month}: no versions delivered, nothing to rebuild")
-            pages.extend(_month_pages(store, month, None, None))
-            continue
-        record_lineage(store, month, loads, rows)
-        faults.point("silver")
+            faults.point("silver")
     if not summaries:
         # the nightly's months before their first dossier: nothing to rebuild is a success, not a failure
         context.log.info(f"dossiers: no versions delivered for {', '.join(months)}; silver left as it was")
@@ -992,35 +1023,38 @@ def indicators(store: Lake) -> list[dict]:
 # --------------------------------------------------------------------------------------------------
 
 
-def record_lineage(store: Lake, month: str, load_ids: list[str], rows: int) -> None:
-    """Record that silver `month` was gated from the bronze rows of these loads (published or blocked:
-    either way the gate has judged them, and a blocked month waits for a new delivery)."""
+def record_lineage(store: Lake, month: str, code: str, load_ids: list[str], rows: int) -> None:
+    """Record that silver `month` of former province `code` was gated from the bronze rows of these loads
+    (published or blocked: either way the gate has judged them, and a blocked month waits for a new delivery)."""
     record = pl.DataFrame(
         {"table": [TABLE], "bronze_load_ids": [load_ids], "bronze_rows": [rows]},
         schema={"table": pl.String, "bronze_load_ids": pl.List(pl.String), "bronze_rows": pl.Int64},
     )
-    store.write(record, *LINEAGE, _month_partition(month))
+    store.write(record, *LINEAGE, _lake_partition(month, code))
 
 
-def built_from(store: Lake) -> dict[str, set[str]]:
-    """Month -> the bronze loads its silver partition was last built from."""
-    built: dict[str, set[str]] = {}
+def built_from(store: Lake) -> dict[tuple[str, str], set[str]]:
+    """(month, former province) -> the bronze loads its silver partition was last built from."""
+    built: dict[tuple[str, str], set[str]] = {}
     for partition in store.partitions(*LINEAGE):
-        record = store.read_partition(*LINEAGE, partition)
-        if record is not None and record.height:
-            built[partition.split("=", 1)[1]] = set(record.get_column("bronze_load_ids")[0].to_list())
+        month = partition.split("=", 1)[1]
+        for code in provinces.codes():
+            record = store.read_partition(*LINEAGE, _lake_partition(month, code))
+            if record is not None and record.height:
+                built[(month, code)] = set(record.get_column("bronze_load_ids")[0].to_list())
     return built
 
 
-def bronze_loads(store: Lake) -> dict[str, set[str]]:
-    """Month -> the loads whose rows bronze holds for it (two columns of bronze read)."""
+def bronze_loads(store: Lake) -> dict[tuple[str, str], set[str]]:
+    """(month, former province) -> the loads whose rows bronze holds for it (three columns of bronze read)."""
     if not store.exists("bronze", TABLE):
         return {}
-    pairs = store.scan("bronze", TABLE).select(source.MONTH, LOAD_ID).unique().collect()
-    loads: dict[str, set[str]] = {}
-    for month, load_id in pairs.iter_rows():
+    province = layers.province_of_rows().alias("_province")
+    triples = store.scan("bronze", TABLE).select(source.MONTH, province, LOAD_ID).unique().collect()
+    loads: dict[tuple[str, str], set[str]] = {}
+    for month, code, load_id in triples.iter_rows():
         if month is not None:
-            loads.setdefault(month, set()).add(load_id)
+            loads.setdefault((month, code), set()).add(load_id)
     return loads
 
 
@@ -1041,13 +1075,13 @@ def months_to_refresh(instance: dg.DagsterInstance | None = None, lake: Lake | N
     configured one (`IOC_LAKE_DIR`)."""
     store = lake or Lake(recovery.configured("lake"))
     built = built_from(store)
-    return sorted(m for m, loads in bronze_loads(store).items() if loads != built.get(m))
+    return sorted({month for (month, code), loads in bronze_loads(store).items() if loads != built.get((month, code))})
 
 
 PARTITIONED = automation.PartitionedFeed(
     job_name="dossier_months",
     assets=dg.AssetSelection.assets(silver_dossiers),
-    partitions=MONTHS,
+    partitions=PARTITIONS,
     watched=BRONZE_KEY,
     delivered=delivered_months,
     changed=months_to_refresh,

@@ -849,7 +849,7 @@ def ingest(
         fates += [fate_of(feed, c.file, "ignored", *why) for c in candidates]
         resource = gateway_resource(gateway, key, stats or GatewayStats(), lake, sleep)
     else:
-        refused = refused_earlier(lake, TABLE)
+        refused = refused_earlier(lake, TABLE, partition)
         resource = export_resource(landing, report, key, ahead, candidates=candidates, refused=refused, feed=feed)
     report.fates.extend(fates)
     try:

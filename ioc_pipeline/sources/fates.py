@@ -117,12 +117,17 @@ class FileFate:
         return f"{self.feed}: {self.path}: {self.fate}" + (f" ({'; '.join(detail)})" if detail else "")
 
 
-def _partition(feed: str) -> str:
-    return f"feed={feed}"
+def _partition(feed: str, province: str | None = None) -> str:
+    """`feed=<feed>`, and under it a former province's own folder when its bronze step writes alone (a
+    province partition's run): two provinces' runs never rewrite each other's rows."""
+    return f"feed={feed}" + (f"/{province}" if province else "")
 
 
-def record_fates(store: Lake, feed: str, fates: list[FileFate], seen_at: datetime | None = None) -> pl.DataFrame:
-    """Replace the feed's rows of `ops/landing_files` with this run's fates (other feeds' rows are kept)."""
+def record_fates(
+    store: Lake, feed: str, fates: list[FileFate], seen_at: datetime | None = None, province: str | None = None
+) -> pl.DataFrame:
+    """Replace the feed's rows (of former province `province`'s folder, when given) of `ops/landing_files` with
+    this run's fates (other feeds' and provinces' rows are kept)."""
     seen = seen_at or datetime.now(UTC)
     frame = pl.DataFrame(
         [
@@ -145,21 +150,23 @@ def record_fates(store: Lake, feed: str, fates: list[FileFate], seen_at: datetim
         schema=LANDING_FILES_SCHEMA,
     )
     # the feed is the partition (hive column), not a column of the file
-    store.write(frame.drop("feed"), LAYER, LANDING_FILES, _partition(feed))
+    store.write(frame.drop("feed"), LAYER, LANDING_FILES, _partition(feed, province))
     return frame
 
 
-def refused_earlier(store: Lake, feed: str) -> dict[tuple[str, str], tuple[str, str]]:
+def refused_earlier(store: Lake, feed: str, province: str | None = None) -> dict[tuple[str, str], tuple[str, str]]:
     """(path, sha256) -> (reason, reason_vi) of the feed's files refused by earlier runs."""
-    found = store.read_partition(LAYER, REFUSED_FILES, _partition(feed))
+    found = store.read_partition(LAYER, REFUSED_FILES, _partition(feed, province))
     if found is None:
         return {}
     return {(p, s): (r, v) for p, s, r, v in found.select("path", "sha256", "reason", "reason_vi").iter_rows()}
 
 
-def record_refused(store: Lake, feed: str, fates: list[FileFate], run_id: str) -> list[FileFate]:
+def record_refused(
+    store: Lake, feed: str, fates: list[FileFate], run_id: str, province: str | None = None
+) -> list[FileFate]:
     """Add the fates' refused files not recorded yet to `ops/refused_files`; returns those added."""
-    earlier = store.read_partition(LAYER, REFUSED_FILES, _partition(feed))
+    earlier = store.read_partition(LAYER, REFUSED_FILES, _partition(feed, province))
     known = set() if earlier is None else set(earlier.select("path", "sha256").iter_rows())
     new = [f for f in fates if f.fate == "refused" and f.sha256 and (f.path, f.sha256) not in known]
     if not new:
@@ -182,7 +189,7 @@ def record_refused(store: Lake, feed: str, fates: list[FileFate], run_id: str) -
     ).drop("feed")
     if earlier is not None:
         rows = pl.concat([earlier.select(rows.columns), rows])
-    store.write(rows, LAYER, REFUSED_FILES, _partition(feed))
+    store.write(rows, LAYER, REFUSED_FILES, _partition(feed, province))
     return new
 
 

@@ -932,6 +932,8 @@ def ingest(
     report = IngestReport()
     candidates, fates = survey(feed, landing, settle_seconds)
     report.fates.extend(fates)
-    resource = file_resource(feed, landing, report, candidates=candidates, refused=refused_earlier(lake, feed.table))
+    resource = file_resource(
+        feed, landing, report, candidates=candidates, refused=refused_earlier(lake, feed.table, partition)
+    )
     report.load_ids = load(lake, dlt_dir, feed.table, resource, partition)
     return report
