@@ -119,10 +119,11 @@ def test_the_ui_materializes_everything_and_shows_the_checks_passed(dev_server: 
             page.get_by_role("button", name="Materialize all").click()
             dialog = page.get_by_role("dialog")
             expect(dialog.get_by_text("Partition selection")).to_be_visible()
+            expect(dialog.get_by_text("bronze / bts_stations")).to_be_visible()  # a root asset, by province
             dialog.get_by_role("button", name="Missing", exact=True).click()
-            expect(dialog.get_by_text("0 partitions")).to_be_visible()
+            expect(dialog.get_by_text("Select a partition or create one")).to_be_visible()  # none missing
             dialog.get_by_role("button", name="All", exact=True).click()
-            expect(dialog.get_by_text("1 partition")).to_be_visible()
+            expect(dialog.get_by_text("94", exact=True).first).to_be_visible()  # the one former province
             page.screenshot(path=str(ARTIFACTS / "ui-materialize-all.png"))
             dialog.get_by_role("button", name="Launch backfill").click()
             toast = page.get_by_text(re.compile(r"Created backfill \w+"))
