@@ -247,6 +247,15 @@ def recent_run(job: dg.JobDefinition, when: datetime, instance: dg.DagsterInstan
 # --- schedule ---------------------------------------------------------------------------------
 
 
+def _nightly_moment(context: dg.ScheduleEvaluationContext) -> datetime | dg.SkipReason:
+    """The tick's local (Vietnam) time, or why it is no nightly tick (a tick evaluated by hand at another hour)."""
+    when = context.scheduled_execution_time
+    local = when.astimezone(ZoneInfo(TIMEZONE)) if when else None
+    if local is None or (local.hour, local.minute) != (NIGHTLY_HOUR, 0):
+        return dg.SkipReason(f"not a nightly tick ({local}): the refresh runs at {NIGHTLY_CRON} {TIMEZONE}")
+    return local
+
+
 def nightly_schedule(
     job: UnresolvedAssetJobDefinition,
     partitions: MonthPartitions | None,
@@ -264,10 +273,9 @@ def nightly_schedule(
         "month (else the newest delivered).",
     )
     def nightly_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        when = context.scheduled_execution_time
-        local = when.astimezone(ZoneInfo(TIMEZONE)) if when else None
-        if local is None or (local.hour, local.minute) != (NIGHTLY_HOUR, 0):
-            return dg.SkipReason(f"not a nightly tick ({local}): the refresh runs at {NIGHTLY_CRON} {TIMEZONE}")
+        when, local = context.scheduled_execution_time, _nightly_moment(context)
+        if isinstance(local, dg.SkipReason):
+            return local
         tags = {"ioc/trigger": "nightly"}
         months = recent_range_tags(partitions, when, context.instance)
         if partitions is not None and not months:  # no month delivered yet: the months' sensor takes the first
@@ -296,10 +304,9 @@ def nightly_provinces_schedule(
         "province partition, each going on downstream (gold, the scorecard, the warehouse).",
     )
     def nightly_provinces(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
-        when = context.scheduled_execution_time
-        local = when.astimezone(ZoneInfo(TIMEZONE)) if when else None
-        if local is None or (local.hour, local.minute) != (NIGHTLY_HOUR, 0):
-            return dg.SkipReason(f"not a nightly tick ({local}): the refresh runs at {NIGHTLY_CRON} {TIMEZONE}")
+        local = _nightly_moment(context)
+        if isinstance(local, dg.SkipReason):
+            return local
         return [
             dg.RunRequest(
                 run_key=f"nightly-{local:%Y-%m-%d}-{code}",
