@@ -180,8 +180,12 @@ class Lake:
 
     def files(self, layer: str, table: str) -> list[str]:
         """The table's Parquet files (fsspec paths), hidden and temporary files left out."""
-        found = self.fs.glob(f"{self.root}/{layer}/{table}/**/*.parquet")
-        return sorted(f for f in found if not PurePosixPath(f).name.startswith((".", "_")))
+        return sorted(self._listing(layer, table))
+
+    def _listing(self, layer: str, table: str) -> dict[str, dict]:
+        """`files`, each with what the listing says of it (size, modification time, ETag): one listing, no stat."""
+        found = self.fs.glob(f"{self.root}/{layer}/{table}/**/*.parquet", detail=True)
+        return {f: info for f, info in found.items() if not PurePosixPath(f).name.startswith((".", "_"))}
 
     def file_metadata(self, layer: str, table: str) -> dict[str, str]:
         """The key-value metadata `write(metadata=...)` stored in an unpartitioned table's file ({} without)."""
@@ -198,10 +202,9 @@ class Lake:
         rewritten gets a new one; a lake copied elsewhere keeps them (names are relative to the table)."""
         files: dict[str, list[tuple]] = {}
         prefix = f"{self.root}/{layer}/{table}/"
-        for path in self.files(layer, table):
+        for path, info in self._listing(layer, table).items():
             relative = path.removeprefix(prefix)
             head = relative.split("/", 1)[0]
-            info = self.fs.info(path)
             stamp = (relative, info.get("size"), str(info.get("mtime") or info.get("LastModified")), info.get("ETag"))
             files.setdefault(head if "=" in head and "/" in relative else "", []).append(stamp)
         return {part: hashlib.sha256(repr(sorted(stamps)).encode()).hexdigest()[:32] for part, stamps in files.items()}
