@@ -925,8 +925,8 @@ def _months_to_recompute(previous: dict[str, Any], current: dict[str, Any]) -> s
     months = {p.removeprefix(f"{PARTITION_COLUMN}=") for p in changed}
     for partition in new:  # a month not over at the previous extraction was judged as of it: judge it again
         month = dt.date.fromisoformat(partition.removeprefix(f"{PARTITION_COLUMN}=") + "-01")
-        end = dt.datetime(month.year, month.month, calendar.monthrange(month.year, month.month)[1], tzinfo=source.TZ)
-        if end + dt.timedelta(days=1) > before:
+        over_at = dt.datetime.combine((month + dt.timedelta(days=31)).replace(day=1), dt.time(), source.TZ)
+        if over_at > before:  # as `kpis` judges it: the first moment of the next month
             months.add(f"{month:%Y-%m}")
     return months
 
@@ -946,7 +946,7 @@ def _gold_asset(name: str, by: list[str], description: str) -> dg.AssetsDefiniti
         extracted = extracted_at(store)
         inputs = _kpi_inputs(store, extracted)
         previous = json.loads(store.file_metadata("gold", name).get(GOLD_INPUTS, "{}"))
-        months = _months_to_recompute(previous, inputs) if store.exists("gold", name) else None
+        months = _months_to_recompute(previous, inputs)  # None without a previous table: every month
         table = _kpi_table(store, by, extracted, months)
         if months is not None:  # the other months' rows as the previous run computed them
             kept = store.read("gold", name).filter(~pl.col("month").dt.strftime("%Y-%m").is_in(sorted(months)))
