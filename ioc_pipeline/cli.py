@@ -35,6 +35,7 @@ from typing import Any
 
 import dagster as dg
 from dagster._core.execution.execution_result import ExecutionResult
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from ioc_pipeline import executors, progress, provinces, recovery, versions
 from ioc_pipeline.automation import (
@@ -51,7 +52,7 @@ from ioc_pipeline.resources import resolved
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL, EXIT_REFUSED = 0, 1, 2, 3, 4
 NOT_PUBLISHED_STATES = ("blocked", "file_refused")
-PARTITION_TAG = "dagster/partition"  # the former province of a province job's run
+PARTITION_TAG = PARTITION_NAME_TAG  # Dagster's: here the former province of a province job's run
 PROVINCE_PARTITIONS = dg.StaticPartitionsDefinition  # the province partitions' kind (layers.province_partitions)
 
 
