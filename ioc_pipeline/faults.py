@@ -3,8 +3,9 @@ environment variable `IOC_FAULT_AT` equals `name`, and does nothing otherwise.
 
     IOC_FAULT_AT=publish python -m ioc_pipeline.cli run   # dies inside the warehouse build, as on a power cut
 
-The variable is read once, at import: an unset variable costs one comparison per point. Points (each
-a one-line call where the pipeline is most fragile):
+The variable is read at each point (a dictionary lookup), not at import: a process forked from one that
+imported the pipeline (the crash tests' fork server) sees its own setting. Points (each a one-line call
+where the pipeline is most fragile):
 
     bronze_read    a delivered file is being read into bronze (dossier export)
     dlt_load       dlt has normalized the load package, the copy into the lake has not happened
@@ -21,10 +22,9 @@ import signal
 
 ENV = "IOC_FAULT_AT"
 POINTS = ("bronze_read", "dlt_load", "dlt_recorded", "silver", "gold", "publish")
-_AT = os.environ.get(ENV) or None
 
 
 def point(name: str) -> None:
     """Die here, at once and without clean-up, when `IOC_FAULT_AT` names this point."""
-    if _AT is not None and _AT == name:
+    if os.environ.get(ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)

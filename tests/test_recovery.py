@@ -29,6 +29,8 @@ from ioc_pipeline.assets import public_service
 from ioc_pipeline.policies import WAREHOUSE_POOL
 from ioc_pipeline.sources.files import pipeline as dlt_pipeline
 from ioc_pipeline.sources.files import stray_extracts, unfinished_files
+from tests import cli_process
+from tests.cli_process import CliProcess
 from tests.conftest import ENV_KEYS, Pipeline, failure_messages
 from tests.support import wait_for
 
@@ -53,26 +55,12 @@ def _deliver(landing: Path) -> int:
     return len(versions)
 
 
-def _default_signals() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-
-
-def _start(pipeline: Pipeline, fault: str | None = None) -> subprocess.Popen:
-    """`python -m ioc_pipeline.cli run` over the pipeline's data dir, as `make run` starts it."""
+def _start(pipeline: Pipeline, fault: str | None = None) -> CliProcess:
+    """`python -m ioc_pipeline.cli run` over the pipeline's data dir, as `make run` starts it (a process of its
+    own, forked from one that imported the packages: tests/cli_process.py)."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS and k != faults.ENV}
     env |= pipeline.env() | ({faults.ENV: fault} if fault else {})
-    log = (pipeline.root / f"cli-{fault or 'run'}.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "ioc_pipeline.cli", "run"],
-        cwd=pipeline.root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=_default_signals,
-    )
+    return cli_process.start(["run"], env, pipeline.root, pipeline.root / f"cli-{fault or 'run'}.log")
 
 
 def _cli_run(pipeline: Pipeline, fault: str | None = None) -> int:

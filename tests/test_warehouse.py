@@ -26,8 +26,8 @@ from ioc_pipeline.warehouse import BUILD_TABLE, ORPHANED, build, connect
 from tests.conftest import Pipeline, failure_messages
 
 DUCKDB_CLI = str(Path(sys.executable).with_name("duckdb"))
-READERS = 4
-REFRESHES = 5
+READERS = 3
+REFRESHES = 4
 
 
 class DuckCli:
