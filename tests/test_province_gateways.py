@@ -202,12 +202,16 @@ def test_each_province_loads_its_own_gateway_with_its_own_cursor(
     newest = {code: max(stamp for stamp, _ in served._keys) for code, (served, _) in gateways.items()}
     assert newest["93"] != newest["94"]  # otherwise the two cursors could not be told apart
     changed = {code: _later(served, 3 if code == "93" else 5, days=2) for code, (served, _) in gateways.items()}
+    loaded.extra_env["IOC_DOSSIER_API_RECONCILE_DAYS"] = "0"  # and each compares its counts per month with bronze
     results = loaded.refresh()
     assert succeeded(results), failure_messages(results)
     for code, (served, _) in gateways.items():
-        assert {r["updated_from"] for r in served.requests} == {(newest[code] - LOOKBACK).isoformat()}, code
+        pages = [r for r in served.requests if r["page_size"] != "1"]  # not the reconciliation's counts
+        assert {r["updated_from"] for r in pages} == {(newest[code] - LOOKBACK).isoformat()}, code
         metadata = _bronze_metadata(loaded, code)
         assert metadata["rows_loaded"] == len(changed[code]), code
+        # compared with its own province's versions only: every month equal (the other's would be "more in bronze")
+        assert metadata["reconciled"] and metadata["reconciliation_months_unequal"] == {}, code
     finished = loaded.query("select province_code, dossier_code from silver.dossiers where status_code = '10'")
     for code in CODES:
         assert set(changed[code]) <= {d for c, d in finished if c == code}, code
