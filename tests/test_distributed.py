@@ -1,11 +1,11 @@
 """The Dask executor (`IOC_EXECUTOR=dask`, ioc_pipeline/executors.py) on a real cluster: a scheduler and two
 worker processes started here on 127.0.0.1 (`python -m dask scheduler|worker`), the lake in a bucket of the local
 S3 server, a real DAGSTER_HOME. The delivery is two former provinces' (`IOC_PROVINCES=93,94`: Hậu Giang's small
-one, Sóc Trăng's sample with its newest month of dossiers only, to keep the runs few). `python -m ioc_pipeline.cli
-run` (what `make run` runs) with only the engine's settings added runs a run per province partition and a run per
-dossier month × province, side by side on both workers, and publishes the same warehouse as a run in one process
-of the same delivery. Which process ran a step is Dagster's own record: every event carries the pid of the
-process that wrote it."""
+one, Sóc Trăng's sample as of April 2022 only, its older snapshots and dossier months left out to keep the runs
+few). `python -m ioc_pipeline.cli run` (what `make run` runs) with only the engine's settings added runs a run per
+province partition and a run per dossier month × province, side by side on both workers, and publishes the same
+warehouse as a run in one process of the same delivery. Which process ran a step is Dagster's own record: every
+event carries the pid of the process that wrote it."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ PUBLISH_STEP = "publish__warehouse"
 COMPARED_SCHEMAS = ("silver", "gold", "quarantine")
 LOAD_ID = "_dlt_load_id"  # when bronze was loaded (quarantined rows keep it): differs between any two loads
 CODES = ("93", "94")  # the former provinces delivered: Hậu Giang (small), Sóc Trăng (the sample)
-KEPT_MONTH = "202204"  # Sóc Trăng's dossier exports: its newest month only (fewer month runs, same paths)
+KEPT_MONTH = "202204"  # the delivery of April 2022 only (Sóc Trăng's older snapshots and months left out: fewer runs)
 PROVINCIAL_STEPS = ("bronze__", "silver_")  # the steps of the province-partitioned assets
 
 
@@ -67,9 +67,8 @@ def _two_provinces(root: Path) -> Pipeline:
     pipeline.home.mkdir(parents=True)
     shutil.copy(LOCAL_INSTANCE, pipeline.home / "dagster.yaml")
     write_sample(["--province", ",".join(CODES), "--out", str(pipeline.landing)])
-    for export in (pipeline.landing / "94" / "public_service").glob("dossiers_*.ndjson"):
-        if not export.name.endswith(f"_{KEPT_MONTH}.ndjson"):
-            export.unlink()
+    for delivered in [p for p in pipeline.landing.rglob("*_*.*") if KEPT_MONTH not in p.name]:
+        delivered.unlink()
     delivered = time.time() - DELIVERED_AGO
     for path in pipeline.landing.rglob("*"):
         os.utime(path, (delivered, delivered))
