@@ -238,3 +238,38 @@ def test_a_gateway_down_fails_only_its_own_provinces_partition(
     assert dict(loaded.query("select province_code, count(*) from silver.dossiers group by 1")) == before
     alerts = loaded.query("select alert_id from ops.alerts where kind = 'province_load_failed'")
     assert alerts == [("province_load_failed:dossiers/93",)]
+
+
+def test_the_feed_status_judges_each_provinces_dossiers_by_its_own_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A province with a gateway is late after the API's 2 days without news, one without after the exports' 35."""
+    from datetime import date
+
+    from ioc_pipeline.assets import ops
+    from ioc_pipeline.feeds import feeds
+    from ioc_pipeline.lake import Lake, Landing
+
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("IOC_PROVINCES", ",".join(CODES))
+    monkeypatch.setenv("IOC_DOSSIER_API_URL_94", "http://127.0.0.1:9")
+    (tmp_path / "landing").mkdir()
+    settings = resources()["gateway"].process_config_and_initialize()
+    assert settings.api_provinces() == {"94"}
+    spec = next(f for f in feeds() if f.name == "dossiers")
+    inputs = ops.Inputs(
+        landing=Landing(str(tmp_path / "landing")),
+        lake=Lake(str(tmp_path / "lake")),
+        gates=pl.DataFrame(),
+        refused=pl.DataFrame(schema={"path": pl.String, "reason": pl.String, "reason_vi": pl.String}),
+        today=date(2022, 5, 1),
+        api=settings.api_provinces(),
+    )
+    rows = {code: ops.status_row(spec, inputs, province=code) for code in CODES}
+    assert spec.api_late_after != spec.late_after
+    assert (rows["94"]["late_after_days"], rows["93"]["late_after_days"]) == (
+        spec.api_late_after.days,
+        spec.late_after.days,
+    )
+    assert "API" in rows["94"]["reason_vi"] and "no file matching" in rows["93"]["reason_en"]
