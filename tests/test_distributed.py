@@ -132,11 +132,11 @@ def _steps(home: Path) -> list[StepRun]:
 
 
 @pytest.fixture(scope="module")
-def reference(s3_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    """The two provinces' delivery run in one process (the default executor), lake in the bucket."""
-    bucket_client(s3_server).mkdir(BUCKET)
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """The two provinces' delivery run in one process (the default executor), the lake a local folder (tests/test_s3.py
+    runs one process against the bucket; a local lake here spares the S3 server half the test's requests)."""
     pipeline = _two_provinces(tmp_path_factory.mktemp("reference") / "data")
-    _lake_env(pipeline, s3_server, "reference")
+    pipeline.extra_env.update(IOC_PROVINCES=",".join(CODES))
     results = pipeline.refresh()
     assert succeeded(results), failure_messages(results)
     return pipeline
@@ -146,7 +146,9 @@ def reference(s3_server: dict[str, str], tmp_path_factory: pytest.TempPathFactor
 def distributed(
     reference: Pipeline, s3_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Pipeline, Cluster, subprocess.CompletedProcess]:
-    """The same delivery (the files copied with their times) run by `cli run` on a two-worker Dask cluster."""
+    """The same delivery (the files copied with their times) run by `cli run` on a two-worker Dask cluster, the lake
+    in the bucket."""
+    bucket_client(s3_server).mkdir(BUCKET)
     root = tmp_path_factory.mktemp("distributed") / "data"
     pipeline = Pipeline(root)
     pipeline.home.mkdir(parents=True)
