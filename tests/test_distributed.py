@@ -213,6 +213,9 @@ def test_partitions_run_side_by_side_on_two_worker_processes(distributed) -> Non
     assert {code for _, code in found} == set(CODES) and {m for m, _ in found} == {f"month={m}" for m in months}
     bronze = bucket_client(pipeline.extra_env).glob(f"{BUCKET}/distributed/bronze/dossiers/*/*.parquet")
     assert {p.split("/")[-2] for p in bronze} == set(CODES)  # each province's dlt loads in its own folder
+    # and its own dlt state in the bucket: files named by the pipeline (`ioc_dossiers_93__<load id>__<hash>`)
+    states = bucket_client(pipeline.extra_env).ls(f"{BUCKET}/distributed/bronze/_dlt_pipeline_state")
+    assert {f"ioc_dossiers_{code}" for code in CODES} <= {p.rsplit("/", 1)[-1].split("__")[0] for p in states}
 
 
 @pytest.mark.slow  # a Dask cluster, an S3 server and two whole pipeline runs
