@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from ioc_pipeline import provinces
 from ioc_pipeline.lake import Lake, Landing
 from ioc_pipeline.metadata import TableDoc
 from ioc_pipeline.pii import resolve_key
@@ -106,8 +107,15 @@ def resources() -> dict[str, dg.ConfigurableResource]:
             path=setting("IOC_WAREHOUSE_PATH", os.path.join(base, "warehouse", "ioc.duckdb"))
         ),
         "gateway": DossierGatewayResource(
-            url=setting("IOC_DOSSIER_API_URL", ""),
-            token=setting("IOC_DOSSIER_API_TOKEN", ""),
+            url=setting(GATEWAY_URL, ""),
+            token=setting(GATEWAY_TOKEN, ""),
+            by_province={
+                code: ProvinceGateway(
+                    url=setting(f"{GATEWAY_URL}_{code}", ""), token=setting(f"{GATEWAY_TOKEN}_{code}", "")
+                )
+                for code in provinces.codes()
+                if os.environ.get(f"{GATEWAY_URL}_{code}")
+            },
             page_size=int_setting("IOC_DOSSIER_API_PAGE_SIZE", 20000),
             backoff_seconds=float(os.environ.get("IOC_DOSSIER_API_BACKOFF_SECONDS") or 1.0),
             max_attempts=int_setting("IOC_DOSSIER_API_MAX_ATTEMPTS", 6),
@@ -122,11 +130,26 @@ def resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
-class DossierGatewayResource(dg.ConfigurableResource):
-    """The provincial data-sharing gateway's dossier API; with no URL, the export files are read."""
+GATEWAY_URL = "IOC_DOSSIER_API_URL"
+GATEWAY_TOKEN = "IOC_DOSSIER_API_TOKEN"
+
+
+class ProvinceGateway(dg.Config):
+    """One former province's own gateway (`IOC_DOSSIER_API_URL_<code>`, `IOC_DOSSIER_API_TOKEN_<code>`): until
+    their one-stop-shop systems merge, each former province has its own."""
 
     url: str = ""
     token: str = ""
+
+
+class DossierGatewayResource(dg.ConfigurableResource):
+    """The data-sharing gateways' dossier API: a URL and token per former province (`by_province`), the unsuffixed
+    pair being the single province's, or the first listed one's; a province with no URL reads its export files.
+    The tuning settings are common to every gateway."""
+
+    url: str = ""  # IOC_DOSSIER_API_URL
+    token: str = ""
+    by_province: dict[str, ProvinceGateway] = {}  # code -> its own URL and token, when it has one
     page_size: int = 20000
     backoff_seconds: float = 1.0
     max_attempts: int = 6  # requests of one page before the load fails
@@ -135,11 +158,26 @@ class DossierGatewayResource(dg.ConfigurableResource):
     lookback_hours: int = 48  # asked again before the newest version loaded: late backdated versions
     reconcile_days: int = 7  # counts per month compared with the gateway's this often (0: every load)
 
+    def endpoint(self, code: str) -> tuple[str, str, str]:
+        """Former province `code`'s gateway: (URL, token, the token's setting), the URL empty when it has none.
+        Its own pair wins; the unsuffixed pair is the first listed province's (the single one's, as before
+        issue 15). A token never goes to another province's URL. The HTTP client is the dossier source's
+        (`sources.dossiers.Gateway.from_settings`): resources know no feed's client."""
+        own = self.by_province.get(code)
+        if own is not None and own.url.strip():
+            return own.url.strip(), own.token, f"{GATEWAY_TOKEN}_{code}"
+        if code == provinces.codes()[0] and self.url.strip():
+            return self.url.strip(), self.token, GATEWAY_TOKEN
+        return "", "", f"{GATEWAY_TOKEN}_{code}"
+
+    def api_provinces(self) -> frozenset[str]:
+        """The former provinces whose dossiers come through a gateway (the others' from export files)."""
+        return frozenset(code for code in provinces.codes() if self.endpoint(code)[0])
+
     @property
     def configured(self) -> bool:
-        """A gateway URL is set (otherwise the dossiers come from the export files). The HTTP client is
-        the dossier source's (`sources.dossiers.Gateway.from_settings`): resources know no feed's client."""
-        return bool(self.url.strip())
+        """Some province's dossiers come through a gateway."""
+        return bool(self.api_provinces())
 
 
 class PiiResource(dg.ConfigurableResource):

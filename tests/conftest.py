@@ -56,6 +56,7 @@ ENV_KEYS = (
     "IOC_LANDING_SETTLE_SECONDS",
     "IOC_REPORT_BASE_URL",
     "IOC_PROVINCES",
+    *(f"IOC_DOSSIER_API_{name}_{code}" for name in ("URL", "TOKEN") for code in ("92", "93", "94")),  # per province
 )
 NETWORK_ATTEMPTS: list[str] = []
 

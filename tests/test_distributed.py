@@ -1,9 +1,11 @@
 """The Dask executor (`IOC_EXECUTOR=dask`, ioc_pipeline/executors.py) on a real cluster: a scheduler and two
 worker processes started here on 127.0.0.1 (`python -m dask scheduler|worker`), the lake in a bucket of the local
-S3 server, a real DAGSTER_HOME. `python -m ioc_pipeline.cli run` (what `make run` runs) with only the engine's
-settings added runs a run per dossier month, side by side on both workers, and publishes the same warehouse as
-a run in one process of the same delivery. Which process ran a step is Dagster's own record: every event carries
-the pid of the process that wrote it."""
+S3 server, a real DAGSTER_HOME. The delivery is two former provinces' (`IOC_PROVINCES=93,94`: Hậu Giang's small
+one, Sóc Trăng's sample as of April 2022 only, its older snapshots and dossier months left out to keep the runs
+few). `python -m ioc_pipeline.cli run` (what `make run` runs) with only the engine's settings added runs a run per
+province partition and a run per dossier month × province, side by side on both workers, and publishes the same
+warehouse as a run in one process of the same delivery. Which process ran a step is Dagster's own record: every
+event carries the pid of the process that wrote it."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +23,22 @@ from dagster._core.events import RunFailureReason
 
 from ioc_pipeline import executors
 from ioc_pipeline.assets.public_service import MONTHS
+from ioc_pipeline.cli import PARTITION_TAG, PROVINCES_JOB
 from ioc_pipeline.definitions import build_defs
 from ioc_pipeline.policies import WAREHOUSE_POOL
+from ioc_pipeline.sample.__main__ import main as write_sample
 from ioc_pipeline.sample.cluster import WAREHOUSE_WORKER, Cluster, local_cluster
 from ioc_pipeline.sample.s3 import bucket_client
 from ioc_pipeline.warehouse import BUILD_TABLE
-from tests.conftest import NETWORK_ATTEMPTS, REPO, Pipeline, failure_messages, new_pipeline, succeeded
+from tests.conftest import (
+    DELIVERED_AGO,
+    LOCAL_INSTANCE,
+    NETWORK_ATTEMPTS,
+    REPO,
+    Pipeline,
+    failure_messages,
+    succeeded,
+)
 
 BUCKET = "ioc-dask"
 PARTITION_JOB = "dossier_months"
@@ -34,10 +47,32 @@ PUBLISH_STEP = "publish__warehouse"
 # Compared between the two runs: the published tables of these schemas (ops says when and by which run)
 COMPARED_SCHEMAS = ("silver", "gold", "quarantine")
 LOAD_ID = "_dlt_load_id"  # when bronze was loaded (quarantined rows keep it): differs between any two loads
+CODES = ("93", "94")  # the former provinces delivered: Hậu Giang (small), Sóc Trăng (the sample)
+KEPT_MONTH = "202204"  # the delivery of April 2022 only (Sóc Trăng's older snapshots and months left out: fewer runs)
+PROVINCIAL_STEPS = ("bronze__", "silver_")  # the steps of the province-partitioned assets
 
 
 def _lake_env(pipeline: Pipeline, aws: dict[str, str], prefix: str) -> None:
-    pipeline.extra_env.update(aws, IOC_LAKE_DIR=f"s3://{BUCKET}/{prefix}", RUNTIME__DLTHUB_TELEMETRY="false")
+    pipeline.extra_env.update(
+        aws,
+        IOC_LAKE_DIR=f"s3://{BUCKET}/{prefix}",
+        IOC_PROVINCES=",".join(CODES),
+        RUNTIME__DLTHUB_TELEMETRY="false",
+    )
+
+
+def _two_provinces(root: Path) -> Pipeline:
+    """Each former province's delivery under `<landing>/<code>/`, settled (delivered long ago)."""
+    pipeline = Pipeline(root)
+    pipeline.home.mkdir(parents=True)
+    shutil.copy(LOCAL_INSTANCE, pipeline.home / "dagster.yaml")
+    write_sample(["--province", ",".join(CODES), "--out", str(pipeline.landing)])
+    for delivered in [p for p in pipeline.landing.rglob("*_*.*") if KEPT_MONTH not in p.name]:
+        delivered.unlink()
+    delivered = time.time() - DELIVERED_AGO
+    for path in pipeline.landing.rglob("*"):
+        os.utime(path, (delivered, delivered))
+    return pipeline
 
 
 def _published(pipeline: Pipeline) -> dict[str, list[tuple]]:
@@ -56,10 +91,21 @@ def _published(pipeline: Pipeline) -> dict[str, list[tuple]]:
 class StepRun:
     run_id: str
     job: str
+    partition: str | None  # the former province of a province job's run
     step: str
     pid: int
     started: float
     ended: float
+
+
+def _overlap(steps: list[StepRun], apart: str = "run_id") -> bool:
+    """Two of `steps`, of different runs (or `apart`: different province partitions), ran at the same time in
+    different processes."""
+    return any(
+        getattr(a, apart) != getattr(b, apart) and a.pid != b.pid and a.started < b.ended and b.started < a.ended
+        for a in steps
+        for b in steps
+    )
 
 
 def _steps(home: Path) -> list[StepRun]:
@@ -78,17 +124,19 @@ def _steps(home: Path) -> list[StepRun]:
                         starts[event.step_key] = (event.pid, entry.timestamp)
                     elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
                         ends[event.step_key] = entry.timestamp
+                partition = run.tags.get(PARTITION_TAG)
                 for step, (pid, started) in starts.items():
-                    found.append(StepRun(run.run_id, run.job_name, step, pid, started, ends.get(step, started)))
+                    ended = ends.get(step, started)
+                    found.append(StepRun(run.run_id, run.job_name, partition, step, pid, started, ended))
     return found
 
 
 @pytest.fixture(scope="module")
-def reference(s3_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    """The sample delivery run in one process (the default executor), lake in the bucket."""
-    bucket_client(s3_server).mkdir(BUCKET)
-    pipeline = new_pipeline(tmp_path_factory.mktemp("reference") / "data")
-    _lake_env(pipeline, s3_server, "reference")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """The two provinces' delivery run in one process (the default executor), the lake a local folder (tests/test_s3.py
+    runs one process against the bucket; a local lake here spares the S3 server half the test's requests)."""
+    pipeline = _two_provinces(tmp_path_factory.mktemp("reference") / "data")
+    pipeline.extra_env.update(IOC_PROVINCES=",".join(CODES))
     results = pipeline.refresh()
     assert succeeded(results), failure_messages(results)
     return pipeline
@@ -98,7 +146,9 @@ def reference(s3_server: dict[str, str], tmp_path_factory: pytest.TempPathFactor
 def distributed(
     reference: Pipeline, s3_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Pipeline, Cluster, subprocess.CompletedProcess]:
-    """The same delivery (the files copied with their times) run by `cli run` on a two-worker Dask cluster."""
+    """The same delivery (the files copied with their times) run by `cli run` on a two-worker Dask cluster, the lake
+    in the bucket."""
+    bucket_client(s3_server).mkdir(BUCKET)
     root = tmp_path_factory.mktemp("distributed") / "data"
     pipeline = Pipeline(root)
     pipeline.home.mkdir(parents=True)
@@ -129,12 +179,21 @@ def test_partitions_run_side_by_side_on_two_worker_processes(distributed) -> Non
     steps = _steps(pipeline.home)
     workers = set(cluster.workers.values())
     assert steps and {s.pid for s in steps} <= workers, done.stdout[-3000:]  # no step ran in the run's process
+    # the province partitions: a run of the province job per former province, side by side on both workers
+    provincial = [s for s in steps if s.job == PROVINCES_JOB and s.step.startswith(PROVINCIAL_STEPS)]
+    assert {s.partition for s in provincial} == set(CODES)
+    assert len({(s.run_id, s.partition) for s in provincial}) == len(CODES)  # one run per province
+    assert {s.pid for s in provincial} == workers  # the province partitions' steps went to both workers
+    assert _overlap(provincial, apart="partition")  # two provinces' steps at the same time, on different workers
+    dossiers = {s.partition: s.pid for s in provincial if s.step == "bronze__dossiers"}
+    assert sorted(dossiers) == sorted(CODES)  # each province's dossiers loaded by its own partition's step
+    # the month partitions (a month of a former province each): a run per partition, side by side on both workers
     months = [s for s in steps if s.job == PARTITION_JOB and s.step == PARTITION_STEP]
-    assert len(months) >= 2 and len({s.run_id for s in months}) == len(months)  # a run per month
+    assert len(months) >= 2 and len({s.run_id for s in months}) == len(months)  # a run per month × province
     assert {s.pid for s in months} == workers  # the months went to both workers
-    # two of them ran at the same time on different workers
-    assert any(a.pid != b.pid and a.started < b.ended and b.started < a.ended for a in months for b in months)
-    # the feeds' dlt loads went to both workers too, one IOC_DLT_DIR between them (a pipeline folder per feed)
+    assert _overlap(months)  # two of them ran at the same time on different workers
+    # the feeds' dlt loads went to both workers too, one IOC_DLT_DIR between them (a pipeline folder per feed and
+    # province)
     assert {s.pid for s in steps if s.step.startswith("bronze__")} == workers
     # the warehouse is written on the worker with the warehouse resource only
     publishes = [s for s in steps if s.step == PUBLISH_STEP]
@@ -145,17 +204,28 @@ def test_partitions_run_side_by_side_on_two_worker_processes(distributed) -> Non
         with dg.DagsterInstance.get() as instance:
             pools = instance.event_log_storage.get_concurrency_keys()
             months = instance.get_dynamic_partitions(MONTHS.name)
-    # (a partition is a month of a former province: `2022-04|94`, the sample's one province)
-    assert len(months) >= 2 and {f"silver/dossiers[{m}|94]" for m in months} | {WAREHOUSE_POOL} <= pools
-    # each month in its own lake partition of the bucket
-    silver = bucket_client(pipeline.extra_env).glob(f"{BUCKET}/distributed/silver/dossiers/*/*.parquet")
-    assert sorted(p.split("/")[-2] for p in silver) == [f"month={m}" for m in sorted(months)]
+    # (a partition is a month of a former province: `2022-04|94`; a province partition `bronze/dossiers[93]`)
+    partitions = {f"silver/dossiers[{m}|{code}]" for m in months for code in CODES}
+    assert len(months) >= 2 and partitions | {f"bronze/dossiers[{code}]" for code in CODES} | {WAREHOUSE_POOL} <= pools
+    # each month of each province in its own lake partition of the bucket
+    silver = bucket_client(pipeline.extra_env).glob(f"{BUCKET}/distributed/silver/dossiers/*/*/*.parquet")
+    found = {tuple(p.split("/")[-3:-1]) for p in silver}
+    assert {code for _, code in found} == set(CODES) and {m for m, _ in found} == {f"month={m}" for m in months}
+    bronze = bucket_client(pipeline.extra_env).glob(f"{BUCKET}/distributed/bronze/dossiers/*/*.parquet")
+    assert {p.split("/")[-2] for p in bronze} == set(CODES)  # each province's dlt loads in its own folder
+    # and its own dlt state in the bucket: files named by the pipeline (`ioc_dossiers_93__<load id>__<hash>`)
+    states = bucket_client(pipeline.extra_env).ls(f"{BUCKET}/distributed/bronze/_dlt_pipeline_state")
+    assert {f"ioc_dossiers_{code}" for code in CODES} <= {p.rsplit("/", 1)[-1].split("__")[0] for p in states}
 
 
 @pytest.mark.slow  # a Dask cluster, an S3 server and two whole pipeline runs
 def test_the_distributed_run_publishes_what_one_process_publishes(reference: Pipeline, distributed) -> None:
     pipeline, _, _ = distributed
     assert pipeline.scorecard() == reference.scorecard()
+    scopes = {
+        (code, scope) for code, scope in pipeline.query("select province_code, province_scope from gold.ioc_scorecard")
+    }
+    assert scopes == {("93", "former_province"), ("94", "former_province"), ("92", "merged_city")}
     ours, theirs = _published(pipeline), _published(reference)
     assert sorted(ours) == sorted(theirs)
     for table in theirs:

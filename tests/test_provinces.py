@@ -12,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import polars as pl
 import pytest
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
@@ -333,3 +334,34 @@ def _parsed(line: str) -> object:
         return json.loads(line)
     except json.JSONDecodeError:
         return None
+
+
+def test_a_provinces_batch_has_its_own_files_columns_whatever_the_other_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bronze is read as the union of every province's files: 93's rows take only the columns of 93's own files
+    (not 94's workbook's extra `stt`, nor an optional column only 94 delivered), in their own order, whether or
+    not 94 loaded first (side by side on a cluster, either may)."""
+    from ioc_pipeline.assets.layers import own_columns, province_of_rows
+    from ioc_pipeline.lake import Lake
+
+    monkeypatch.setenv("IOC_PROVINCES", "93,94")
+    lake = Lake(str(tmp_path / "lake"))
+    folder = tmp_path / "lake" / "bronze" / "bts"
+    ours = pl.DataFrame({"_source_file": ["93/a.csv"], "station_code": ["A"], "commune": ["X"]})
+    theirs = pl.DataFrame({"_source_file": ["94/b.xlsx"], "stt": ["1"], "address": ["Y"], "station_code": ["B"]})
+    (folder / "93").mkdir(parents=True)
+    ours.write_parquet(folder / "93" / "1.parquet")
+
+    def batch(code: str) -> pl.DataFrame:
+        rows = lake.scan("bronze", "bts").filter(province_of_rows() == code).collect()
+        return own_columns(lake, rows, "bts", code)
+
+    alone = batch("93")
+    (folder / "94").mkdir()
+    theirs.write_parquet(folder / "94" / "1.parquet")
+    assert lake.scan("bronze", "bts").collect().columns == ["_source_file", "station_code", "commune", "stt", "address"]
+    assert batch("93").equals(alone) and alone.columns == ours.columns
+    assert batch("94").columns == theirs.columns and batch("94").height == 1
+    monkeypatch.setenv("IOC_PROVINCES", "94")  # one province: as read
+    assert own_columns(lake, lake.scan("bronze", "bts").collect(), "bts", "94").width == 5

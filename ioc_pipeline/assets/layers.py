@@ -526,6 +526,7 @@ def gated_silver(
         code = context.partition_key
         if store.exists("bronze", feed.table):
             rows = store.scan("bronze", feed.table).filter(province_of_rows() == code).collect()
+            rows = own_columns(store, rows, feed.table, code)
             if not rows.is_empty():
                 delivered = spec.batch(rows).with_row_index(gate.ROW_ID)
                 yield from gate_and_write(context, store, spec, delivered, alerts.webhook_url or None, code)
@@ -535,6 +536,24 @@ def gated_silver(
         yield from not_delivered(context, spec)
 
     return _silver
+
+
+def own_columns(store: Lake, rows: pl.DataFrame, table: str, code: str) -> pl.DataFrame:
+    """A former province's bronze rows with the columns of its own files only, in their order. Bronze is scanned
+    as the union of every province's files, so a column only another province delivered (a `STT` of its workbook,
+    an optional column its files have and these lack) reads as nulls here, and where the union puts a column
+    depends on which files exist: with the province's own columns, its quarantine keeps what it delivered whether
+    or not another province loaded first (their steps run side by side on a cluster). One province: as read."""
+    if not provinces.several():
+        return rows
+    prefix = f"{store.root}/bronze/{table}/"
+    first = provinces.codes()[0]
+    names: dict[str, None] = {}
+    for file in store.files("bronze", table):
+        folder = file.removeprefix(prefix).rpartition("/")[0].split("/", 1)[0]
+        if folder == code or (code == first and folder not in provinces.codes()):  # the first's: the legacy files too
+            names.update(dict.fromkeys(pl.read_parquet_schema(f"{store.protocol}{file}")))
+    return rows.select([name for name in names if name in rows.columns])
 
 
 def not_delivered(context: dg.AssetExecutionContext, spec: GatedTable) -> Iterator[dg.MaterializeResult]:

@@ -94,7 +94,7 @@ class Inputs:
     gates: pl.DataFrame
     refused: pl.DataFrame  # ops/refused_files (path, sha256, reason, reason_vi), empty when absent
     today: date
-    api: bool  # the dossiers come through the gateway API
+    api: frozenset[str]  # the former provinces whose dossiers come through a gateway API
 
 
 def _refused_files(store: Lake) -> pl.DataFrame:
@@ -140,7 +140,7 @@ def status_row(spec: feeds.FeedSpec, inputs: Inputs, carrier: str | None = None,
     if carrier and spec.source.partition_of:
         files = [f for f in files if spec.source.partition_of(f.path) == carrier]
     newest = _newest(files)
-    api = table == "dossiers" and inputs.api
+    api = table == "dossiers" and province in inputs.api
     column = "updated_at" if table == "dossiers" else "snapshot_date"
     published = _published(inputs.lake, table, column, carrier, province)
     late_after = spec.api_late_after if api and spec.api_late_after else spec.late_after
@@ -251,7 +251,7 @@ def ops_feed_status(
         gates=outcomes.read(store),
         refused=_refused_files(store),
         today=now.date(),
-        api=gateway.configured,
+        api=gateway.api_provinces(),
     )
     table = feed_status(inputs, now)
     store.write(table, "ops", "feed_status")

@@ -3,7 +3,7 @@
     gateway API (incremental on NgayCapNhat) or landing/public_service/dossiers_YYYYMM.ndjson
         ▼ dlt, Arrow batches; ChuHoSo → applicant_id (HMAC) before anything is written
     bronze/dossiers            every version as delivered, append-only, with its month of receipt; a partition
-        │                      per former province (its exports; the gateway: the first province's)
+        │                      per former province (its own gateway, IOC_DOSSIER_API_URL_<code>, else its exports)
         ▼ per month × former province partition (`2022-04|93`): newest version of each MaHoSo, typed, gated
     silver/dossiers ─┬─────────► quarantine/dossiers (per month and province)
         │            └ check procedure_code_in_catalog (warning: unknown codes are kept)
@@ -282,21 +282,22 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             key = pii.hmac_key()
         except PiiKeyError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
-        code = context.partition_key  # the former province whose exports (and, the first one, gateway) it loads
+        code = context.partition_key  # the former province whose gateway (else its exports) it loads
+        webhook = alerts.webhook_url or None
+        api = source.Gateway.from_settings(gateway, code)  # its own gateway (the unsuffixed one: the first's)
         try:
             where = landing.landing()
             feed, partition = next((f, p) for c, f, p in provinces.deliveries(source.FEED, where) if c == code)
-            # one gateway, read into the first former province's partition; each province's own export files
-            api = source.Gateway.from_settings(gateway) if code == provinces.codes()[0] else None
+            mine = layers.province_of_rows() == code if partition else None  # what its gateway is compared with
             try:
                 loaded = source.ingest(
                     store, lake.dlt_dir, where, key, api, settle_seconds=landing.settle_seconds, feed=feed,
-                    partition=partition,
+                    partition=partition, rows=mine,
                 )  # fmt: skip
             except Exception as error:  # one province's broken export load fails its own partition only
                 if api is not None or not provinces.partitioned():
                     raise  # the gateway's failures are retried as a whole step (NETWORK_RETRY)
-                why = layers.province_load_failed(context, store, source.FEED, code, error, alerts.webhook_url or None)
+                why = layers.province_load_failed(context, store, source.FEED, code, error, webhook)
                 raise dg.Failure(
                     description=f"{TABLE}: the load of former province {code} failed: {why}",
                     metadata={"provinces_load_failed": {code: why}},
@@ -305,12 +306,14 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
         except Exception as error:  # dlt wraps the source's errors: report the cause, clearly
             cause = _root_cause(error)
             if isinstance(cause, source.GatewayAuthError):
-                raise dg.Failure(description=str(cause), allow_retries=False) from None
+                raise _gateway_failed(context, store, code, api, cause, webhook) from None
             if isinstance(cause, source.GatewayError):  # after the source's own retries of the page
-                raise retry_network_failure(context, cause, gateway.step_retries) from cause
+                retried = retry_network_failure(context, cause, gateway.step_retries)
+                if isinstance(retried, dg.Failure):  # no step retry left: the province's partition fails
+                    retried = _gateway_failed(context, store, code, api, retried, webhook)
+                raise retried from cause
             raise
         report = loaded.report
-        webhook = alerts.webhook_url or None
         files, checks = deliveries.report_deliveries(context, store, source.FEED, report, webhook, partition)
         gateway_stats = loaded.gateway
         context.log.info(f"dossiers: {report.rows} versions loaded ({loaded.mode}); months changed: {loaded.months}")
@@ -325,13 +328,37 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             "months_registered": registered,
             "dlt_load_ids": report.load_ids,
         }
-        if gateway_stats:
+        if gateway_stats and api is not None:
+            metadata["gateway"] = api.host  # which gateway fed the partition (never its token)
             metadata.update(gateway_stats.metadata())
         else:
             metadata.update(files)
         return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _bronze
+
+
+def _gateway_failed(
+    context: dg.AssetExecutionContext,
+    store: Lake,
+    code: str,
+    api: source.Gateway | None,
+    cause: Exception,
+    webhook: str | None,
+) -> dg.Failure:
+    """The final failure of a former province's gateway load (a refused token, or the step's retries spent):
+    with several provinces, logged and alerted as a province's failed load (the others' runs go on)."""
+    host = api.host if api is not None else ""
+    description = getattr(cause, "description", None) or str(cause)
+    if not provinces.partitioned():
+        return dg.Failure(description=description, allow_retries=False, metadata={"gateway": host})
+    error = source.GatewayError(f"the gateway {host} failed: {description}")
+    why = layers.province_load_failed(context, store, source.FEED, code, error, webhook)
+    return dg.Failure(
+        description=f"{TABLE}: the load of former province {code} from the gateway {host} failed: {description}",
+        metadata={"provinces_load_failed": {code: why}, "gateway": host},
+        allow_retries=False,
+    )
 
 
 def _rows(frame: pl.LazyFrame) -> int:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -459,16 +459,20 @@ class Gateway:
     first_updated_from: datetime = datetime(FIRST_MONTH.year, FIRST_MONTH.month, 1, tzinfo=TZ)
     lookback: timedelta = timedelta(days=2)  # asked again before the cursor: late, backdated versions
     reconcile_every: timedelta = timedelta(days=7)  # counts per month compared with the gateway's
+    token_setting: str = "IOC_DOSSIER_API_TOKEN"  # named when the gateway refuses the token
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Gateway | None:
-        """The client from the `gateway` resource's settings (`resources.DossierGatewayResource`);
-        None when no URL is set: the export files are read instead."""
-        if not settings.url.strip():
+    def from_settings(cls, settings: Any, code: str | None = None) -> Gateway | None:
+        """The client from the `gateway` resource's settings (`resources.DossierGatewayResource`): former
+        province `code`'s gateway (`settings.endpoint`), or without `code` the unsuffixed one; None when no URL
+        is set: the export files are read instead."""
+        url, token, token_setting = settings.endpoint(code) if code else (settings.url.strip(), settings.token, "")
+        if not url:
             return None
         return cls(
-            url=settings.url.strip(),
-            token=settings.token,
+            url=url,
+            token=token,
+            token_setting=token_setting or cls.token_setting,
             page_size=settings.page_size,
             backoff=settings.backoff_seconds,
             max_attempts=settings.max_attempts,
@@ -476,6 +480,12 @@ class Gateway:
             lookback=timedelta(hours=settings.lookback_hours),
             reconcile_every=timedelta(days=settings.reconcile_days),
         )
+
+    @property
+    def host(self) -> str:
+        """Which gateway, for metadata and messages: its host and port, never a credential of the URL."""
+        parts = urlsplit(self.url)
+        return f"{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
 
 
 @dataclass
@@ -526,7 +536,7 @@ def _page_request(
             if answer.status_code in (401, 403):
                 raise GatewayAuthError(
                     f"the dossier gateway refused the token (HTTP {answer.status_code}) for {where}: "
-                    "check IOC_DOSSIER_API_TOKEN (not retried)"
+                    f"check {gateway.token_setting} (not retried)"
                 )
             if answer.status_code != 429 and answer.status_code < 500:
                 raise GatewayError(f"the dossier gateway answered HTTP {answer.status_code} for {where}")
@@ -632,18 +642,25 @@ def _version_keys(frame: pl.DataFrame | pl.LazyFrame) -> Any:
     )
 
 
+def _bronze(lake: Lake, rows: pl.Expr | None) -> pl.LazyFrame:
+    """Bronze's dossier versions of the gateway being loaded: `rows` (its former province's), or all."""
+    bronze = lake.scan("bronze", TABLE)
+    return bronze if rows is None else bronze.filter(rows)
+
+
 class Versions:
     """The versions bronze holds from `since` on (and those of this load so far): a version answered
     again (the look-back window, a reconciliation, a page shifted by a new version) is not appended
-    twice. Same dossier, same NgayCapNhat, same delivered content: the same version."""
+    twice. Same dossier, same NgayCapNhat, same delivered content: the same version. `rows`: which of
+    bronze's rows are this gateway's (its former province's; None: all)."""
 
-    def __init__(self, lake: Lake, since: datetime) -> None:
+    def __init__(self, lake: Lake, since: datetime, rows: pl.Expr | None = None) -> None:
         known = pl.DataFrame(
             schema={"dossier_code": pl.String, UPDATED_AT: pl.Datetime("us", "UTC"), "_content": pl.UInt64}
         )
         if lake.exists("bronze", TABLE):
             window = pl.col(UPDATED_AT).is_null() | (pl.col(UPDATED_AT) >= _utc(since))
-            found = _version_keys(lake.scan("bronze", TABLE).select(*CONTENT, UPDATED_AT).filter(window)).collect()
+            found = _version_keys(_bronze(lake, rows).select(*CONTENT, UPDATED_AT).filter(window)).collect()
             known = pl.concat([known, found.cast(known.schema)])
         self.known = known.unique()
 
@@ -668,7 +685,13 @@ def _boundaries(first: datetime, until: datetime) -> list[datetime]:
 
 
 def reconcile(
-    lake: Lake, gateway: Gateway, session: requests.Session, stats: GatewayStats, until: datetime, sleep: Callable
+    lake: Lake,
+    gateway: Gateway,
+    session: requests.Session,
+    stats: GatewayStats,
+    until: datetime,
+    sleep: Callable,
+    rows: pl.Expr | None = None,
 ) -> datetime | None:
     """Versions per month of NgayCapNhat, the gateway's against bronze's, up to the cursor (`until`); the
     start of the first month where bronze holds fewer, counted from the first month on (versions the
@@ -682,7 +705,8 @@ def reconcile(
     its versions (each appended once); those whose NgayCapNhat it cannot read (quarantined in silver)
     belong to no month and count from the first one on. A month where bronze holds more (versions also
     delivered as export files, or twice by a load from before the de-duplication) is reported, not
-    pulled. A gateway that answers no `total`: everything is pulled again.
+    pulled. A gateway that answers no `total`: everything is pulled again. Bronze's rows are those of
+    `rows` (the gateway's former province: another province's versions are no versions of this gateway).
     """
     starts = _boundaries(gateway.first_updated_from, until)
     totals: dict[datetime, int] = {}
@@ -699,7 +723,7 @@ def reconcile(
         local = pl.col(UPDATED_AT).dt.convert_time_zone(parsing.TIMEZONE)
         in_range = pl.col(UPDATED_AT).is_between(_utc(starts[0]), _utc(until), closed="left")
         counted = (
-            lake.scan("bronze", TABLE)
+            _bronze(lake, rows)
             .select(UPDATED_AT)
             .filter(in_range | pl.col(UPDATED_AT).is_null())
             .group_by(local.dt.strftime("%Y-%m").alias("month"))
@@ -731,11 +755,22 @@ def _cursor(state: dict[str, Any]) -> datetime | None:
 
 
 def gateway_resource(
-    gateway: Gateway, key: bytes, stats: GatewayStats, lake: Lake, sleep: Callable = time.sleep
+    gateway: Gateway,
+    key: bytes,
+    stats: GatewayStats,
+    lake: Lake,
+    sleep: Callable = time.sleep,
+    partition: str | None = None,
+    rows: pl.Expr | None = None,
 ) -> Any:
     """Pages of dossier versions changed since the newest one loaded, minus the look-back window (versions
     published late with an older NgayCapNhat); every so often, from the first month whose count differs
-    from the gateway's (`reconcile`). A version bronze already holds is not appended again."""
+    from the gateway's (`reconcile`). A version bronze already holds is not appended again.
+
+    With a former province's `partition` (its gateway, `IOC_DOSSIER_API_URL_<code>`), a page's rows are named
+    `<code>/gateway /dossiers?…` (a row's province is the first folder of its source, as for files), and only
+    bronze's `rows` of that province are compared with the gateway's: the cursor is in the province's own dlt
+    state (`ioc_dossiers_<code>`)."""
     import dlt
     import requests
 
@@ -756,12 +791,12 @@ def gateway_resource(
                 last is None or now - datetime.fromisoformat(str(last)) >= gateway.reconcile_every
             ):
                 stats.reconciled = True
-                short = reconcile(lake, gateway, session, stats, cursor, sleep)
+                short = reconcile(lake, gateway, session, stats, cursor, sleep, rows)
                 if short is not None:
                     since = min(since, short)
             since_text = since.astimezone(TZ).isoformat()
             stats.updated_from = since_text
-            versions = Versions(lake, since)
+            versions = Versions(lake, since, rows)
             paging = Paging(gateway.page_size)
 
             def fetch(number: int) -> tuple[Page, pa.Table | None, str]:
@@ -773,8 +808,9 @@ def gateway_resource(
                 if not page.records.height:
                     return page, None, where
                 stats.rows += page.records.height
-                rows = range(1, page.records.height + 1)
-                return page, to_bronze(page.records, key, where, rows, snapshot, None), where
+                numbers = range(1, page.records.height + 1)
+                named = f"{partition}/{where}" if partition else where
+                return page, to_bronze(page.records, key, named, numbers, snapshot, None), where
 
             number, total_pages, newest = 1, 1, cursor
             ahead = fetcher.submit(fetch, 1)
@@ -834,20 +870,22 @@ def ingest(
     settle_seconds: float = SETTLE_SECONDS,
     feed: Feed = FEED,
     partition: str | None = None,
+    rows: pl.Expr | None = None,
 ) -> DossierIngest:
     """Load what is new into bronze: from the gateway when configured, else from the export files (`feed`:
-    the dossier feed under a former province's landing folder, loaded into its `partition` of bronze)."""
+    the dossier feed under a former province's landing folder, loaded into its `partition` of bronze; `rows`:
+    which of bronze's rows are that province's, those a gateway's versions are compared with)."""
     report = IngestReport()
     stats = GatewayStats() if gateway else None
     ahead = DigestsAhead()
     candidates, fates = survey(feed, landing, settle_seconds)
     if gateway:  # the export files wait: the gateway is the source while it is configured
         why = (
-            "the gateway API is configured (IOC_DOSSIER_API_URL): export files are not read",
-            "đang dùng API của trục liên thông (IOC_DOSSIER_API_URL): không đọc tệp xuất",
+            f"the gateway API is configured ({gateway.host}): export files are not read",
+            f"đang dùng API của trục liên thông ({gateway.host}): không đọc tệp xuất",
         )
         fates += [fate_of(feed, c.file, "ignored", *why) for c in candidates]
-        resource = gateway_resource(gateway, key, stats or GatewayStats(), lake, sleep)
+        resource = gateway_resource(gateway, key, stats or GatewayStats(), lake, sleep, partition, rows)
     else:
         refused = refused_earlier(lake, TABLE, partition)
         resource = export_resource(landing, report, key, ahead, candidates=candidates, refused=refused, feed=feed)
