@@ -106,50 +106,82 @@ class PeakRss:
         return {name: round(peak / 2**20, 1) for name, peak in self.peaks.items()}
 
 
-def partitioned_runs(data: Path) -> list[dict]:
-    """The runs of the partitioned jobs (from the definitions) and their partitioned steps: start, end, seconds."""
+def _partitioned_steps(instance, run_id: str, assets: set[str]) -> list[dict]:  # noqa: ANN001 - a DagsterInstance
+    """The steps of a run that materialized some of `assets`: pid, seconds."""
     import dagster as dg
 
+    steps: dict[str, dict] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        step = steps.setdefault(event.step_key, {"assets": set()})
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            step["start"], step["pid"] = entry.timestamp, event.pid
+        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            step["end"] = entry.timestamp
+        elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION and event.asset_key:
+            step["assets"].add(event.asset_key.to_python_identifier())
+    return [
+        {"step": key, "pid": s.get("pid"), "seconds": round(s["end"] - s["start"], 3)}
+        for key, s in steps.items()
+        if "start" in s and "end" in s and s["assets"] & assets  # the steps that materialized them
+    ]
+
+
+def partitioned_runs(data: Path) -> dict[str, list[dict]]:
+    """The runs of the partitioned jobs (from the definitions) and their partitioned steps: start, end, seconds.
+    `months`: the month ranges of the partitioned feeds (dossier months × province); `provinces`: a run per former
+    province of the province job (each province's bronze and silver of the snapshot feeds, its dossier bronze)."""
+    from ioc_pipeline.cli import PARTITION_TAG, PROVINCE_PARTITIONS, PROVINCES_JOB
     from ioc_pipeline.definitions import PARTITIONED_FEEDS, defs
 
-    jobs = {feed.job_name for feed in PARTITIONED_FEEDS}
+    month_jobs = {feed.job_name for feed in PARTITIONED_FEEDS}
     graph = defs.resolve_asset_graph()
-    partitioned = {key.to_python_identifier() for feed in PARTITIONED_FEEDS for key in feed.assets.resolve(graph)}
-    found = []
+    by_month = {key.to_python_identifier() for feed in PARTITIONED_FEEDS for key in feed.assets.resolve(graph)}
+    by_province = {
+        key.to_python_identifier()
+        for key in graph.get_all_asset_keys()
+        if isinstance(graph.get(key).partitions_def, PROVINCE_PARTITIONS)
+    }
+    found: dict[str, list[dict]] = {"months": [], "provinces": []}
     with _instance(data) as instance:
         for run in instance.get_runs():
             start = run.tags.get("dagster/asset_partition_range_start")
-            if run.job_name not in jobs or start is None:
+            if run.job_name in month_jobs and start is not None:
+                end = run.tags.get("dagster/asset_partition_range_end")
+                kind, partitions, assets = "months", f"{start}..{end}", by_month
+            elif run.job_name == PROVINCES_JOB and PARTITION_TAG in run.tags:
+                kind, partitions, assets = "provinces", run.tags[PARTITION_TAG], by_province
+            else:
                 continue
             stats = instance.get_run_stats(run.run_id)
-            steps = {}
-            for entry in instance.all_logs(run.run_id):
-                event = entry.dagster_event
-                if event is None or event.step_key is None:
-                    continue
-                step = steps.setdefault(event.step_key, {"assets": set()})
-                if event.event_type == dg.DagsterEventType.STEP_START:
-                    step["start"], step["pid"] = entry.timestamp, event.pid
-                elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-                    step["end"] = entry.timestamp
-                elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION and event.asset_key:
-                    step["assets"].add(event.asset_key.to_python_identifier())
-            work = [
-                {"step": key, "pid": s.get("pid"), "seconds": round(s["end"] - s["start"], 3)}
-                for key, s in steps.items()
-                if "start" in s and "end" in s and s["assets"] & partitioned  # the steps that materialized them
-            ]
-            found.append(
+            found[kind].append(
                 {
                     "job": run.job_name,
-                    "partitions": f"{start}..{run.tags.get('dagster/asset_partition_range_end')}",
+                    "partitions": partitions,
                     "status": run.status.value,
                     "start": stats.start_time,
                     "end": stats.end_time,
-                    "steps": work,
+                    "steps": _partitioned_steps(instance, run.run_id, assets),
                 }
             )
-    return sorted(found, key=lambda r: r["start"] or 0)
+    return {kind: sorted(runs, key=lambda r: r["start"] or 0) for kind, runs in found.items()}
+
+
+def _phase(runs: list[dict], pids: dict[int, str]) -> tuple[float | None, list[dict]]:
+    """The phase's wall seconds (first run's start to the last one's end) and the runs, steps named by worker."""
+    for run in runs:
+        for step in run["steps"]:
+            step["worker"] = pids.get(step.pop("pid"), "?")
+    starts = [r["start"] for r in runs if r["start"]]
+    ends = [r["end"] for r in runs if r["end"]]
+    listed = [
+        {k: v for k, v in r.items() if k not in ("start", "end")}
+        | {"run_seconds": round(r["end"] - r["start"], 2) if r["start"] and r["end"] else None}
+        for r in runs
+    ]
+    return (round(max(ends) - min(starts), 2) if starts and ends else None), listed
 
 
 def run_with_workers(
@@ -176,22 +208,17 @@ def run_with_workers(
         sys.stderr.write(measured.stdout[-4000:] + measured.stderr[-8000:])
         raise SystemExit(f"the run on {workers} worker(s) failed (see above)")
     runs = partitioned_runs(data)
-    for run in runs:
-        for step in run["steps"]:
-            step["worker"] = pids.get(step.pop("pid"), "?")
-    starts = [r["start"] for r in runs if r["start"]]
-    ends = [r["end"] for r in runs if r["end"]]
+    month_phase, month_runs = _phase(runs["months"], pids)
+    province_phase, province_runs = _phase(runs["provinces"], pids)
     return {
         "workers": workers,
         "wall_seconds": round(measured.seconds, 2),
         "orchestrator_peak_rss_mb": round(measured.peak_rss_mb, 1),  # cli run and the runs' processes it spawns
         "worker_peak_rss_mb": rss.mb(),
-        "partitioned_phase_seconds": round(max(ends) - min(starts), 2) if starts and ends else None,
-        "partition_runs": [
-            {k: v for k, v in r.items() if k not in ("start", "end")}
-            | {"run_seconds": round(r["end"] - r["start"], 2) if r["start"] and r["end"] else None}
-            for r in runs
-        ],
+        "partitioned_phase_seconds": month_phase,
+        "partition_runs": month_runs,
+        "province_phase_seconds": province_phase,
+        "province_runs": province_runs,
         "load": load,
     }
 
@@ -205,22 +232,23 @@ def markdown(result: dict) -> str:
         f"{result['started_at']}, {result['machine']['cores']} cores ({result['machine']['cpu_model']}), "
         f"commit {result['versions'].get('git_commit')}" + (" (LOADED: not to be quoted)" if result["loaded"] else ""),
         "",
-        "| workers | cli run (s) | partitioned phase (s) | speed-up (run) | speed-up (partitions) "
-        "| peak RSS per worker (MB) |",
-        "|---|---|---|---|---|---|",
+        "| workers | cli run (s) | province phase (s) | partitioned phase (s) | speed-up (run) "
+        "| speed-up (provinces) | speed-up (partitions) | peak RSS per worker (MB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for part in result["parts"]:
         speed = result["speed_up"].get(str(part["workers"]), {})
         lines.append(
-            f"| {part['workers']} | {part['wall_seconds']} | {part['partitioned_phase_seconds']} | "
-            f"{speed.get('run', '-')} | {speed.get('partitioned_phase', '-')} | "
+            f"| {part['workers']} | {part['wall_seconds']} | {part.get('province_phase_seconds')} | "
+            f"{part['partitioned_phase_seconds']} | {speed.get('run', '-')} | {speed.get('province_phase', '-')} | "
+            f"{speed.get('partitioned_phase', '-')} | "
             + ", ".join(f"{n} {mb}" for n, mb in part["worker_peak_rss_mb"].items())
             + " |"
         )
-    lines += ["", "Per partition (the partitioned step's seconds, and the worker that ran it):", ""]
+    lines += ["", "Per partition (the partitioned steps' seconds, and the worker that ran each):", ""]
     lines += ["| workers | partitions | step | worker | seconds |", "|---|---|---|---|---|"]
     for part in result["parts"]:
-        for run in part["partition_runs"]:
+        for run in part.get("province_runs", []) + part["partition_runs"]:
             for step in run["steps"]:
                 cells = [part["workers"], run["partitions"], step["step"], step["worker"], step["seconds"]]
                 lines.append("| " + " | ".join(map(str, cells)) + " |")
@@ -274,9 +302,12 @@ def main(argv: list[str] | None = None) -> dict:
     result["speed_up"] = {
         str(p["workers"]): {
             "run": round(base["wall_seconds"] / p["wall_seconds"], 2),
-            "partitioned_phase": round(base["partitioned_phase_seconds"] / p["partitioned_phase_seconds"], 2)
-            if base["partitioned_phase_seconds"] and p["partitioned_phase_seconds"]
-            else None,
+            **{
+                phase: round(base[f"{phase}_seconds"] / p[f"{phase}_seconds"], 2)
+                if base[f"{phase}_seconds"] and p[f"{phase}_seconds"]
+                else None
+                for phase in ("province_phase", "partitioned_phase")
+            },
         }
         for p in result["parts"]
     }

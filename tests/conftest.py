@@ -88,6 +88,7 @@ LONGEST_FIRST = (
     "tests/test_report.py",
     "tests/test_procedures.py",
     "tests/test_deliveries.py",
+    "tests/test_province_gateways.py",  # two gateway servers, two provinces: about 50 s
     "tests/test_recovery.py",
     "tests/test_distributed.py",  # about 2.5 min alone: a Dask cluster, two whole runs
     "tests/test_bench.py",

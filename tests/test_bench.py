@@ -124,8 +124,16 @@ def test_scale_out_scenario_measures_a_part_per_worker_count(tmp_path: Path) -> 
         assert all(r["status"] == "SUCCESS" and len(r["steps"]) == 1 for r in runs)
         assert {s["worker"] for r in runs for s in r["steps"]} <= set(part["worker_peak_rss_mb"])
         assert 0 < part["partitioned_phase_seconds"] < part["wall_seconds"]
-    assert found["speed_up"] == {"2": {"run": 1.0, "partitioned_phase": 1.0}}  # the first part is the reference
+        # the province job's run per former province (the sample's one, 94): its bronze and snapshot-feed silver
+        provinces = part["province_runs"]
+        assert [(r["partitions"], r["status"]) for r in provinces] == [("94", "SUCCESS")]
+        steps = {s["step"] for s in provinces[0]["steps"]}
+        assert {"bronze__dossiers", "silver_procedures"} <= steps, steps
+        assert {s["worker"] for s in provinces[0]["steps"]} <= set(part["worker_peak_rss_mb"])
+        assert 0 < part["province_phase_seconds"] < part["wall_seconds"]
+    # the first part is the reference
+    assert found["speed_up"] == {"2": {"run": 1.0, "province_phase": 1.0, "partitioned_phase": 1.0}}
     assert all(len(p["load"]["load_before"]) == len(p["load"]["load_after"]) == 3 for p in found["parts"])
     markdown = files[0].with_suffix(".md").read_text()
-    assert "| workers | cli run (s) | partitioned phase (s)" in markdown
+    assert "| workers | cli run (s) | province phase (s) | partitioned phase (s)" in markdown
     assert ("LOADED" in markdown) == bool(found["loaded"])
