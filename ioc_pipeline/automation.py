@@ -247,6 +247,14 @@ def recent_run(job: dg.JobDefinition, when: datetime, instance: dg.DagsterInstan
 # --- schedule ---------------------------------------------------------------------------------
 
 
+# Both nightly schedules tick at the same moment (`_nightly_moment` judges it), running from the start.
+NIGHTLY: dict[str, Any] = {
+    "cron_schedule": NIGHTLY_CRON,
+    "execution_timezone": TIMEZONE,
+    "default_status": dg.DefaultScheduleStatus.RUNNING,
+}
+
+
 def _nightly_moment(context: dg.ScheduleEvaluationContext) -> datetime | dg.SkipReason:
     """The tick's local (Vietnam) time, or why it is no nightly tick (a tick evaluated by hand at another hour)."""
     when = context.scheduled_execution_time
@@ -265,10 +273,8 @@ def nightly_schedule(
 
     @dg.schedule(
         name="nightly_refresh",
-        cron_schedule=NIGHTLY_CRON,
-        execution_timezone=TIMEZONE,
         job=job,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        **NIGHTLY,
         description=f"Every asset at {NIGHTLY_HOUR:02d}:00 {TIMEZONE}; the months delivered: this and last "
         "month (else the newest delivered).",
     )
@@ -296,10 +302,8 @@ def nightly_provinces_schedule(
 
     @dg.schedule(
         name="nightly_provinces",
-        cron_schedule=NIGHTLY_CRON,
-        execution_timezone=TIMEZONE,
         job=job,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        **NIGHTLY,
         description=f"Each former province's snapshot feeds at {NIGHTLY_HOUR:02d}:00 {TIMEZONE}, a run per "
         "province partition, each going on downstream (gold, the scorecard, the warehouse).",
     )

@@ -174,11 +174,7 @@ def bronze_asset(feed: Feed, group: str, description: str, doc: TableDoc | None 
         except Exception as error:
             if not provinces.partitioned():
                 raise
-            why = province_load_failed(context, store, feed, code, error, alerts.webhook_url or None)
-            raise dg.Failure(  # this province's partition fails; the other provinces' runs go on
-                description=f"{feed.table}: the load of former province {code} failed: {why}",
-                metadata={"provinces_load_failed": {code: why}},
-            ) from error
+            raise province_failure(context, store, feed, code, error, alerts.webhook_url or None) from error
         files, checks = deliveries.report_deliveries(
             context, store, feed, report, alerts.webhook_url or None, provinces.lake_partition(code)
         )
@@ -217,18 +213,15 @@ def province_load_failed(
     return repr(error)
 
 
-def with_failed_loads(check: dg.AssetCheckResult, failed: dict[str, str]) -> dg.AssetCheckResult:
-    """The files-readable check fails while a province's load failed, naming it."""
-    if check.check_name != deliveries.READABLE_CHECK:
-        return check
-    named = "; ".join(f"former province {code}: load failed ({why})" for code, why in failed.items())
-    return dg.AssetCheckResult(
-        asset_key=check.asset_key,
-        check_name=check.check_name,
-        passed=False,
-        severity=check.severity,
-        description=f"{named}; {check.description}" if check.passed is False else named,
-        metadata={**(check.metadata or {}), "provinces_load_failed": dg.MetadataValue.json(failed)},
+def province_failure(
+    context: dg.AssetExecutionContext, store: Lake, feed: Feed, code: str, error: Exception, webhook: str | None
+) -> dg.Failure:
+    """The failure that fails a former province's partition only (logged and alerted by `province_load_failed`):
+    the other provinces' runs go on."""
+    why = province_load_failed(context, store, feed, code, error, webhook)
+    return dg.Failure(
+        description=f"{feed.table}: the load of former province {code} failed: {why}",
+        metadata={"provinces_load_failed": {code: why}},
     )
 
 

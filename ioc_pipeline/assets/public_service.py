@@ -297,11 +297,7 @@ def bronze_dossiers_asset(retry_policy: dg.RetryPolicy | None = None) -> dg.Asse
             except Exception as error:  # one province's broken export load fails its own partition only
                 if api is not None or not provinces.partitioned():
                     raise  # the gateway's failures are retried as a whole step (NETWORK_RETRY)
-                why = layers.province_load_failed(context, store, source.FEED, code, error, webhook)
-                raise dg.Failure(
-                    description=f"{TABLE}: the load of former province {code} failed: {why}",
-                    metadata={"provinces_load_failed": {code: why}},
-                ) from error
+                raise layers.province_failure(context, store, source.FEED, code, error, webhook) from error
             faults.point("dlt_recorded")
         except Exception as error:  # dlt wraps the source's errors: report the cause, clearly
             cause = _root_cause(error)
