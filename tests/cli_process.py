@@ -68,7 +68,3 @@ class CliProcess:
     def send_signal(self, sig: int) -> None:
         if self._process.exitcode is None:
             os.kill(self.pid, sig)
-
-
-def start(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> CliProcess:
-    return CliProcess(args, env, cwd, log)

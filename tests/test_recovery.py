@@ -29,7 +29,6 @@ from ioc_pipeline.assets import public_service
 from ioc_pipeline.policies import WAREHOUSE_POOL
 from ioc_pipeline.sources.files import pipeline as dlt_pipeline
 from ioc_pipeline.sources.files import stray_extracts, unfinished_files
-from tests import cli_process
 from tests.cli_process import CliProcess
 from tests.conftest import ENV_KEYS, Pipeline, failure_messages
 from tests.support import wait_for
@@ -60,7 +59,7 @@ def _start(pipeline: Pipeline, fault: str | None = None) -> CliProcess:
     own, forked from one that imported the packages: tests/cli_process.py)."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS and k != faults.ENV}
     env |= pipeline.env() | ({faults.ENV: fault} if fault else {})
-    return cli_process.start(["run"], env, pipeline.root, pipeline.root / f"cli-{fault or 'run'}.log")
+    return CliProcess(["run"], env, pipeline.root, pipeline.root / f"cli-{fault or 'run'}.log")
 
 
 def _cli_run(pipeline: Pipeline, fault: str | None = None) -> int:
